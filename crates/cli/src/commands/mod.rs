@@ -1,0 +1,3 @@
+pub mod info;
+pub mod summary;
+pub mod train;

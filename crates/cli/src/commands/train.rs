@@ -1,0 +1,171 @@
+//! `facerec train`: one experiment config to a run directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+
+use facerec_eval::mnist::MnistEval;
+use facerec_train::checkpoint;
+use facerec_train::config::{default_run_dir, Config};
+use facerec_train::data::DataConfig;
+use facerec_train::{Observer, Outcome, StepStats, Trainer};
+
+pub const EXAMPLES: &str = "Examples:
+  facerec train configs/mnist_lenetpp_center.toml
+  facerec train configs/mnist_lenetpp_center.toml --set loss.lambda=0.1 --name mnist_lambda0.1
+  facerec train configs/mnist_lenetpp_center.toml --resume";
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The experiment config (TOML).
+    pub config: PathBuf,
+    /// Override a config value, e.g. `--set loss.lambda=0.01` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Run directory [default: runs/<NAME or config file stem>].
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Run name, for the default run directory.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Continue from the run directory's latest valid checkpoint.
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Delete the run directory's checkpoints and metrics and start again.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
+    let config = Config::load(&args.config, &args.sets)?;
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&args.config, args.name.as_deref()));
+    prepare_run_dir(&run_dir, args.resume, args.overwrite)?;
+
+    let train = config.data.open_train().context("opening the training data")?;
+    let mut evaluator = match &config.data {
+        DataConfig::Mnist(m) => MnistEval::load(&m.dir, m.test_limit).context("opening the MNIST test set")?,
+    };
+    let mut trainer = Trainer::new(config.clone(), &run_dir, train.source.num_classes())?;
+    tracing::info!("device: {}", facerec_model::device::describe(trainer.device()));
+    if args.resume {
+        match trainer.resume()? {
+            Some(path) => tracing::info!("resuming from {}", path.display()),
+            None => tracing::warn!("no checkpoint in {}: starting from scratch", run_dir.display()),
+        }
+    }
+    let stop = trainer.stop_flag();
+    ctrlc::set_handler(move || {
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let mut progress = Progress::new(quiet);
+    let summary = trainer.fit(train.source, train.flip, Some(&mut evaluator), &mut progress)?;
+    drop(progress);
+    if summary.outcome == Outcome::Interrupted {
+        println!(
+            "interrupted at step {}; checkpoint {}; continue with --resume",
+            summary.steps,
+            summary.last_checkpoint.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+        );
+        return Ok(());
+    }
+
+    let report = evaluator.run(&trainer.parts())?;
+    let png = run_dir.join("features.png");
+    let lambda = config.loss.lambda;
+    let title = if lambda > 0.0 {
+        format!("softmax + center loss (lambda {lambda}, alpha {}): test features", config.loss.alpha)
+    } else {
+        "softmax loss: test features".to_owned()
+    };
+    report.write_scatter(&png, &title, trainer.parts().centers)?;
+    let json = serde_json::json!({
+        "config": args.config,
+        "lambda": lambda,
+        "alpha": config.loss.alpha,
+        "steps": summary.steps,
+        "epochs": trainer.state().epoch,
+        "train_seconds": summary.train_s,
+        "data_wait_seconds": summary.data_wait_s,
+        "test_accuracy": report.accuracy,
+        "clusters": report.clusters,
+        "scatter_png": png,
+    });
+    let report_path = run_dir.join("report.json");
+    facerec_data::fsutil::atomic_write_bytes(&report_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    println!(
+        "{}: test accuracy {:.2}%, intra-class distance {:.3} (ratio to inter-class {:.3}), {} steps in {:.0} s; {}",
+        run_dir.display(),
+        100.0 * report.accuracy,
+        report.clusters.intra_to_mean,
+        report.clusters.ratio,
+        summary.steps,
+        summary.train_s + summary.data_wait_s,
+        png.display()
+    );
+    Ok(())
+}
+
+/// Refuses to mix two runs in one directory.
+fn prepare_run_dir(run_dir: &Path, resume: bool, overwrite: bool) -> anyhow::Result<()> {
+    let has_checkpoints = !checkpoint::list(run_dir).is_empty();
+    if overwrite {
+        for name in ["checkpoints", "steps.jsonl", "metrics.jsonl", "report.json", "features.png", "model.safetensors"] {
+            let p = run_dir.join(name);
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+            } else if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+        }
+    } else if has_checkpoints && !resume {
+        bail!(
+            "{} holds checkpoints of an earlier run: pass --resume to continue it or --overwrite to start again",
+            run_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar over the steps (a tracing span drawn by tracing-indicatif).
+struct Progress {
+    span: Option<tracing::Span>,
+    smoothed: Option<f64>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Progress { span: (!quiet).then(|| tracing::info_span!("train")), smoothed: None }
+    }
+}
+
+impl Observer for Progress {
+    fn on_start(&mut self, start: usize, total: usize) {
+        if let Some(span) = &self.span {
+            span.pb_set_style(
+                &indicatif::ProgressStyle::with_template(
+                    "{span_name} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} steps, eta {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            span.pb_set_length(total as u64);
+            span.pb_set_position(start as u64);
+            span.pb_start();
+        }
+    }
+
+    fn on_step(&mut self, s: &StepStats) {
+        let loss = match self.smoothed {
+            Some(prev) => 0.95 * prev + 0.05 * s.loss,
+            None => s.loss,
+        };
+        self.smoothed = Some(loss);
+        if let Some(span) = &self.span {
+            span.pb_inc(1);
+            span.pb_set_message(&format!("loss {loss:.3} lr {:.0e}", s.lr));
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! `facerec`: train and evaluate face recognition models with center loss (Wen et al., ECCV
+//! 2016) on libtorch. Subcommands stay thin: parse, call the library crates, print.
+
+// Printing results is this binary's job.
+#![allow(clippy::print_stdout)]
+
+mod commands;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Face recognition with center loss (Wen et al., ECCV 2016) on libtorch.
+#[derive(Debug, Parser)]
+#[command(name = "facerec", version, propagate_version = true, arg_required_else_help = true)]
+#[command(after_help = "Examples:\n  facerec train configs/mnist_lenetpp_center.toml\n  \
+    facerec summary runs/mnist_*\n  facerec info")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Only warnings and errors on stderr, no progress bars.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a model from an experiment config (TOML).
+    #[command(after_help = commands::train::EXAMPLES)]
+    Train(commands::train::TrainArgs),
+    /// Print the results table of finished runs (MNIST toy experiment).
+    #[command(after_help = "Example:\n  facerec summary runs/mnist_lenetpp_softmax runs/mnist_lenetpp_center")]
+    Summary(commands::summary::SummaryArgs),
+    /// Show the device libtorch runs on, its threads and whether CUDA is linked.
+    Info,
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  facerec completions bash > ~/.local/share/bash-completion/completions/facerec")]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.quiet, cli.verbose);
+    let result = match cli.command {
+        Command::Train(args) => commands::train::run(args, cli.quiet),
+        Command::Summary(args) => commands::summary::run(args),
+        Command::Info => commands::info::run(),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "facerec", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Data for facerec: MNIST for the paper's toy experiment, and (from `faces` on) face images,
+//! identity-labelled datasets, 5-landmark alignment and parallel batch loading.
+
+pub mod error;
+pub mod fsutil;
+pub mod idx;
+pub mod loader;
+pub mod mnist;
+pub mod normalize;
+pub mod paths;
+pub mod pixels;
+
+pub use error::{DataError, Result};

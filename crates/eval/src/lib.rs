@@ -1,0 +1,10 @@
+//! Evaluation for facerec: classification accuracy and feature-space statistics, the paper's
+//! 2-D feature plots, and (with the face pipeline) LFW verification and identification.
+
+pub mod clusters;
+pub mod error;
+pub mod features;
+pub mod mnist;
+pub mod plot;
+
+pub use error::{EvalError, Result};

@@ -1,0 +1,86 @@
+//! Evaluation of the paper's MNIST toy experiment: test accuracy, cluster compactness, and the
+//! scatter plot of the 2-D test features (Wen et al. 2016, Fig. 2 and 3).
+
+use std::path::Path;
+
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+use facerec_data::mnist::{Mnist, Split};
+use facerec_train::{Evaluator, ModelParts};
+
+use crate::clusters::{cluster_stats, ClusterStats};
+use crate::error::Result;
+use crate::features::extract;
+use crate::plot::scatter_2d;
+
+/// The MNIST test set, ready to evaluate models on.
+pub struct MnistEval {
+    images: Tensor,
+    labels: Tensor,
+}
+
+/// What [`MnistEval::run`] measures.
+#[derive(Debug, Serialize)]
+pub struct MnistReport {
+    pub accuracy: f64,
+    pub clusters: ClusterStats,
+    /// Test features `[N, d]`.
+    #[serde(skip)]
+    pub features: Tensor,
+    #[serde(skip)]
+    pub labels: Tensor,
+}
+
+impl MnistEval {
+    /// Loads the test split from `dir`, the first `limit` images when given.
+    pub fn load(dir: &Path, limit: Option<usize>) -> Result<Self> {
+        let mut test = Mnist::load(dir, Split::Test)?;
+        if let Some(n) = limit {
+            test.truncate(n);
+        }
+        let (images, labels) = test.to_tensors()?;
+        Ok(MnistEval { images, labels })
+    }
+
+    /// Accuracy, cluster statistics and features of a model on the test set.
+    pub fn run(&self, model: &ModelParts<'_>) -> Result<MnistReport> {
+        let _guard = tch::no_grad_guard();
+        let features = extract(model.backbone, &self.images, 500, model.device)?;
+        let logits = model
+            .head
+            .fc
+            .forward(&features.f_to_device(model.device)?)?
+            .f_to_device(tch::Device::Cpu)?;
+        let correct = logits.f_argmax(-1, false)?.f_eq_tensor(&self.labels)?.f_sum(Kind::Float)?;
+        let accuracy = f64::try_from(correct)? / self.labels.size()[0].max(1) as f64;
+        let clusters = cluster_stats(&features, &self.labels, 10, model.centers)?;
+        Ok(MnistReport { accuracy, clusters, features, labels: self.labels.shallow_clone() })
+    }
+}
+
+impl MnistReport {
+    /// The scatter of 2-D features (first two dimensions otherwise), with `centers` marked.
+    pub fn write_scatter(&self, path: &Path, title: &str, centers: Option<&Tensor>) -> Result<()> {
+        let xy = |t: &Tensor| -> Result<Vec<(f32, f32)>> {
+            let t = t.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?.f_narrow(1, 0, 2)?.f_contiguous()?;
+            let flat = Vec::<f32>::try_from(t.f_flatten(0, -1)?)?;
+            Ok(flat.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+        };
+        let points = xy(&self.features)?;
+        let labels = Vec::<i64>::try_from(&self.labels)?;
+        let centers = centers.map(xy).transpose()?;
+        scatter_2d(path, title, &points, &labels, centers.as_deref())
+    }
+}
+
+impl Evaluator for MnistEval {
+    fn evaluate(&mut self, model: &ModelParts<'_>) -> facerec_train::Result<Vec<(String, f64)>> {
+        let r = self.run(model)?;
+        Ok(vec![
+            ("test_accuracy".into(), r.accuracy),
+            ("intra_to_mean".into(), r.clusters.intra_to_mean),
+            ("intra_inter_ratio".into(), r.clusters.ratio),
+        ])
+    }
+}

@@ -1,0 +1,141 @@
+//! Center loss, Wen, Zhang, Li, Qiao, "A Discriminative Feature Learning Approach for Deep Face
+//! Recognition", ECCV 2016, Sec. 3.2; reference code: caffe-face `center_loss_layer.cpp`.
+//!
+//! **Loss** (Eq. 2), normalised by the batch size M as caffe-face does and as the softmax
+//! term is: `L_C = 1/(2M) * sum_i ||x_i - c_{y_i}||^2`.
+//! With the batch-mean softmax loss this keeps the paper's balance `L = L_S + lambda * L_C`
+//! (the paper writes both terms as sums over the batch; dividing both by M changes nothing
+//! but the learning rate's scale).
+//!
+//! **Backward** (Eq. 3): the features receive `lambda * (x_i - c_{y_i}) / M`; the centers receive
+//! no gradient. [`CenterLoss::forward`] builds this gradient explicitly rather than
+//! differentiating through the centers: the table is a non-trainable variable that autograd
+//! never sees.
+//!
+//! **Center update** (Eq. 4), once per iteration, from the batch's (detached) features:
+//! `dc_j = sum_i [y_i = j] (c_j - x_i) / (1 + n_j)`, `c_j <- c_j - alpha * dc_j`, with n_j the
+//! number of samples of class j in the batch. Classes absent from the batch do not move. The
+//! work is O(batch x dim) whatever the number of classes: the batch's labels are made unique
+//! and the sums gathered with `index_add_`.
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+use crate::error::{LossError, Result};
+use crate::softmax::check_labels;
+
+/// `[loss]` settings of center loss.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CenterLossConfig {
+    /// Weight of L_C in `L_S + lambda * L_C` (the paper's face model: 0.003). 0 = softmax only.
+    pub lambda: f64,
+    /// Center learning rate of Eq. 4, in [0, 1] (the paper: 0.5).
+    pub alpha: f64,
+}
+
+impl Default for CenterLossConfig {
+    fn default() -> Self {
+        CenterLossConfig { lambda: 0.003, alpha: 0.5 }
+    }
+}
+
+impl CenterLossConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
+            return Err(LossError::Config(format!("lambda must be >= 0, got {}", self.lambda)));
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(LossError::Config(format!("alpha must be in [0, 1], got {}", self.alpha)));
+        }
+        Ok(())
+    }
+}
+
+/// The center table and the two hyper-parameters.
+#[derive(Debug)]
+pub struct CenterLoss {
+    centers: Tensor,
+    config: CenterLossConfig,
+}
+
+/// One forward pass of [`CenterLoss`].
+#[derive(Debug)]
+pub struct CenterLossOutput {
+    /// `L_C`, a detached scalar, for logging.
+    pub loss: Tensor,
+    /// A scalar to add to the objective: its value is `lambda * L_C`, its gradient with respect
+    /// to the features is `lambda * (x_i - c_{y_i}) / M`, and it has none for the centers.
+    pub objective: Tensor,
+}
+
+impl CenterLoss {
+    /// A zero-initialised `[num_classes, feature_dim]` center table named `centers` under `p`,
+    /// saved with the model but never given to the optimiser.
+    pub fn new(p: &nn::Path, num_classes: i64, feature_dim: i64, config: CenterLossConfig) -> Result<Self> {
+        config.validate()?;
+        let centers = p.f_zeros_no_train("centers", &[num_classes, feature_dim])?;
+        Ok(CenterLoss { centers, config })
+    }
+
+    pub fn centers(&self) -> &Tensor {
+        &self.centers
+    }
+
+    pub fn config(&self) -> CenterLossConfig {
+        self.config
+    }
+
+    /// `(x_i - c_{y_i})` for the batch, detached from the graph: `[batch, dim]`.
+    fn offsets(&self, features: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let classes = self.centers.size()[0];
+        check_labels(labels, features, classes)?;
+        let dim = self.centers.size()[1];
+        if features.size()[1] != dim {
+            return Err(LossError::Shape {
+                what: "features",
+                expected: format!("[batch, {dim}] (the center table's width)"),
+                got: features.size(),
+            });
+        }
+        let c = self.centers.f_index_select(0, labels)?; // [batch, dim]
+        Ok(features.f_detach()?.f_to_kind(c.kind())?.f_sub(&c)?)
+    }
+
+    /// `L_C = 1/(2M) sum_i ||x_i - c_{y_i}||^2` and its gradient `(x_i - c_{y_i}) / M`.
+    pub fn value_and_grad(&self, features: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
+        let m = features.size()[0].max(1) as f64;
+        let d = self.offsets(features, labels)?;
+        let value = d.f_square()?.f_sum(d.kind())?.f_div_scalar(2.0 * m)?;
+        let grad = d.f_div_scalar(m)?;
+        Ok((value, grad))
+    }
+
+    /// Loss value and the objective term described in [`CenterLossOutput`].
+    pub fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<CenterLossOutput> {
+        let (loss, grad) = self.value_and_grad(features, labels)?;
+        let lambda = self.config.lambda;
+        // (x - x.detach()) is zero but carries the identity gradient, so the product's
+        // gradient with respect to x is exactly lambda * grad.
+        let surrogate = features.f_sub(&features.f_detach()?)?.f_mul(&grad)?.f_sum(grad.kind())?;
+        let objective = surrogate.f_add(&loss)?.f_mul_scalar(lambda)?;
+        Ok(CenterLossOutput { loss, objective })
+    }
+
+    /// The paper's Eq. 4 step on the centers of the classes present in the batch.
+    pub fn update_centers(&self, features: &Tensor, labels: &Tensor) -> Result<()> {
+        tch::no_grad(|| -> Result<()> {
+            let d = self.offsets(features, labels)?; //                 [batch, dim] = x_i - c_{y_i}
+            let (classes, inverse, counts) = labels.f_internal_unique2(true, true, true)?;
+            let dim = d.size()[1];
+            let sums = Tensor::f_zeros([classes.size()[0], dim], (d.kind(), d.device()))?
+                .f_index_add_(0, &inverse, &d)?; //                      [classes, dim] = sum_i (x_i - c_j)
+            let denom = counts.f_to_kind(d.kind())?.f_add_scalar(1.0)?.f_unsqueeze(1)?;
+            // c_j - alpha * dc_j with dc_j = sum_i (c_j - x_i) / (1 + n_j) = -sums / (1 + n_j)
+            let step = sums.f_div(&denom)?.f_mul_scalar(self.config.alpha)?;
+            let mut centers = self.centers.shallow_clone();
+            let _ = centers.f_index_add_(0, &classes, &step)?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! The softmax loss: a fully connected classifier on the features followed by the
+//! cross-entropy with the identity labels, averaged over the batch (caffe's
+//! `SoftmaxWithLoss`, normalised by the batch size). In Wen et al. (ECCV 2016) Eq. 2 this is
+//! L_S, the term that keeps features separable; the classifier is caffe-face's `fc6`/`ip2`.
+
+use tch::{nn, Kind, Tensor};
+
+use facerec_model::layers::Linear;
+
+use crate::error::{LossError, Result};
+
+/// Classifier head plus cross-entropy.
+#[derive(Debug)]
+pub struct SoftmaxLoss {
+    pub fc: Linear,
+    num_classes: i64,
+}
+
+/// What one forward pass of [`SoftmaxLoss`] gives.
+#[derive(Debug)]
+pub struct SoftmaxOutput {
+    /// Mean cross-entropy over the batch, part of the autograd graph.
+    pub loss: Tensor,
+    /// `[batch, num_classes]`.
+    pub logits: Tensor,
+}
+
+impl SoftmaxLoss {
+    /// A classifier `feature_dim -> num_classes`, its variables under `p` (`weight`, `bias`).
+    pub fn new(p: &nn::Path, feature_dim: i64, num_classes: i64) -> Self {
+        SoftmaxLoss { fc: Linear::new(p / "fc", feature_dim, num_classes, true), num_classes }
+    }
+
+    pub fn num_classes(&self) -> i64 {
+        self.num_classes
+    }
+
+    pub fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<SoftmaxOutput> {
+        check_labels(labels, features, self.num_classes)?;
+        let logits = self.fc.forward(features).map_err(|e| match e {
+            facerec_model::ModelError::Torch(t) => LossError::Torch(t),
+            other => LossError::Config(other.to_string()),
+        })?; // [batch, num_classes]
+        let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0)?;
+        Ok(SoftmaxOutput { loss, logits })
+    }
+}
+
+/// Labels must be a 1-D int64 tensor as long as the batch, each in `0..classes`.
+pub(crate) fn check_labels(labels: &Tensor, features: &Tensor, classes: i64) -> Result<()> {
+    let fs = features.size();
+    if fs.len() != 2 {
+        return Err(LossError::Shape { what: "features", expected: "[batch, dim]".into(), got: fs });
+    }
+    let ls = labels.size();
+    if ls != [fs[0]] || labels.kind() != Kind::Int64 {
+        return Err(LossError::Shape {
+            what: "labels",
+            expected: format!("int64 [{}], one per feature", fs[0]),
+            got: ls,
+        });
+    }
+    if fs[0] > 0 {
+        let (lo, hi) = (i64::try_from(labels.f_min()?)?, i64::try_from(labels.f_max()?)?);
+        for label in [lo, hi] {
+            if label < 0 || label >= classes {
+                return Err(LossError::Label { label, classes });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! LeNets++, the toy network of Wen et al., "A Discriminative Feature Learning Approach for
+//! Deep Face Recognition", ECCV 2016, Sec. 3.1 and Fig. 2: three stages of two 5x5 convolutions
+//! (32, 64, 128 channels, stride 1, padding 2) each followed by a 2x2 max pooling, then a fully
+//! connected layer to a 2-D feature so that features can be plotted. PReLU after every layer.
+//! Reference: caffe-face `mnist_example/mnist_train_test.prototxt` (ip1 of 2 outputs + PReLU;
+//! the classifier ip2 belongs to the softmax loss in `facerec-losses`).
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+use crate::backbone::{check_input, Backbone};
+use crate::error::Result;
+use crate::layers::{max_pool2, Conv2d, Linear, PRelu};
+
+/// Settings of [`LenetPp`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LenetPpConfig {
+    /// Size of the feature (the paper: 2).
+    #[serde(default = "default_feature_dim")]
+    pub feature_dim: i64,
+    /// Input channels (MNIST: 1).
+    #[serde(default = "one")]
+    pub in_channels: i64,
+    /// Input side in pixels (MNIST: 28).
+    #[serde(default = "default_side")]
+    pub input_size: i64,
+}
+
+fn default_feature_dim() -> i64 {
+    2
+}
+fn one() -> i64 {
+    1
+}
+fn default_side() -> i64 {
+    28
+}
+
+impl Default for LenetPpConfig {
+    fn default() -> Self {
+        LenetPpConfig { feature_dim: 2, in_channels: 1, input_size: 28 }
+    }
+}
+
+/// One stage: two 5x5 conv + PReLU, then a 2x2 max pool.
+#[derive(Debug)]
+struct Stage {
+    convs: [(Conv2d, PRelu); 2],
+}
+
+impl Stage {
+    fn new(p: &nn::Path, index: usize, cin: i64, cout: i64) -> Self {
+        let conv = |j: usize, cin: i64| {
+            (
+                Conv2d::new(p / format!("conv{index}_{j}"), cin, cout, 5, 1, 2, true),
+                PRelu::new(p / format!("prelu{index}_{j}"), cout),
+            )
+        };
+        Stage { convs: [conv(1, cin), conv(2, cout)] }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.shallow_clone();
+        for (conv, prelu) in &self.convs {
+            x = prelu.forward(&conv.forward(&x)?)?;
+        }
+        max_pool2(&x)
+    }
+}
+
+/// The LeNets++ backbone: images `[batch, 1, 28, 28]` to features `[batch, feature_dim]`.
+#[derive(Debug)]
+pub struct LenetPp {
+    stages: [Stage; 3],
+    fc: Linear,
+    prelu_fc: PRelu,
+    config: LenetPpConfig,
+}
+
+impl LenetPp {
+    pub fn new(p: &nn::Path, config: &LenetPpConfig) -> Self {
+        // Side after three caffe-style (ceil) 2x2 poolings: 28 -> 14 -> 7 -> 4.
+        let mut side = config.input_size;
+        for _ in 0..3 {
+            side = (side + 1) / 2;
+        }
+        LenetPp {
+            stages: [
+                Stage::new(p, 1, config.in_channels, 32),
+                Stage::new(p, 2, 32, 64),
+                Stage::new(p, 3, 64, 128),
+            ],
+            fc: Linear::new(p / "fc", 128 * side * side, config.feature_dim, true),
+            prelu_fc: PRelu::new(p / "prelu_fc", config.feature_dim),
+            config: config.clone(),
+        }
+    }
+}
+
+impl Backbone for LenetPp {
+    fn forward_t(&self, images: &Tensor, _train: bool) -> Result<Tensor> {
+        check_input("lenet_pp", self.input_shape(), images)?;
+        let mut x = images.shallow_clone(); //         [batch, 1, 28, 28]
+        for stage in &self.stages {
+            x = stage.forward(&x)?; //                 [batch, 32, 14, 14] .. [batch, 128, 4, 4]
+        }
+        let x = x.f_flatten(1, -1)?; //                [batch, 2048]
+        self.prelu_fc.forward(&self.fc.forward(&x)?) // [batch, feature_dim]
+    }
+
+    fn feature_dim(&self) -> i64 {
+        self.config.feature_dim
+    }
+
+    fn input_shape(&self) -> [i64; 3] {
+        [self.config.in_channels, self.config.input_size, self.config.input_size]
+    }
+
+    fn name(&self) -> &'static str {
+        "lenet_pp"
+    }
+}

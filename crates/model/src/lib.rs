@@ -1,0 +1,17 @@
+//! CNN backbones for facerec on libtorch (through `tch`): LeNets++ (the paper's 2-D toy),
+//! Face-ResNet (the paper's face network, caffe-face) and insightface's IResNet.
+//!
+//! A backbone maps images to features; the classifier that softmax needs lives with the loss in
+//! `facerec-losses`, so that evaluation uses backbones alone.
+
+pub mod backbone;
+pub mod device;
+pub mod error;
+pub mod face_resnet;
+pub mod iresnet;
+pub mod layers;
+pub mod lenet_pp;
+pub mod weights;
+
+pub use backbone::{Backbone, BackboneConfig};
+pub use error::{ModelError, Result};

@@ -1,0 +1,161 @@
+//! Checkpoints: everything an exact resume needs, in one safetensors file per save under
+//! `<run>/checkpoints/step-<step>.safetensors`:
+//! - every model variable (`backbone.*`, `head.*`, the center table `center.centers`),
+//! - the SGD momentum buffers (`momentum.<parameter name>`),
+//! - in the metadata: the [`TrainState`] (step, epoch, position in the epoch, the epoch's
+//!   running sums), the seed, the world size and the config it was trained with.
+//!
+//! Files are written atomically (temporary file, fsync, rename) and carry a checksum; loading
+//! the latest falls back to the previous one when the newest is corrupt. The data order is a
+//! function of `(seed, epoch)` and the learning rate of the step, so no RNG state is stored.
+//! Checkpoints hold global state only, so any number of processes can resume from one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use facerec_model::weights;
+
+use crate::error::{Result, TrainError};
+
+/// Format tag in the metadata.
+pub const FORMAT: &str = "facerec-checkpoint-1";
+const MOMENTUM: &str = "momentum.";
+
+/// Where training is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Steps done.
+    pub step: usize,
+    /// Current epoch (0-based).
+    pub epoch: usize,
+    /// Samples of this epoch already consumed (over all ranks).
+    pub samples_in_epoch: usize,
+    /// Running sums over this epoch, for the epoch's mean loss and accuracy.
+    pub epoch_loss_sum: f64,
+    pub epoch_correct: f64,
+    pub epoch_seen: f64,
+    /// Seconds of training so far.
+    pub elapsed_s: f64,
+}
+
+/// A loaded checkpoint.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub state: TrainState,
+    /// Model variables by name.
+    pub model: Vec<(String, Tensor)>,
+    /// Momentum buffers by parameter name.
+    pub momentum: Vec<(String, Tensor)>,
+    /// The config TOML the run was started with.
+    pub config: String,
+    pub world_size: usize,
+}
+
+/// The checkpoint folder of a run.
+pub fn dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+fn file_name(step: usize) -> String {
+    format!("step-{step:08}.safetensors")
+}
+
+/// Writes a checkpoint for `state` and deletes all but the newest `keep`.
+pub fn save(
+    run_dir: &Path,
+    state: &TrainState,
+    model: &[(String, Tensor)],
+    momentum: &[(String, Tensor)],
+    config_toml: &str,
+    world_size: usize,
+    keep: usize,
+) -> Result<PathBuf> {
+    let dir = dir(run_dir);
+    std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    let mut tensors: Vec<(String, Tensor)> = model.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
+    tensors.extend(momentum.iter().map(|(k, v)| (format!("{MOMENTUM}{k}"), v.shallow_clone())));
+    let metadata = BTreeMap::from([
+        ("format".to_owned(), FORMAT.to_owned()),
+        ("state".to_owned(), serde_json::to_string(state).unwrap_or_default()),
+        ("config".to_owned(), config_toml.to_owned()),
+        ("world_size".to_owned(), world_size.to_string()),
+    ]);
+    let bytes = weights::to_bytes(&tensors, &metadata)?;
+    let path = dir.join(file_name(state.step));
+    facerec_data::fsutil::atomic_write_bytes(&path, &bytes)?;
+    for (_, old) in list(run_dir).into_iter().skip(keep) {
+        if let Err(e) = std::fs::remove_file(&old) {
+            tracing::warn!("cannot remove old checkpoint {}: {e}", old.display());
+        }
+    }
+    Ok(path)
+}
+
+/// Checkpoints of a run, newest first.
+pub fn list(run_dir: &Path) -> Vec<(usize, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir(run_dir)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?;
+            let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()?;
+            Some((step, path))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found
+}
+
+/// Reads and verifies one checkpoint file.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let bad = |msg: String| TrainError::Checkpoint { path: path.to_path_buf(), msg };
+    let (tensors, meta) = weights::load(path).map_err(|e| bad(e.to_string()))?;
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(bad(format!("not a facerec checkpoint (format {:?}, expected {FORMAT})", meta.get("format"))));
+    }
+    let state: TrainState = serde_json::from_str(meta.get("state").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad(format!("bad training state: {e}")))?;
+    let world_size = meta.get("world_size").and_then(|w| w.parse().ok()).unwrap_or(1);
+    let (momentum, model): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(k, _)| k.starts_with(MOMENTUM));
+    let momentum = momentum.into_iter().map(|(k, v)| (k[MOMENTUM.len()..].to_owned(), v)).collect();
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        state,
+        model,
+        momentum,
+        config: meta.get("config").cloned().unwrap_or_default(),
+        world_size,
+    })
+}
+
+/// The newest checkpoint of a run that loads and verifies; corrupt ones are reported and
+/// skipped. `None` when the run has no checkpoint at all.
+pub fn latest_valid(run_dir: &Path) -> Result<Option<Checkpoint>> {
+    let all = list(run_dir);
+    let mut failures = Vec::new();
+    for (_, path) in &all {
+        match load(path) {
+            Ok(ck) => {
+                for f in &failures {
+                    tracing::warn!("skipped corrupt checkpoint: {f}");
+                }
+                return Ok(Some(ck));
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if all.is_empty() {
+        Ok(None)
+    } else {
+        Err(TrainError::Checkpoint {
+            path: dir(run_dir),
+            msg: format!("no checkpoint could be loaded: {}", failures.join("; ")),
+        })
+    }
+}

@@ -1,0 +1,259 @@
+//! Experiment configuration: one TOML file per experiment in `configs/`. Parsing rejects
+//! unknown keys and wrong types (with the line), [`Config::validate`] rejects out-of-range
+//! values (with the key), both before any work starts. The resolved config is written into the
+//! run directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use facerec_losses::CenterLossConfig;
+use facerec_model::device::DeviceChoice;
+use facerec_model::BackboneConfig;
+
+use crate::data::DataConfig;
+use crate::error::{Result, TrainError};
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Free text shown in reports.
+    #[serde(default)]
+    pub description: String,
+    /// Seeds initialisation, data order and augmentation.
+    #[serde(default)]
+    pub seed: u64,
+    /// `"auto"`, `"cpu"`, `"cuda"` or `"cuda:N"`.
+    #[serde(default)]
+    pub device: DeviceChoice,
+    /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
+    #[serde(default)]
+    pub threads: usize,
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub loss: CenterLossConfig,
+    pub optim: OptimConfig,
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub backbone: BackboneConfig,
+}
+
+/// `[optim]`: SGD.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Base learning rate (the paper's face model: 0.1).
+    pub lr: f64,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Images per step, over all processes together.
+    pub batch_size: usize,
+}
+
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_weight_decay() -> f64 {
+    5e-4
+}
+
+/// `[schedule]`: how long to train and when to drop the learning rate. Give `epochs` or
+/// `steps`; `milestones` count in the same unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub epochs: Option<usize>,
+    pub steps: Option<usize>,
+    #[serde(default)]
+    pub milestones: Vec<usize>,
+    #[serde(default = "default_gamma")]
+    pub gamma: f64,
+}
+
+fn default_gamma() -> f64 {
+    0.1
+}
+
+/// `[checkpoint]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Save every this many steps; 0 saves at the end of each epoch only.
+    #[serde(default)]
+    pub every_steps: usize,
+    /// How many checkpoints to keep (the newest).
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_keep() -> usize {
+    3
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { every_steps: 0, keep: default_keep() }
+    }
+}
+
+/// `[eval]`: the periodic evaluation during training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Evaluate every this many steps; 0 at the end of each epoch only.
+    #[serde(default)]
+    pub every_steps: usize,
+    /// Turn the periodic evaluation off.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { every_steps: 0, disabled: false }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Write a line to `steps.jsonl` (and the log) every this many steps.
+    #[serde(default = "default_log_every")]
+    pub every_steps: usize,
+}
+
+fn default_log_every() -> usize {
+    50
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { every_steps: default_log_every() }
+    }
+}
+
+impl Config {
+    /// Reads, overrides (`key.path=value`, TOML values), parses and validates a config file.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Self::parse(&text, path, overrides)
+    }
+
+    /// [`Config::load`] from a string; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self> {
+        let err = |msg: String| TrainError::Config { path: path.to_path_buf(), msg };
+        let config: Config = if overrides.is_empty() {
+            toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?
+        } else {
+            let mut value: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
+            for o in overrides {
+                apply_override(&mut value, o).map_err(err)?;
+            }
+            // Round-trip through text so that errors still name the key.
+            let text = toml::to_string(&value).map_err(|e| err(e.to_string()))?;
+            toml::from_str(&text).map_err(|e| err(format!("after --set overrides: {}", e.to_string().trim_end())))?
+        };
+        config.validate().map_err(err)?;
+        Ok(config)
+    }
+
+    /// Range checks; the message names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let o = &self.optim;
+        if !(o.lr > 0.0 && o.lr.is_finite()) {
+            return Err(format!("optim.lr must be > 0, got {}", o.lr));
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(format!("optim.momentum must be in [0, 1), got {}", o.momentum));
+        }
+        if !(o.weight_decay >= 0.0 && o.weight_decay.is_finite()) {
+            return Err(format!("optim.weight_decay must be >= 0, got {}", o.weight_decay));
+        }
+        if o.batch_size == 0 {
+            return Err("optim.batch_size must be at least 1".into());
+        }
+        if !(self.loss.lambda >= 0.0 && self.loss.lambda.is_finite()) {
+            return Err(format!("loss.lambda must be >= 0, got {}", self.loss.lambda));
+        }
+        if !(0.0..=1.0).contains(&self.loss.alpha) {
+            return Err(format!("loss.alpha must be in [0, 1], got {}", self.loss.alpha));
+        }
+        let s = &self.schedule;
+        match (s.epochs, s.steps) {
+            (Some(0), _) | (_, Some(0)) => return Err("schedule.epochs / schedule.steps must be at least 1".into()),
+            (Some(_), Some(_)) => return Err("give schedule.epochs or schedule.steps, not both".into()),
+            (None, None) => return Err("schedule needs epochs or steps".into()),
+            _ => {}
+        }
+        if s.milestones.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("schedule.milestones must increase, got {:?}", s.milestones));
+        }
+        if !(s.gamma > 0.0 && s.gamma <= 1.0) {
+            return Err(format!("schedule.gamma must be in (0, 1], got {}", s.gamma));
+        }
+        if self.checkpoint.keep == 0 {
+            return Err("checkpoint.keep must be at least 1".into());
+        }
+        if self.log.every_steps == 0 {
+            return Err("log.every_steps must be at least 1".into());
+        }
+        let model_shape = self.model.backbone.input_shape();
+        self.data.validate(model_shape)?;
+        Ok(())
+    }
+
+    /// The resolved config as TOML (what is written into the run directory).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialise config: {e}\n"))
+    }
+}
+
+/// Sets `a.b.c = value` in a TOML table; `value` is parsed as a TOML value, or taken as a
+/// string when it does not parse (so `--set data.root=/x/y` works unquoted).
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result::Result<(), String> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("override {assignment:?} is not of the form key.path=value"))?;
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    let mut cur = table;
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            cur.insert((*part).to_owned(), value);
+            return Ok(());
+        }
+        cur = cur
+            .entry((*part).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("override {key}: {part} is not a table"))?;
+    }
+    Err(format!("override {assignment:?} has an empty key"))
+}
+
+/// The run directory of a config: `runs/<config file stem>` (or `runs/<name>`).
+pub fn default_run_dir(config_path: &Path, name: Option<&str>) -> PathBuf {
+    let stem = name
+        .map(str::to_owned)
+        .or_else(|| config_path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "run".to_owned());
+    PathBuf::from("runs").join(stem)
+}

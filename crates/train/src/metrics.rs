@@ -1,0 +1,80 @@
+//! Metrics as JSON lines in the run directory: `steps.jsonl` (every `log.every_steps` steps)
+//! and `metrics.jsonl` (each evaluation and epoch end). Each line is one flat JSON object with a
+//! `step` field; a resumed run first drops the lines past its checkpoint's step.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::error::{Result, TrainError};
+
+/// An append-only JSON-lines file.
+#[derive(Debug)]
+pub struct JsonLines {
+    path: PathBuf,
+    file: File,
+}
+
+impl JsonLines {
+    /// Opens (creating) `path` for appending.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
+        Ok(JsonLines { path: path.to_path_buf(), file })
+    }
+
+    /// Appends one record and flushes it.
+    pub fn write(&mut self, record: &Map<String, Value>) -> Result<()> {
+        let mut line = serde_json::to_string(record).map_err(|e| TrainError::io(&self.path, e.into()))?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(|e| TrainError::io(&self.path, e))
+    }
+
+    /// Rewrites `path` keeping only records whose `step` is at most `step` (and lines that
+    /// do not parse are dropped: they can only be a line cut short by a crash).
+    pub fn truncate_after(path: &Path, step: usize) -> Result<()> {
+        if !path.exists() {
+            return Ok(());
+        }
+        let kept: Vec<String> = read_records(path)?
+            .into_iter()
+            .filter(|r| r.get("step").and_then(Value::as_u64).is_some_and(|s| s as usize <= step))
+            .map(|r| serde_json::to_string(&r).unwrap_or_default())
+            .collect();
+        let mut text = kept.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        facerec_data::fsutil::atomic_write_bytes(path, text.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Reads every record of a JSON-lines file, skipping lines that do not parse.
+pub fn read_records(path: &Path) -> Result<Vec<Map<String, Value>>> {
+    let file = File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut out = Vec::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(|e| TrainError::io(path, e))?;
+        if let Ok(Value::Object(map)) = serde_json::from_str(&line) {
+            out.push(map);
+        }
+    }
+    Ok(out)
+}
+
+/// Builds a record from `(key, number)` pairs.
+pub fn record(fields: &[(&str, f64)]) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let value = if v.fract() == 0.0 && v.abs() < 9e15 && (*k == "step" || *k == "epoch") {
+                Value::from(*v as i64)
+            } else {
+                serde_json::Number::from_f64(*v).map(Value::Number).unwrap_or(Value::Null)
+            };
+            ((*k).to_owned(), value)
+        })
+        .collect()
+}

@@ -1,0 +1,540 @@
+//! The training loop: one visible loop over steps, with the joint loss of Wen et al. (ECCV
+//! 2016, Algorithm 1): forward, `L = L_S + lambda * L_C`, backward, center update (Eq. 4),
+//! SGD step; logging, periodic evaluation and checkpoints around it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tch::{nn, Device, Kind, Tensor};
+
+use facerec_data::loader::{Batch, Loader, LoaderConfig, Source};
+use facerec_losses::{CenterLoss, SoftmaxLoss};
+use facerec_model::{weights, Backbone};
+
+use crate::checkpoint::{self, Checkpoint, TrainState};
+use crate::config::Config;
+use crate::error::{Result, TrainError};
+use crate::metrics::{record, JsonLines};
+use crate::schedule::MultiStep;
+use crate::sgd::Sgd;
+
+/// Read-only access to the model for evaluation.
+pub struct ModelParts<'a> {
+    pub backbone: &'a dyn Backbone,
+    pub head: &'a SoftmaxLoss,
+    /// The center table, when training with center loss.
+    pub centers: Option<&'a Tensor>,
+    pub device: Device,
+}
+
+/// The periodic evaluation (test accuracy, LFW verification, ...), supplied by the caller.
+pub trait Evaluator {
+    /// Named metrics of the model as it is now.
+    fn evaluate(&mut self, model: &ModelParts<'_>) -> Result<Vec<(String, f64)>>;
+}
+
+/// Progress reporting (the CLI draws a progress bar from these).
+pub trait Observer {
+    fn on_start(&mut self, _start_step: usize, _total_steps: usize) {}
+    fn on_step(&mut self, _stats: &StepStats) {}
+    fn on_eval(&mut self, _step: usize, _metrics: &[(String, f64)]) {}
+}
+
+/// An observer that ignores everything.
+impl Observer for () {}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepStats {
+    /// Steps done after this one.
+    pub step: usize,
+    pub epoch: usize,
+    pub lr: f64,
+    /// `L_S + lambda * L_C`.
+    pub loss: f64,
+    pub softmax_loss: f64,
+    pub center_loss: f64,
+    /// Training accuracy of the batch.
+    pub accuracy: f64,
+    pub batch_size: usize,
+    /// Wall time of the step, data wait excluded.
+    pub step_time: Duration,
+    /// Time the step waited for its batch.
+    pub data_wait: Duration,
+}
+
+/// How `fit` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    /// Stopped by the stop flag (Ctrl-C) after writing a checkpoint.
+    Interrupted,
+}
+
+/// The result of `fit`.
+#[derive(Debug, Clone)]
+pub struct FitSummary {
+    pub outcome: Outcome,
+    pub steps: usize,
+    pub last_checkpoint: Option<PathBuf>,
+    /// The last evaluation's metrics.
+    pub metrics: Vec<(String, f64)>,
+    /// Seconds spent in steps, and waiting for data.
+    pub train_s: f64,
+    pub data_wait_s: f64,
+}
+
+/// Owns the model, the optimiser and the training state of one run.
+pub struct Trainer {
+    config: Config,
+    config_toml: String,
+    run_dir: PathBuf,
+    device: Device,
+    vs: nn::VarStore,
+    backbone: Box<dyn Backbone>,
+    head: SoftmaxLoss,
+    center: Option<CenterLoss>,
+    sgd: Sgd,
+    state: TrainState,
+    stop: Arc<AtomicBool>,
+    steps_log: Option<JsonLines>,
+    metrics_log: Option<JsonLines>,
+    last_metrics: Vec<(String, f64)>,
+}
+
+impl Trainer {
+    /// Builds the model for `num_classes` identities and prepares `run_dir` (writing the
+    /// resolved config there). Fails when `run_dir` already holds checkpoints: resume them
+    /// with [`Trainer::resume`] or remove them first.
+    pub fn new(config: Config, run_dir: &Path, num_classes: i64) -> Result<Self> {
+        if config.threads > 0 {
+            tch::set_num_threads(config.threads as i32);
+        }
+        let device = config.device.resolve()?;
+        tch::manual_seed(config.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let backbone = config.model.backbone.build(&(&root / "backbone"))?;
+        let head = SoftmaxLoss::new(&(&root / "head"), backbone.feature_dim(), num_classes);
+        let center = if config.loss.lambda > 0.0 {
+            Some(CenterLoss::new(&(&root / "center"), num_classes, backbone.feature_dim(), config.loss)?)
+        } else {
+            None
+        };
+        let trainable: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let sgd = Sgd::new(trainable, config.optim.momentum, config.optim.weight_decay);
+        std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
+        let config_toml = config.to_toml();
+        Ok(Trainer {
+            config,
+            config_toml,
+            run_dir: run_dir.to_path_buf(),
+            device,
+            vs,
+            backbone,
+            head,
+            center,
+            sgd,
+            state: TrainState::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+            steps_log: None,
+            metrics_log: None,
+            last_metrics: Vec::new(),
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// A flag that, once set (by a Ctrl-C handler, say), makes `fit` checkpoint and return
+    /// after the current step.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    pub fn parts(&self) -> ModelParts<'_> {
+        ModelParts {
+            backbone: self.backbone.as_ref(),
+            head: &self.head,
+            centers: self.center.as_ref().map(CenterLoss::centers),
+            device: self.device,
+        }
+    }
+
+    /// Every model variable by name (sorted), including the center table.
+    pub fn named_variables(&self) -> Vec<(String, Tensor)> {
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Loads the newest valid checkpoint of the run directory, if any; returns its path.
+    pub fn resume(&mut self) -> Result<Option<PathBuf>> {
+        match checkpoint::latest_valid(&self.run_dir)? {
+            None => Ok(None),
+            Some(ck) => {
+                let path = ck.path.clone();
+                self.restore(ck)?;
+                Ok(Some(path))
+            }
+        }
+    }
+
+    /// Restores model, momentum and state from a loaded checkpoint.
+    pub fn restore(&mut self, ck: Checkpoint) -> Result<()> {
+        let bad = |msg: String| TrainError::Checkpoint { path: ck.path.clone(), msg };
+        let global = self.config.optim.batch_size;
+        if ck.state.samples_in_epoch % global != 0 {
+            return Err(bad(format!(
+                "it stopped {} samples into an epoch, not a multiple of the batch size {global}: \
+                 resume with the batch size it was trained with",
+                ck.state.samples_in_epoch
+            )));
+        }
+        weights::copy_into(&self.named_variables(), &ck.model, false, &ck.path)?;
+        self.sgd.set_momentum_buffers(ck.momentum).map_err(bad)?;
+        self.state = ck.state;
+        // Metrics written after the checkpoint belong to the lost part of the run.
+        JsonLines::truncate_after(&self.run_dir.join("steps.jsonl"), self.state.step)?;
+        JsonLines::truncate_after(&self.run_dir.join("metrics.jsonl"), self.state.step)?;
+        tracing::info!(step = self.state.step, epoch = self.state.epoch, "resumed from {}", ck.path.display());
+        Ok(())
+    }
+
+    /// Writes a checkpoint of the current state (refusing to save non-finite weights).
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let vars = self.named_variables();
+        for (name, t) in &vars {
+            let finite = bool::try_from(t.f_isfinite()?.f_all()?)?;
+            if !finite {
+                return Err(TrainError::Diverged {
+                    step: self.state.step,
+                    what: format!("parameter {name}"),
+                    value: f64::NAN,
+                    kept: self.latest_checkpoint_note(),
+                });
+            }
+        }
+        let path = checkpoint::save(
+            &self.run_dir,
+            &self.state,
+            &vars,
+            &self.sgd.momentum_buffers(),
+            &self.config_toml,
+            1,
+            self.config.checkpoint.keep,
+        )?;
+        tracing::debug!("checkpoint {}", path.display());
+        Ok(path)
+    }
+
+    /// Saves the backbone alone, with PyTorch names and its config in the metadata, to `path`.
+    pub fn export_backbone(&self, path: &Path) -> Result<()> {
+        let vars = weights::strip_prefix(&self.vs.variables(), "backbone");
+        let meta = BTreeMap::from([
+            ("format".to_owned(), "facerec-backbone-1".to_owned()),
+            (
+                "backbone".to_owned(),
+                serde_json::to_string(&self.config.model.backbone).unwrap_or_default(),
+            ),
+        ]);
+        let bytes = weights::to_bytes(&vars, &meta)?;
+        facerec_data::fsutil::atomic_write_bytes(path, &bytes)?;
+        Ok(())
+    }
+
+    fn latest_checkpoint_note(&self) -> String {
+        checkpoint::list(&self.run_dir)
+            .first()
+            .map(|(_, p)| format!(" ({})", p.display()))
+            .unwrap_or_else(|| " (none was written yet)".to_owned())
+    }
+
+    /// Steps per epoch and total steps for a data set of `len` samples.
+    pub fn plan(&self, len: usize) -> Result<(usize, usize, MultiStep)> {
+        let per_epoch = len / self.config.optim.batch_size;
+        if per_epoch == 0 {
+            return Err(TrainError::Config {
+                path: self.run_dir.join("config.toml"),
+                msg: format!("optim.batch_size {} is larger than the {len} training samples", self.config.optim.batch_size),
+            });
+        }
+        let s = &self.config.schedule;
+        let (total, milestones) = match (s.epochs, s.steps) {
+            (Some(e), _) => (e * per_epoch, s.milestones.iter().map(|m| m * per_epoch).collect()),
+            (_, Some(n)) => (n, s.milestones.clone()),
+            _ => unreachable!("validated: epochs or steps"),
+        };
+        Ok((per_epoch, total, MultiStep { base: self.config.optim.lr, gamma: s.gamma, milestones }))
+    }
+
+    /// Trains until the schedule ends (or the stop flag is set).
+    pub fn fit(
+        &mut self,
+        source: Arc<dyn Source>,
+        flip: bool,
+        mut evaluator: Option<&mut dyn Evaluator>,
+        observer: &mut dyn Observer,
+    ) -> Result<FitSummary> {
+        let (per_epoch, total, schedule) = self.plan(source.len())?;
+        let loader_cfg = LoaderConfig {
+            batch_size: self.config.optim.batch_size,
+            shuffle: true,
+            flip,
+            seed: self.config.seed,
+            rank: 0,
+            world: 1,
+            prefetch: 4,
+        };
+        std::fs::write(self.run_dir.join("config.toml"), &self.config_toml)
+            .map_err(|e| TrainError::io(self.run_dir.join("config.toml"), e))?;
+        self.steps_log = Some(JsonLines::open(&self.run_dir.join("steps.jsonl"))?);
+        self.metrics_log = Some(JsonLines::open(&self.run_dir.join("metrics.jsonl"))?);
+        tracing::info!(
+            device = %facerec_model::device::describe(self.device),
+            steps = total,
+            per_epoch,
+            start = self.state.step,
+            "training {} ({} samples, {} classes)",
+            self.backbone.name(),
+            source.len(),
+            source.num_classes()
+        );
+        observer.on_start(self.state.step, total);
+        let (mut train_time, mut wait_time) = (Duration::ZERO, Duration::ZERO);
+        let mut last_checkpoint = None;
+        let mut saved_at = usize::MAX;
+        let mut evaluated_at = usize::MAX;
+        let every_ck = self.config.checkpoint.every_steps;
+        let every_eval = if self.config.eval.disabled { usize::MAX } else { self.config.eval.every_steps };
+
+        while self.state.step < total {
+            let start_batch = self.state.samples_in_epoch / loader_cfg.batch_size;
+            let mut loader = Loader::new(source.clone(), &loader_cfg, self.state.epoch, start_batch)?;
+            let mut epoch_done = true;
+            loop {
+                let t_wait = Instant::now();
+                let Some(batch) = loader.next() else { break };
+                let wait = t_wait.elapsed();
+                let t_step = Instant::now();
+                let stats = self.train_step(&batch?, &schedule, wait)?;
+                let step_time = t_step.elapsed();
+                train_time += step_time;
+                wait_time += wait;
+                self.state.elapsed_s += (step_time + wait).as_secs_f64();
+                observer.on_step(&StepStats { step_time, ..stats.clone() });
+                if self.state.step % self.config.log.every_steps == 0 || self.state.step == total {
+                    self.log_step(&stats)?;
+                }
+                if every_eval > 0 && every_eval != usize::MAX && self.state.step % every_eval == 0 {
+                    self.evaluate(evaluator.as_deref_mut(), observer)?;
+                    evaluated_at = self.state.step;
+                }
+                if every_ck > 0 && self.state.step % every_ck == 0 {
+                    last_checkpoint = Some(self.save_checkpoint()?);
+                    saved_at = self.state.step;
+                }
+                if self.stop.load(Ordering::SeqCst) {
+                    if saved_at != self.state.step {
+                        last_checkpoint = Some(self.save_checkpoint()?);
+                    }
+                    tracing::warn!(step = self.state.step, "interrupted; checkpoint written");
+                    return Ok(self.summary(Outcome::Interrupted, last_checkpoint, train_time, wait_time));
+                }
+                if self.state.step >= total {
+                    epoch_done = self.state.samples_in_epoch >= per_epoch * loader_cfg.batch_size;
+                    break;
+                }
+            }
+            if epoch_done {
+                if every_eval == 0 && evaluated_at != self.state.step {
+                    self.evaluate(evaluator.as_deref_mut(), observer)?;
+                    evaluated_at = self.state.step;
+                }
+                self.log_epoch()?;
+                self.state.epoch += 1;
+                self.state.samples_in_epoch = 0;
+                self.state.epoch_loss_sum = 0.0;
+                self.state.epoch_correct = 0.0;
+                self.state.epoch_seen = 0.0;
+                if every_ck == 0 {
+                    last_checkpoint = Some(self.save_checkpoint()?);
+                    saved_at = self.state.step;
+                }
+            }
+        }
+        if evaluated_at != self.state.step && every_eval != usize::MAX {
+            self.evaluate(evaluator.as_deref_mut(), observer)?;
+        }
+        if saved_at != self.state.step {
+            last_checkpoint = Some(self.save_checkpoint()?);
+        }
+        self.export_backbone(&self.run_dir.join("model.safetensors"))?;
+        Ok(self.summary(Outcome::Finished, last_checkpoint, train_time, wait_time))
+    }
+
+    fn summary(&self, outcome: Outcome, last_checkpoint: Option<PathBuf>, train: Duration, wait: Duration) -> FitSummary {
+        FitSummary {
+            outcome,
+            steps: self.state.step,
+            last_checkpoint,
+            metrics: self.last_metrics.clone(),
+            train_s: train.as_secs_f64(),
+            data_wait_s: wait.as_secs_f64(),
+        }
+    }
+
+    /// One step of Algorithm 1 on a batch.
+    pub fn train_step(&mut self, batch: &Batch, schedule: &MultiStep, data_wait: Duration) -> Result<StepStats> {
+        let images = batch.images.f_to_device(self.device)?;
+        let labels = batch.labels.f_to_device(self.device)?;
+        let lr = schedule.lr_at(self.state.step);
+
+        let features = self.backbone.forward_t(&images, true)?; //   [batch, feature_dim]
+        let softmax = self.head.forward(&features, &labels)?;
+        let zero = Tensor::f_zeros([], (Kind::Float, self.device))?;
+        let (objective, center_loss) = match &self.center {
+            Some(center) => {
+                let out = center.forward(&features, &labels)?;
+                (softmax.loss.f_add(&out.objective)?, out.loss)
+            }
+            None => (softmax.loss.shallow_clone(), zero),
+        };
+        let correct = softmax.logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Float)?;
+        // One transfer for all the numbers of the step.
+        let numbers = Tensor::f_stack(
+            &[objective.f_detach()?.f_to_kind(Kind::Float)?, softmax.loss.f_detach()?.f_to_kind(Kind::Float)?,
+              center_loss.f_to_kind(Kind::Float)?, correct],
+            0,
+        )?
+        .f_to_device(Device::Cpu)?;
+        let numbers = Vec::<f32>::try_from(&numbers)?;
+        let (loss, softmax_loss, center_value, correct) =
+            (numbers[0] as f64, numbers[1] as f64, numbers[2] as f64, numbers[3] as f64);
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged {
+                step: self.state.step + 1,
+                what: format!("the loss (softmax {softmax_loss}, center {center_value})"),
+                value: loss,
+                kept: self.latest_checkpoint_note(),
+            });
+        }
+
+        self.sgd.zero_grad();
+        objective.f_backward()?;
+        if let Some(center) = &self.center {
+            center.update_centers(&features.f_detach()?, &labels)?;
+        }
+        self.sgd.step(lr)?;
+
+        let n = labels.size()[0] as usize;
+        self.state.step += 1;
+        self.state.samples_in_epoch += n;
+        self.state.epoch_loss_sum += loss * n as f64;
+        self.state.epoch_correct += correct;
+        self.state.epoch_seen += n as f64;
+        Ok(StepStats {
+            step: self.state.step,
+            epoch: self.state.epoch,
+            lr,
+            loss,
+            softmax_loss,
+            center_loss: center_value,
+            accuracy: correct / n as f64,
+            batch_size: n,
+            step_time: Duration::ZERO,
+            data_wait,
+        })
+    }
+
+    fn log_step(&mut self, s: &StepStats) -> Result<()> {
+        tracing::info!(
+            step = s.step,
+            epoch = s.epoch,
+            lr = s.lr,
+            loss = format!("{:.4}", s.loss),
+            softmax = format!("{:.4}", s.softmax_loss),
+            center = format!("{:.4}", s.center_loss),
+            acc = format!("{:.3}", s.accuracy),
+            "step"
+        );
+        let rec = record(&[
+            ("step", s.step as f64),
+            ("epoch", s.epoch as f64),
+            ("lr", s.lr),
+            ("loss", s.loss),
+            ("softmax_loss", s.softmax_loss),
+            ("center_loss", s.center_loss),
+            ("accuracy", s.accuracy),
+            ("elapsed_s", self.state.elapsed_s),
+        ]);
+        if let Some(log) = &mut self.steps_log {
+            log.write(&rec)?;
+        }
+        Ok(())
+    }
+
+    fn log_epoch(&mut self) -> Result<()> {
+        let seen = self.state.epoch_seen.max(1.0);
+        let mut fields = vec![
+            ("step", self.state.step as f64),
+            ("epoch", self.state.epoch as f64),
+            ("train_loss", self.state.epoch_loss_sum / seen),
+            ("train_accuracy", self.state.epoch_correct / seen),
+            ("elapsed_s", self.state.elapsed_s),
+        ];
+        let eval: Vec<(String, f64)> = self.last_metrics.clone();
+        fields.extend(eval.iter().map(|(k, v)| (k.as_str(), *v)));
+        tracing::info!(
+            epoch = self.state.epoch,
+            train_loss = format!("{:.4}", self.state.epoch_loss_sum / seen),
+            train_acc = format!("{:.4}", self.state.epoch_correct / seen),
+            "epoch done {}",
+            eval.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(" ")
+        );
+        if let Some(log) = &mut self.metrics_log {
+            log.write(&record(&fields))?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, evaluator: Option<&mut (dyn Evaluator + '_)>, observer: &mut dyn Observer) -> Result<()> {
+        let Some(evaluator) = evaluator else { return Ok(()) };
+        let metrics = {
+            let _guard = tch::no_grad_guard();
+            evaluator.evaluate(&self.parts())?
+        };
+        observer.on_eval(self.state.step, &metrics);
+        tracing::info!(
+            step = self.state.step,
+            "eval {}",
+            metrics.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(" ")
+        );
+        let mut fields = vec![("step", self.state.step as f64), ("epoch", self.state.epoch as f64)];
+        fields.extend(metrics.iter().map(|(k, v)| (k.as_str(), *v)));
+        if let Some(log) = &mut self.metrics_log {
+            let mut rec = record(&fields);
+            rec.insert("kind".into(), "eval".into());
+            log.write(&rec)?;
+        }
+        self.last_metrics = metrics;
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! Training on real MNIST data (a small part of it): determinism, exact resume, learning,
+//! divergence handling and config errors.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use facerec_train::checkpoint;
+use facerec_train::metrics::read_records;
+use facerec_train::{Config, Observer, Outcome, StepStats, Trainer, TrainError};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn config_text(mnist: &Path, extra: &str) -> String {
+    format!(
+        r#"
+seed = 7
+threads = 1
+[data]
+kind = "mnist"
+dir = "{}"
+train_limit = 512
+test_limit = 100
+[model.backbone]
+name = "lenet_pp"
+[loss]
+lambda = 0.01
+alpha = 0.5
+[optim]
+lr = 0.01
+batch_size = 32
+[schedule]
+epochs = 2
+milestones = [1]
+[checkpoint]
+every_steps = 5
+keep = 10
+[log]
+every_steps = 1
+{extra}
+"#,
+        mnist.display()
+    )
+}
+
+fn config(extra: &str) -> Result<Config> {
+    let mnist = facerec_data::paths::require("mnist")?;
+    Ok(Config::parse(&config_text(&mnist, extra), Path::new("test.toml"), &[])?)
+}
+
+/// Trains `config` in `dir`; `stop_at` sets the stop flag once that step is reached.
+fn train(config: Config, dir: &Path, stop_at: Option<usize>, resume: bool) -> Result<Outcome> {
+    struct StopAt(Option<usize>, Arc<std::sync::atomic::AtomicBool>);
+    impl Observer for StopAt {
+        fn on_step(&mut self, s: &StepStats) {
+            if Some(s.step) == self.0 {
+                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+    let data = config.data.open_train()?;
+    let mut trainer = Trainer::new(config, dir, data.source.num_classes())?;
+    if resume {
+        trainer.resume()?.ok_or("no checkpoint to resume")?;
+    }
+    let mut obs = StopAt(stop_at, trainer.stop_flag());
+    Ok(trainer.fit(data.source, data.flip, None, &mut obs)?.outcome)
+}
+
+fn losses(dir: &Path) -> Result<Vec<(u64, f64)>> {
+    Ok(read_records(&dir.join("steps.jsonl"))?
+        .iter()
+        .map(|r| (r["step"].as_u64().unwrap(), r["loss"].as_f64().unwrap()))
+        .collect())
+}
+
+#[test]
+fn same_seed_same_losses_and_learning_happens() -> Result {
+    let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    train(config("")?, a.path(), None, false)?;
+    train(config("")?, b.path(), None, false)?;
+    let (la, lb) = (losses(a.path())?, losses(b.path())?);
+    assert_eq!(la.len(), 32, "16 steps per epoch, 2 epochs");
+    assert_eq!(la, lb, "two runs with one seed must match exactly on CPU");
+    let first: f64 = la[..4].iter().map(|l| l.1).sum::<f64>() / 4.0;
+    let last: f64 = la[la.len() - 4..].iter().map(|l| l.1).sum::<f64>() / 4.0;
+    assert!(last < first, "loss did not go down: {first} -> {last}");
+    assert!(a.path().join("model.safetensors").exists());
+    assert!(a.path().join("config.toml").exists());
+    Ok(())
+}
+
+#[test]
+fn stopped_and_resumed_run_matches_uninterrupted_run() -> Result {
+    let (full, part) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    assert_eq!(train(config("")?, full.path(), None, false)?, Outcome::Finished);
+    // Stop mid-epoch (step 11 of 16) and mid-momentum, then resume from that checkpoint.
+    assert_eq!(train(config("")?, part.path(), Some(11), false)?, Outcome::Interrupted);
+    let ck = checkpoint::list(part.path());
+    assert_eq!(ck[0].0, 11, "interrupt must write a checkpoint at the step it stopped");
+    assert_eq!(train(config("")?, part.path(), None, true)?, Outcome::Finished);
+    assert_eq!(losses(full.path())?, losses(part.path())?, "resumed losses differ");
+    // And the final weights are identical.
+    let (wa, _) = facerec_model::weights::load(&full.path().join("model.safetensors"))?;
+    let (wb, _) = facerec_model::weights::load(&part.path().join("model.safetensors"))?;
+    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after resume");
+    }
+    Ok(())
+}
+
+#[test]
+fn corrupt_latest_checkpoint_falls_back_to_the_previous_one() -> Result {
+    let dir = tempfile::tempdir()?;
+    train(config("")?, dir.path(), None, false)?;
+    let all = checkpoint::list(dir.path());
+    assert!(all.len() >= 2);
+    let newest = &all[0].1;
+    let bytes = std::fs::read(newest)?;
+    std::fs::write(newest, &bytes[..bytes.len() / 2])?; // truncated
+    let ck = checkpoint::latest_valid(dir.path())?.expect("a valid checkpoint");
+    assert_eq!(ck.path, all[1].1);
+    assert!(checkpoint::load(newest).unwrap_err().to_string().contains(&newest.display().to_string()));
+    Ok(())
+}
+
+#[test]
+fn divergence_stops_with_advice() -> Result {
+    let dir = tempfile::tempdir()?;
+    let cfg = config("")?;
+    let cfg = Config { optim: facerec_train::config::OptimConfig { lr: 1e8, ..cfg.optim }, ..cfg };
+    let err = train(cfg, dir.path(), None, false).unwrap_err();
+    let err = err.downcast::<TrainError>()?;
+    assert!(matches!(*err, TrainError::Diverged { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("optim.lr") && msg.contains("loss.lambda"), "{msg}");
+    // Every checkpoint left behind loads and holds finite weights.
+    for (_, p) in checkpoint::list(dir.path()) {
+        let ck = checkpoint::load(&p)?;
+        for (name, t) in &ck.model {
+            assert!(bool::try_from(t.isfinite().all())?, "{name} in {} is not finite", p.display());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn config_errors_name_the_file_and_key() -> Result {
+    let mnist = facerec_data::paths::require("mnist")?;
+    let text = config_text(&mnist, "");
+    let cases: Vec<(String, &str)> = vec![
+        (text.replace("lambda = 0.01", "lamda = 0.01"), "lamda"),
+        (text.replace("lambda = 0.01", "lambda = \"high\""), "lambda"),
+        (text.replace("lambda = 0.01", "lambda = -1.0"), "loss.lambda must be >= 0"),
+        (text.replace("alpha = 0.5", "alpha = 1.5"), "loss.alpha must be in [0, 1]"),
+        (text.replace("batch_size = 32", "batch_size = 0"), "optim.batch_size"),
+        (text.replace(&mnist.display().to_string(), "/no/such/mnist"), "/no/such/mnist"),
+        (text.replace("name = \"lenet_pp\"", "name = \"lenet\""), "lenet"),
+        (text.replace("milestones = [1]", "milestones = [1, 1]"), "milestones must increase"),
+        (text.replace("epochs = 2", "epochs = 2\nsteps = 3"), "not both"),
+    ];
+    for (bad, expected) in cases {
+        let err = Config::parse(&bad, Path::new("configs/x.toml"), &[]).unwrap_err().to_string();
+        assert!(err.starts_with("configs/x.toml:"), "{err}");
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    }
+    // Overrides are checked the same way.
+    let err = Config::parse(&text, Path::new("c.toml"), &["loss.lambda=-2".into()]).unwrap_err().to_string();
+    assert!(err.contains("loss.lambda"), "{err}");
+    let ok = Config::parse(&text, Path::new("c.toml"), &["loss.lambda=0.5".into()])?;
+    assert_eq!(ok.loss.lambda, 0.5);
+    Ok(())
+}
+
+#[test]
+fn resuming_mid_epoch_with_another_batch_size_is_refused() -> Result {
+    let dir = tempfile::tempdir()?;
+    assert_eq!(train(config("")?, dir.path(), Some(3), false)?, Outcome::Interrupted);
+    let cfg = config("")?;
+    let cfg = Config { optim: facerec_train::config::OptimConfig { batch_size: 64, ..cfg.optim }, ..cfg };
+    let err = train(cfg, dir.path(), None, true).unwrap_err().to_string();
+    assert!(err.contains("batch size"), "{err}");
+    Ok(())
+}

