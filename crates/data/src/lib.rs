@@ -1,12 +1,19 @@
 //! Data for facerec: MNIST for the paper's toy experiment, and (from `faces` on) face images,
 //! identity-labelled datasets, 5-landmark alignment and parallel batch loading.
 
+pub mod align;
+pub mod cache;
+pub mod dataset;
 pub mod error;
 pub mod fsutil;
 pub mod idx;
+pub mod image_io;
+pub mod landmarks;
+pub mod lfw;
 pub mod loader;
 pub mod mnist;
 pub mod normalize;
+pub mod npy;
 pub mod paths;
 pub mod pixels;
 

@@ -1,0 +1,247 @@
+//! Five-point face alignment: the least-squares similarity transform (rotation, uniform scale,
+//! translation) from a face's landmarks to a fixed template, then a bilinear warp to the crop.
+//!
+//! The template is caffe-face's 112x96 one (Wen et al. 2016, Sec. 4.1: "faces are aligned by
+//! similarity transformation" with landmarks from MTCNN); insightface's 112x112 template is the
+//! same points shifted right by 8 pixels.
+//!
+//! The transform is the closed-form least-squares solution over `[a -b; b a]` and `t`, which is
+//! the optimum Umeyama's method (used by skimage's `SimilarityTransform.estimate`) finds for
+//! proper rotations. The warp samples like OpenCV's `warpAffine(..., INTER_LINEAR,
+//! BORDER_CONSTANT)`: pixel centres at integer coordinates, neighbours outside the image count as
+//! black. `scripts/reference/align_opencv.py` is the independent check (see `tests/`).
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::landmarks::Landmarks;
+
+/// A crop layout: its size and where the five landmarks should land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Template {
+    /// caffe-face, 112 rows x 96 columns (the paper's Face-ResNet input).
+    #[default]
+    CaffeFace,
+    /// insightface, 112 x 112 (IResNet input).
+    Insightface,
+}
+
+/// caffe-face's 112x96 template points.
+pub const CAFFE_FACE_112X96: [[f64; 2]; 5] = [
+    [30.2946, 51.6963],
+    [65.5318, 51.5014],
+    [48.0252, 71.7366],
+    [33.5493, 92.3655],
+    [62.7299, 92.2041],
+];
+
+impl Template {
+    /// `(height, width)` of the crop.
+    pub fn size(self) -> (u32, u32) {
+        match self {
+            Template::CaffeFace => (112, 96),
+            Template::Insightface => (112, 112),
+        }
+    }
+
+    /// The five target points.
+    pub fn points(self) -> [[f64; 2]; 5] {
+        let dx = match self {
+            Template::CaffeFace => 0.0,
+            Template::Insightface => 8.0,
+        };
+        CAFFE_FACE_112X96.map(|[x, y]| [x + dx, y])
+    }
+}
+
+/// A 2x3 affine matrix `[[a, -b, tx], [b, a, ty]]` mapping source to crop coordinates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Similarity {
+    pub m: [[f64; 3]; 2],
+}
+
+impl Similarity {
+    /// Least-squares similarity taking `src` onto `dst`. Fails for degenerate point sets
+    /// (all points on one spot, or an absurd scale).
+    pub fn estimate(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Result<Self> {
+        let n = src.len();
+        if n < 2 || n != dst.len() {
+            return Err(DataError::Invalid(format!("similarity needs >= 2 matched points, got {n} and {}", dst.len())));
+        }
+        if src.iter().chain(dst).any(|p| !p[0].is_finite() || !p[1].is_finite()) {
+            return Err(DataError::Invalid("landmarks hold a non-finite coordinate".into()));
+        }
+        let mean = |pts: &[[f64; 2]]| {
+            let s = pts.iter().fold([0.0, 0.0], |acc, p| [acc[0] + p[0], acc[1] + p[1]]);
+            [s[0] / n as f64, s[1] / n as f64]
+        };
+        let (ms, md) = (mean(src), mean(dst));
+        let (mut num_a, mut num_b, mut var) = (0.0, 0.0, 0.0);
+        for (s, d) in src.iter().zip(dst) {
+            let (sx, sy) = (s[0] - ms[0], s[1] - ms[1]);
+            let (dx, dy) = (d[0] - md[0], d[1] - md[1]);
+            num_a += sx * dx + sy * dy;
+            num_b += sx * dy - sy * dx;
+            var += sx * sx + sy * sy;
+        }
+        if var < 1e-6 {
+            return Err(DataError::Invalid("degenerate landmarks: all five points coincide".into()));
+        }
+        let (a, b) = (num_a / var, num_b / var);
+        let scale = (a * a + b * b).sqrt();
+        if !(1e-3..=1e3).contains(&scale) {
+            return Err(DataError::Invalid(format!("degenerate landmarks: the similarity scale is {scale:.3e}")));
+        }
+        let tx = md[0] - (a * ms[0] - b * ms[1]);
+        let ty = md[1] - (b * ms[0] + a * ms[1]);
+        Ok(Similarity { m: [[a, -b, tx], [b, a, ty]] })
+    }
+
+    /// The transform of `landmarks` onto `template`.
+    pub fn to_template(landmarks: &Landmarks, template: Template) -> Result<Self> {
+        let src = landmarks.0.map(|[x, y]| [f64::from(x), f64::from(y)]);
+        Self::estimate(&src, &template.points())
+    }
+
+    /// The inverse map (crop to source), used to sample: `x = R^-1 (u - t)` with
+    /// `R^-1 = [a b; -b a] / (a^2 + b^2)`.
+    pub fn inverse(&self) -> [[f64; 3]; 2] {
+        let [[a, _, tx], [b, _, ty]] = self.m;
+        let det = a * a + b * b;
+        let (ia, ib) = (a / det, b / det);
+        [[ia, ib, -(ia * tx + ib * ty)], [-ib, ia, ib * tx - ia * ty]]
+    }
+}
+
+/// Warps `img` into a `height x width` RGB crop (`HWC` bytes) through `sim`.
+pub fn warp(img: &RgbImage, sim: &Similarity, height: u32, width: u32) -> Vec<u8> {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let src = img.as_raw();
+    let inv = sim.inverse();
+    let mut out = vec![0u8; (height * width * 3) as usize];
+    let fetch = |x: i64, y: i64, c: usize| -> f32 {
+        if x < 0 || y < 0 || x >= w || y >= h {
+            0.0
+        } else {
+            f32::from(src[((y * w + x) * 3) as usize + c])
+        }
+    };
+    for v in 0..height as usize {
+        for u in 0..width as usize {
+            let (uf, vf) = (u as f64, v as f64);
+            let x = inv[0][0] * uf + inv[0][1] * vf + inv[0][2];
+            let y = inv[1][0] * uf + inv[1][1] * vf + inv[1][2];
+            let (x0, y0) = (x.floor(), y.floor());
+            let (fx, fy) = ((x - x0) as f32, (y - y0) as f32);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            let o = (v * width as usize + u) * 3;
+            let inside = x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h;
+            for c in 0..3 {
+                let (p00, p01, p10, p11) = if inside {
+                    let i = ((y0 * w + x0) * 3) as usize + c;
+                    let r = (w * 3) as usize;
+                    (f32::from(src[i]), f32::from(src[i + 3]), f32::from(src[i + r]), f32::from(src[i + r + 3]))
+                } else {
+                    (fetch(x0, y0, c), fetch(x0 + 1, y0, c), fetch(x0, y0 + 1, c), fetch(x0 + 1, y0 + 1, c))
+                };
+                let top = p00 + (p01 - p00) * fx;
+                let bottom = p10 + (p11 - p10) * fx;
+                out[o + c] = (top + (bottom - top) * fy).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    out
+}
+
+/// Aligns one face: similarity from `landmarks` to `template`, then the warp. `HWC` bytes.
+pub fn align(img: &RgbImage, landmarks: &Landmarks, template: Template) -> Result<Vec<u8>> {
+    let sim = Similarity::to_template(landmarks, template)?;
+    let (h, w) = template.size();
+    Ok(warp(img, &sim, h, w))
+}
+
+/// `HWC` RGB bytes to planar `CHW`.
+pub fn hwc_to_chw(hwc: &[u8], height: usize, width: usize) -> Vec<u8> {
+    let plane = height * width;
+    let mut chw = vec![0u8; hwc.len()];
+    for (i, px) in hwc.chunks_exact(3).enumerate() {
+        chw[i] = px[0];
+        chw[plane + i] = px[1];
+        chw[2 * plane + i] = px[2];
+    }
+    chw
+}
+
+/// Mirrors an `HWC` RGB crop left to right.
+pub fn flip_hwc(hwc: &[u8], width: usize) -> Vec<u8> {
+    let mut out = vec![0u8; hwc.len()];
+    for (drow, srow) in out.chunks_exact_mut(width * 3).zip(hwc.chunks_exact(width * 3)) {
+        for (d, s) in drow.chunks_exact_mut(3).zip(srow.chunks_exact(3).rev()) {
+            d.copy_from_slice(s);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovers_a_known_similarity() {
+        // dst = 2 * R(30 deg) * src + (5, -3)
+        let (s, c) = (30f64.to_radians().sin(), 30f64.to_radians().cos());
+        let src = [[1.0, 2.0], [4.0, 1.0], [3.0, 5.0], [0.0, 0.0], [7.0, 3.0]];
+        let dst: Vec<[f64; 2]> =
+            src.iter().map(|[x, y]| [2.0 * (c * x - s * y) + 5.0, 2.0 * (s * x + c * y) - 3.0]).collect();
+        let sim = Similarity::estimate(&src, &dst).unwrap();
+        let expect = [[2.0 * c, -2.0 * s, 5.0], [2.0 * s, 2.0 * c, -3.0]];
+        for r in 0..2 {
+            for k in 0..3 {
+                assert!((sim.m[r][k] - expect[r][k]).abs() < 1e-9, "{:?}", sim.m);
+            }
+        }
+        // inverse composes to identity
+        let inv = sim.inverse();
+        let [x, y] = dst[2];
+        let bx = inv[0][0] * x + inv[0][1] * y + inv[0][2];
+        let by = inv[1][0] * x + inv[1][1] * y + inv[1][2];
+        assert!((bx - 3.0).abs() < 1e-9 && (by - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn template_points_map_to_themselves_and_degenerate_sets_fail() {
+        let t = Template::CaffeFace.points();
+        let lm = Landmarks(t.map(|[x, y]| [x as f32, y as f32]));
+        let sim = Similarity::to_template(&lm, Template::CaffeFace).unwrap();
+        assert!((sim.m[0][0] - 1.0).abs() < 1e-5 && sim.m[1][0].abs() < 1e-5);
+        let same = Landmarks([[10.0, 10.0]; 5]);
+        assert!(Similarity::to_template(&same, Template::CaffeFace).unwrap_err().to_string().contains("coincide"));
+        let nan = Landmarks([[f32::NAN, 1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0], [8.0, 9.0]]);
+        assert!(Similarity::to_template(&nan, Template::CaffeFace).is_err());
+        assert_eq!(Template::Insightface.points()[0][0], CAFFE_FACE_112X96[0][0] + 8.0);
+    }
+
+    #[test]
+    fn identity_warp_copies_and_half_pixel_shift_averages() {
+        let img = RgbImage::from_fn(4, 3, |x, y| image::Rgb([(10 * x + y) as u8, 0, 255]));
+        let id = Similarity { m: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]] };
+        assert_eq!(warp(&img, &id, 3, 4), img.as_raw().clone());
+        // Shift by half a pixel to the left: crop(u) = (src(u + .5)); interior values average.
+        let shift = Similarity { m: [[1.0, 0.0, -0.5], [0.0, 1.0, 0.0]] };
+        let out = warp(&img, &shift, 3, 4);
+        // pixel (u=0, v=1): average of src (0,1)=1 and (1,1)=11 -> 6
+        assert_eq!(out[(4 + 0) * 3], 6);
+        // right edge: (3.5, 1) blends src(3,1)=31 with the black border -> 15.5 -> 16
+        assert_eq!(out[(4 + 3) * 3], 16);
+    }
+
+    #[test]
+    fn flip_and_chw() {
+        let hwc = [1, 2, 3, 4, 5, 6]; // one row, two pixels
+        assert_eq!(flip_hwc(&hwc, 2), vec![4, 5, 6, 1, 2, 3]);
+        assert_eq!(hwc_to_chw(&hwc, 1, 2), vec![1, 4, 2, 5, 3, 6]);
+    }
+}
