@@ -82,7 +82,7 @@ def main():
     lms = read_landmarks(a.landmarks)
     if a.list:
         with open(a.list) as f:
-            rels = [l.strip() for l in f if l.strip()]
+            rels = [l.split()[0] for l in f if l.strip()]
     else:
         rels = sorted(lms)
     if a.first:

@@ -18,6 +18,7 @@ pub fn init(quiet: bool, verbose: u8) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(indicatif.get_stderr_writer())
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .compact();
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
     if quiet {

@@ -6,6 +6,7 @@
 
 mod commands;
 mod logging;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Train a model from an experiment config (TOML).
     #[command(after_help = commands::train::EXAMPLES)]
     Train(commands::train::TrainArgs),
+    /// Align a dataset's faces to crops (image files or a training cache), in parallel.
+    #[command(after_help = commands::align::EXAMPLES)]
+    Align(commands::align::AlignArgs),
     /// Print the results table of finished runs (MNIST toy experiment).
     #[command(after_help = "Example:\n  facerec summary runs/mnist_lenetpp_softmax runs/mnist_lenetpp_center")]
     Summary(commands::summary::SummaryArgs),
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     logging::init(cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args, cli.quiet),
+        Command::Align(args) => commands::align::run(args, cli.quiet),
         Command::Summary(args) => commands::summary::run(args),
         Command::Info => commands::info::run(),
         Command::Completions { shell } => {

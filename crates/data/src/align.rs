@@ -8,8 +8,9 @@
 //! The transform is the closed-form least-squares solution over `[a -b; b a]` and `t`, which is
 //! the optimum Umeyama's method (used by skimage's `SimilarityTransform.estimate`) finds for
 //! proper rotations. The warp samples like OpenCV's `warpAffine(..., INTER_LINEAR,
-//! BORDER_CONSTANT)`: pixel centres at integer coordinates, neighbours outside the image count as
-//! black. `scripts/reference/align_opencv.py` is the independent check (see `tests/`).
+//! BORDER_CONSTANT)`, in the same fixed-point arithmetic: pixel centres at integer coordinates,
+//! neighbours outside the image count as black. `scripts/reference/align_opencv.py` is the
+//! independent check (see `tests/align_reference.rs`).
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -115,40 +116,62 @@ impl Similarity {
     }
 }
 
-/// Warps `img` into a `height x width` RGB crop (`HWC` bytes) through `sim`.
+/// Sub-pixel positions per pixel (OpenCV's `INTER_TAB_SIZE`): coordinates are rounded to
+/// 1/32 pixel and the bilinear weights are exact integers.
+const TAB_BITS: i64 = 5;
+const TAB: i64 = 1 << TAB_BITS;
+/// Fixed-point scale of the per-row coordinate arithmetic (OpenCV's `AB_BITS`).
+const AB_BITS: i64 = 10;
+
+/// Warps `img` into a `height x width` RGB crop (`HWC` bytes) through `sim`: bilinear,
+/// outside pixels black. The arithmetic follows OpenCV's `warpAffine` (coordinates in fixed
+/// point, rounded to 1/32 pixel; weights `(32 - fx)(32 - fy)` etc. summing to 1024; the sum
+/// rounded), so crops agree with OpenCV's to within JPEG-decoder differences.
 pub fn warp(img: &RgbImage, sim: &Similarity, height: u32, width: u32) -> Vec<u8> {
     let (w, h) = (img.width() as i64, img.height() as i64);
     let src = img.as_raw();
+    let stride = (w * 3) as usize;
     let inv = sim.inverse();
+    let scale = (1i64 << AB_BITS) as f64;
+    let round_delta = (1i64 << AB_BITS) / TAB / 2;
+    let adelta: Vec<i64> = (0..width as i64).map(|u| (inv[0][0] * u as f64 * scale).round() as i64).collect();
+    let bdelta: Vec<i64> = (0..width as i64).map(|u| (inv[1][0] * u as f64 * scale).round() as i64).collect();
     let mut out = vec![0u8; (height * width * 3) as usize];
-    let fetch = |x: i64, y: i64, c: usize| -> f32 {
-        if x < 0 || y < 0 || x >= w || y >= h {
-            0.0
-        } else {
-            f32::from(src[((y * w + x) * 3) as usize + c])
-        }
-    };
-    for v in 0..height as usize {
-        for u in 0..width as usize {
-            let (uf, vf) = (u as f64, v as f64);
-            let x = inv[0][0] * uf + inv[0][1] * vf + inv[0][2];
-            let y = inv[1][0] * uf + inv[1][1] * vf + inv[1][2];
-            let (x0, y0) = (x.floor(), y.floor());
-            let (fx, fy) = ((x - x0) as f32, (y - y0) as f32);
-            let (x0, y0) = (x0 as i64, y0 as i64);
-            let o = (v * width as usize + u) * 3;
-            let inside = x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h;
-            for c in 0..3 {
-                let (p00, p01, p10, p11) = if inside {
-                    let i = ((y0 * w + x0) * 3) as usize + c;
-                    let r = (w * 3) as usize;
-                    (f32::from(src[i]), f32::from(src[i + 3]), f32::from(src[i + r]), f32::from(src[i + r + 3]))
-                } else {
-                    (fetch(x0, y0, c), fetch(x0 + 1, y0, c), fetch(x0, y0 + 1, c), fetch(x0 + 1, y0 + 1, c))
+    for (v, row) in out.chunks_exact_mut(width as usize * 3).enumerate() {
+        let x_row = ((inv[0][1] * v as f64 + inv[0][2]) * scale).round() as i64 + round_delta;
+        let y_row = ((inv[1][1] * v as f64 + inv[1][2]) * scale).round() as i64 + round_delta;
+        for (u, px) in row.chunks_exact_mut(3).enumerate() {
+            let xq = (x_row + adelta[u]) >> (AB_BITS - TAB_BITS); // in 1/32 pixels
+            let yq = (y_row + bdelta[u]) >> (AB_BITS - TAB_BITS);
+            let (x0, y0) = (xq >> TAB_BITS, yq >> TAB_BITS);
+            let (fx, fy) = ((xq & (TAB - 1)) as u32, (yq & (TAB - 1)) as u32);
+            let weights = [(32 - fx) * (32 - fy), fx * (32 - fy), (32 - fx) * fy, fx * fy];
+            if x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h {
+                let i = (y0 * w + x0) as usize * 3;
+                let (a, b) = (&src[i..i + 6], &src[i + stride..i + stride + 6]);
+                for c in 0..3 {
+                    let s = u32::from(a[c]) * weights[0]
+                        + u32::from(a[c + 3]) * weights[1]
+                        + u32::from(b[c]) * weights[2]
+                        + u32::from(b[c + 3]) * weights[3];
+                    px[c] = ((s + 512) >> 10) as u8;
+                }
+            } else if x0 >= -1 && y0 >= -1 && x0 < w && y0 < h {
+                // On the border: neighbours outside the image are black.
+                let at = |x: i64, y: i64, c: usize| -> u32 {
+                    if x < 0 || y < 0 || x >= w || y >= h {
+                        0
+                    } else {
+                        u32::from(src[(y * w + x) as usize * 3 + c])
+                    }
                 };
-                let top = p00 + (p01 - p00) * fx;
-                let bottom = p10 + (p11 - p10) * fx;
-                out[o + c] = (top + (bottom - top) * fy).round().clamp(0.0, 255.0) as u8;
+                for c in 0..3 {
+                    let s = at(x0, y0, c) * weights[0]
+                        + at(x0 + 1, y0, c) * weights[1]
+                        + at(x0, y0 + 1, c) * weights[2]
+                        + at(x0 + 1, y0 + 1, c) * weights[3];
+                    px[c] = ((s + 512) >> 10) as u8;
+                }
             }
         }
     }

@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use facerec_eval::mnist::MnistEval;
 use facerec_train::checkpoint;
 use facerec_train::config::{default_run_dir, Config};
 use facerec_train::data::DataConfig;
 use facerec_train::{Observer, Outcome, StepStats, Trainer};
+
+use crate::progress::Bar;
 
 pub const EXAMPLES: &str = "Examples:
   facerec train configs/mnist_lenetpp_center.toml
@@ -48,7 +49,6 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
         DataConfig::Mnist(m) => MnistEval::load(&m.dir, m.test_limit).context("opening the MNIST test set")?,
     };
     let mut trainer = Trainer::new(config.clone(), &run_dir, train.source.num_classes())?;
-    tracing::info!("device: {}", facerec_model::device::describe(trainer.device()));
     if args.resume {
         match trainer.resume()? {
             Some(path) => tracing::info!("resuming from {}", path.display()),
@@ -130,31 +130,23 @@ fn prepare_run_dir(run_dir: &Path, resume: bool, overwrite: bool) -> anyhow::Res
     Ok(())
 }
 
-/// A progress bar over the steps (a tracing span drawn by tracing-indicatif).
+/// A progress bar over the training steps, with the smoothed loss.
 struct Progress {
-    span: Option<tracing::Span>,
+    bar: Bar,
+    quiet: bool,
     smoothed: Option<f64>,
 }
 
 impl Progress {
     fn new(quiet: bool) -> Self {
-        Progress { span: (!quiet).then(|| tracing::info_span!("train")), smoothed: None }
+        Progress { bar: Bar::new("train", 0, true), quiet, smoothed: None }
     }
 }
 
 impl Observer for Progress {
     fn on_start(&mut self, start: usize, total: usize) {
-        if let Some(span) = &self.span {
-            span.pb_set_style(
-                &indicatif::ProgressStyle::with_template(
-                    "{span_name} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} steps, eta {eta} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            span.pb_set_length(total as u64);
-            span.pb_set_position(start as u64);
-            span.pb_start();
-        }
+        self.bar = Bar::new("train", total as u64, self.quiet);
+        self.bar.set_position(start as u64);
     }
 
     fn on_step(&mut self, s: &StepStats) {
@@ -163,9 +155,7 @@ impl Observer for Progress {
             None => s.loss,
         };
         self.smoothed = Some(loss);
-        if let Some(span) = &self.span {
-            span.pb_inc(1);
-            span.pb_set_message(&format!("loss {loss:.3} lr {:.0e}", s.lr));
-        }
+        self.bar.inc(1);
+        self.bar.set_message(&format!("train: loss {loss:.3} lr {:.0e}", s.lr));
     }
 }
