@@ -36,9 +36,15 @@ enum Command {
     /// Align a dataset's faces to crops (image files or a training cache), in parallel.
     #[command(after_help = commands::align::EXAMPLES)]
     Align(commands::align::AlignArgs),
+    /// Evaluate a model on LFW (verification, ROC, identification).
+    #[command(after_help = commands::eval::EXAMPLES)]
+    Eval(commands::eval::EvalArgs),
     /// Print the results table of finished runs (MNIST toy experiment).
     #[command(after_help = "Example:\n  facerec summary runs/mnist_lenetpp_softmax runs/mnist_lenetpp_center")]
     Summary(commands::summary::SummaryArgs),
+    /// Time training steps of a config's model on synthetic batches.
+    #[command(after_help = commands::bench::EXAMPLES)]
+    Bench(commands::bench::BenchArgs),
     /// Show the device libtorch runs on, its threads and whether CUDA is linked.
     Info,
     /// Print a shell completion script.
@@ -55,7 +61,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args, cli.quiet),
         Command::Align(args) => commands::align::run(args, cli.quiet),
+        Command::Eval(args) => commands::eval::run(args, cli.quiet),
         Command::Summary(args) => commands::summary::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Info => commands::info::run(),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "facerec", &mut std::io::stdout());

@@ -20,6 +20,18 @@ impl Bar {
         Bar { span }
     }
 
+    /// A counter without a known end.
+    pub fn counter(name: &'static str, quiet: bool) -> Self {
+        let span = (!quiet).then(|| {
+            let span = tracing::info_span!("progress", task = name);
+            span.pb_set_style(&style("{msg} [{elapsed_precise}] {pos} done ({per_sec})"));
+            span.pb_set_message(name);
+            span.pb_start();
+            span
+        });
+        Bar { span }
+    }
+
     pub fn inc(&self, n: u64) {
         if let Some(s) = &self.span {
             s.pb_inc(n);

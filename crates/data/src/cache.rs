@@ -224,12 +224,31 @@ impl CropCache {
         Ok((Self::open(dir)?, Some(report)))
     }
 
+    /// [`CropCache::open_or_build`] in a sub-folder of `root` named after the template and the
+    /// inputs' fingerprint, so that caches of different datasets live side by side.
+    pub fn open_or_build_in(
+        dataset: &FaceDataset,
+        landmarks: &LandmarkFile,
+        template: Template,
+        root: &Path,
+        on_bad: OnBad,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(Self, Option<BuildReport>)> {
+        let name = format!("{template:?}-{:016x}", fingerprint(dataset, landmarks, template)).to_lowercase();
+        Self::open_or_build(dataset, landmarks, template, &root.join(name), on_bad, progress)
+    }
+
     pub fn len(&self) -> usize {
         self.index.paths.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.index.paths.is_empty()
+    }
+
+    /// Position of each image path in the cache.
+    pub fn positions(&self) -> std::collections::HashMap<PathBuf, usize> {
+        self.index.paths.iter().enumerate().map(|(i, p)| (p.clone(), i)).collect()
     }
 
     /// A training source over the crops.

@@ -4,7 +4,10 @@
 pub mod clusters;
 pub mod error;
 pub mod features;
+pub mod identification;
+pub mod lfw;
 pub mod mnist;
 pub mod plot;
+pub mod verification;
 
 pub use error::{EvalError, Result};

@@ -11,6 +11,7 @@ pub mod face_resnet;
 pub mod iresnet;
 pub mod layers;
 pub mod lenet_pp;
+pub mod saved;
 pub mod weights;
 
 pub use backbone::{Backbone, BackboneConfig};

@@ -50,6 +50,16 @@ pub struct ModelConfig {
     pub backbone: BackboneConfig,
 }
 
+impl ModelConfig {
+    /// The backbone's name as written in configs.
+    pub fn backbone_name(&self) -> String {
+        serde_json::to_value(&self.backbone)
+            .ok()
+            .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
 /// `[optim]`: SGD.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,7 +121,7 @@ impl Default for CheckpointConfig {
 }
 
 /// `[eval]`: the periodic evaluation during training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
     /// Evaluate every this many steps; 0 at the end of each epoch only.
@@ -120,11 +130,65 @@ pub struct EvalConfig {
     /// Turn the periodic evaluation off.
     #[serde(default)]
     pub disabled: bool,
+    /// LFW verification (face models).
+    pub lfw: Option<LfwEvalConfig>,
 }
 
-impl Default for EvalConfig {
-    fn default() -> Self {
-        EvalConfig { every_steps: 0, disabled: false }
+/// `[eval.lfw]`: the LFW verification protocol (Wen et al. Sec. 4.2): features of image and
+/// mirror concatenated, optional PCA fitted on the training folds, cosine similarity, the
+/// threshold of each fold chosen on the other folds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LfwEvalConfig {
+    /// LFW `images/` root.
+    pub images: PathBuf,
+    pub landmarks: PathBuf,
+    pub pairs: PathBuf,
+    /// Folds to evaluate, 1-based; empty = all of them.
+    #[serde(default)]
+    pub folds: Vec<usize>,
+    /// PCA dimensions fitted on the training folds' images; 0 = no PCA.
+    #[serde(default)]
+    pub pca: usize,
+    /// Concatenate the features of each image and its mirror.
+    #[serde(default = "default_true")]
+    pub flip: bool,
+    /// Also report identification (rank-1, CMC) on the evaluated folds' identities.
+    #[serde(default)]
+    pub identification: bool,
+    /// Where the aligned crops of the evaluation images are cached.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Images per forward pass.
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from("data/cache")
+}
+fn default_eval_batch() -> usize {
+    128
+}
+
+impl LfwEvalConfig {
+    /// Paths exist and numbers are sane; the message names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (key, path) in [("eval.lfw.images", &self.images), ("eval.lfw.landmarks", &self.landmarks), ("eval.lfw.pairs", &self.pairs)] {
+            if !path.exists() {
+                return Err(format!("{key}: {} does not exist (run scripts/setup.sh for LFW)", path.display()));
+            }
+        }
+        if self.folds.contains(&0) {
+            return Err("eval.lfw.folds: folds are 1-based".into());
+        }
+        if self.batch_size == 0 {
+            return Err("eval.lfw.batch_size must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +278,9 @@ impl Config {
         }
         let model_shape = self.model.backbone.input_shape();
         self.data.validate(model_shape)?;
+        if let Some(lfw) = &self.eval.lfw {
+            lfw.validate()?;
+        }
         Ok(())
     }
 
@@ -224,11 +291,22 @@ impl Config {
 }
 
 /// Sets `a.b.c = value` in a TOML table; `value` is parsed as a TOML value, or taken as a
-/// string when it does not parse (so `--set data.root=/x/y` works unquoted).
+/// string when it does not parse (so `--set data.root=/x/y` works unquoted). An empty value
+/// (`--set schedule.epochs=`) removes the key.
 pub fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result::Result<(), String> {
     let (key, raw) = assignment
         .split_once('=')
         .ok_or_else(|| format!("override {assignment:?} is not of the form key.path=value"))?;
+    if raw.trim().is_empty() {
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        let (last, path) = parts.split_last().ok_or_else(|| format!("override {assignment:?} has an empty key"))?;
+        let mut cur = &mut *table;
+        for part in path {
+            cur = cur.get_mut(*part).and_then(toml::Value::as_table_mut).ok_or_else(|| format!("override {key}: no table {part}"))?;
+        }
+        cur.remove(*last);
+        return Ok(());
+    }
     let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))

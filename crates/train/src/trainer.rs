@@ -2,7 +2,6 @@
 //! 2016, Algorithm 1): forward, `L = L_S + lambda * L_C`, backward, center update (Eq. 4),
 //! SGD step; logging, periodic evaluation and checkpoints around it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -248,15 +247,7 @@ impl Trainer {
     /// Saves the backbone alone, with PyTorch names and its config in the metadata, to `path`.
     pub fn export_backbone(&self, path: &Path) -> Result<()> {
         let vars = weights::strip_prefix(&self.vs.variables(), "backbone");
-        let meta = BTreeMap::from([
-            ("format".to_owned(), "facerec-backbone-1".to_owned()),
-            (
-                "backbone".to_owned(),
-                serde_json::to_string(&self.config.model.backbone).unwrap_or_default(),
-            ),
-        ]);
-        let bytes = weights::to_bytes(&vars, &meta)?;
-        facerec_data::fsutil::atomic_write_bytes(path, &bytes)?;
+        facerec_model::saved::save_backbone(path, &self.config.model.backbone, &vars)?;
         Ok(())
     }
 

@@ -1,4 +1,6 @@
 pub mod align;
+pub mod bench;
+pub mod eval;
 pub mod info;
 pub mod summary;
 pub mod train;

@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 
+use facerec_data::align::Template;
+use facerec_eval::lfw::LfwEval;
 use facerec_eval::mnist::MnistEval;
+use facerec_model::BackboneConfig;
 use facerec_train::checkpoint;
 use facerec_train::config::{default_run_dir, Config};
 use facerec_train::data::DataConfig;
-use facerec_train::{Observer, Outcome, StepStats, Trainer};
+use facerec_train::{Evaluator, FitSummary, Observer, Outcome, StepStats, Trainer};
 
 use crate::progress::Bar;
 
@@ -44,9 +47,20 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
     let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&args.config, args.name.as_deref()));
     prepare_run_dir(&run_dir, args.resume, args.overwrite)?;
 
-    let train = config.data.open_train().context("opening the training data")?;
-    let mut evaluator = match &config.data {
-        DataConfig::Mnist(m) => MnistEval::load(&m.dir, m.test_limit).context("opening the MNIST test set")?,
+    let train = {
+        let bar = Bar::counter("aligning training images", quiet);
+        config.data.open_train_with_progress(&|n| bar.inc(n)).context("opening the training data")?
+    };
+    let mut evaluator = match (&config.data, &config.eval.lfw) {
+        (DataConfig::Mnist(m), _) => {
+            RunEval::Mnist(MnistEval::load(&m.dir, m.test_limit).context("opening the MNIST test set")?)
+        }
+        (DataConfig::Faces(_), Some(lfw)) => {
+            let template = template_for(&config.model.backbone)?;
+            let bar = Bar::counter("aligning LFW evaluation images", quiet);
+            RunEval::Lfw(LfwEval::new(lfw, template, &|n| bar.inc(n)).context("preparing the LFW evaluation")?)
+        }
+        (DataConfig::Faces(_), None) => RunEval::None,
     };
     let mut trainer = Trainer::new(config.clone(), &run_dir, train.source.num_classes())?;
     if args.resume {
@@ -62,7 +76,12 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
     .context("installing the Ctrl-C handler")?;
 
     let mut progress = Progress::new(quiet);
-    let summary = trainer.fit(train.source, train.flip, Some(&mut evaluator), &mut progress)?;
+    let eval: Option<&mut dyn Evaluator> = match &mut evaluator {
+        RunEval::Mnist(e) => Some(e),
+        RunEval::Lfw(e) => Some(e),
+        RunEval::None => None,
+    };
+    let summary = trainer.fit(train.source, train.flip, eval, &mut progress)?;
     drop(progress);
     if summary.outcome == Outcome::Interrupted {
         println!(
@@ -73,6 +92,64 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    match &evaluator {
+        RunEval::Mnist(e) => mnist_report(e, &trainer, &config, &args.config, &run_dir, &summary),
+        RunEval::Lfw(e) => lfw_report(e, &trainer, &run_dir, &summary),
+        RunEval::None => {
+            println!("{}: {} steps in {:.0} s; model {}", run_dir.display(), summary.steps,
+                summary.train_s + summary.data_wait_s, run_dir.join("model.safetensors").display());
+            Ok(())
+        }
+    }
+}
+
+/// The evaluation that goes with a run's data.
+enum RunEval {
+    Mnist(MnistEval),
+    Lfw(LfwEval),
+    None,
+}
+
+/// The crop layout a backbone's input needs.
+pub fn template_for(backbone: &BackboneConfig) -> anyhow::Result<Template> {
+    match backbone.input_shape() {
+        [3, 112, 96] => Ok(Template::CaffeFace),
+        [3, 112, 112] => Ok(Template::Insightface),
+        other => bail!("no face crop template gives {other:?} inputs (112x96 and 112x112 exist)"),
+    }
+}
+
+fn lfw_report(eval: &LfwEval, trainer: &Trainer, run_dir: &Path, summary: &FitSummary) -> anyhow::Result<()> {
+    let parts = trainer.parts();
+    let report = eval.run(parts.backbone, parts.device)?;
+    let name = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    report.write(run_dir, &name)?;
+    let v = &report.verification;
+    let tar = v.tar_at_far.iter().find(|t| t.far == 1e-3).map_or(f64::NAN, |t| t.tar);
+    println!(
+        "{}: LFW verification {:.2}% +- {:.2} (AUC {:.4}, EER {:.2}%, TAR {:.2}% at FAR 1e-3){}; {} steps in {:.0} s\n  protocol: {}",
+        run_dir.display(),
+        100.0 * v.accuracy_mean,
+        100.0 * v.accuracy_std,
+        v.auc,
+        100.0 * v.eer,
+        100.0 * tar,
+        report.identification.as_ref().map(|i| format!(", rank-1 {:.2}%", 100.0 * i.rank1)).unwrap_or_default(),
+        summary.steps,
+        summary.train_s + summary.data_wait_s,
+        report.protocol
+    );
+    Ok(())
+}
+
+fn mnist_report(
+    evaluator: &MnistEval,
+    trainer: &Trainer,
+    config: &Config,
+    config_path: &Path,
+    run_dir: &Path,
+    summary: &FitSummary,
+) -> anyhow::Result<()> {
     let report = evaluator.run(&trainer.parts())?;
     let png = run_dir.join("features.png");
     let lambda = config.loss.lambda;
@@ -83,7 +160,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
     };
     report.write_scatter(&png, &title, trainer.parts().centers)?;
     let json = serde_json::json!({
-        "config": args.config,
+        "config": config_path,
         "lambda": lambda,
         "alpha": config.loss.alpha,
         "steps": summary.steps,

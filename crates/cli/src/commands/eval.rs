@@ -1,0 +1,180 @@
+//! `facerec eval`: LFW verification (and identification) of a trained model, or of features
+//! computed by any other model, with the same protocol.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use facerec_eval::lfw::{verify_external, LfwEval, LfwReport};
+use facerec_model::device::DeviceChoice;
+use facerec_model::saved::load_backbone;
+use facerec_train::config::{Config, LfwEvalConfig};
+
+use crate::commands::train::template_for;
+use crate::progress::Bar;
+
+pub const EXAMPLES: &str = "Examples:
+  facerec eval runs/lfw_faceresnet_small_center                 # the run's [eval.lfw] settings
+  facerec eval runs/lfw_faceresnet_small_center --folds 1,2,3,4,5,6,7,8,9,10 --pca 128
+  facerec eval --model other/model.safetensors --identification --out runs/other_eval
+  facerec eval --features emb.npy --index emb_paths.txt --folds 1,2,3,4,5";
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run directory: its model.safetensors and the [eval.lfw] settings of its config.toml.
+    pub run: Option<PathBuf>,
+    /// A backbone file (model.safetensors) instead of a run.
+    #[arg(long, conflicts_with = "features")]
+    pub model: Option<PathBuf>,
+    /// Score features computed elsewhere: a .npy of [N, D] float32 ...
+    #[arg(long, requires = "index")]
+    pub features: Option<PathBuf>,
+    /// ... with one LFW-relative image path per row (`Name/Name_0001.jpg`).
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    /// LFW images root [default: data/lfw/images].
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// Landmarks file [default: data/lfw/landmarks_5pt.tsv].
+    #[arg(long)]
+    pub landmarks: Option<PathBuf>,
+    /// Pairs file [default: data/lfw/pairs.txt].
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// Folds to evaluate, 1-based, comma-separated [default: the run's, else all 10].
+    #[arg(long, value_delimiter = ',')]
+    pub folds: Vec<usize>,
+    /// PCA dimensions fitted on the training folds (0: none).
+    #[arg(long)]
+    pub pca: Option<usize>,
+    /// Use the image's features alone, without its mirror.
+    #[arg(long)]
+    pub no_flip: bool,
+    /// Also report identification (rank-1, CMC to rank 10).
+    #[arg(long)]
+    pub identification: bool,
+    /// Where to write lfw_report.json and the plots [default: the run directory].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// "auto", "cpu", "cuda" or "cuda:N".
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+fn default_lfw(args: &EvalArgs) -> LfwEvalConfig {
+    let lfw = facerec_data::paths::data_dir().join("lfw");
+    LfwEvalConfig {
+        images: lfw.join("images"),
+        landmarks: lfw.join("landmarks_5pt.tsv"),
+        pairs: lfw.join("pairs.txt"),
+        folds: Vec::new(),
+        pca: 0,
+        flip: true,
+        identification: args.identification,
+        cache_dir: facerec_data::paths::data_dir().join("cache"),
+        batch_size: 128,
+    }
+}
+
+pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
+    // Settings: the run's [eval.lfw], else defaults; flags override.
+    let run_config = match &args.run {
+        Some(run) => {
+            let path = run.join("config.toml");
+            Some(Config::load(&path, &[]).with_context(|| format!("reading the run's config {}", path.display()))?)
+        }
+        None => None,
+    };
+    let mut lfw = run_config.as_ref().and_then(|c| c.eval.lfw.clone()).unwrap_or_else(|| default_lfw(&args));
+    if let Some(p) = &args.images {
+        lfw.images = p.clone();
+    }
+    if let Some(p) = &args.landmarks {
+        lfw.landmarks = p.clone();
+    }
+    if let Some(p) = &args.pairs {
+        lfw.pairs = p.clone();
+    }
+    if !args.folds.is_empty() {
+        lfw.folds = args.folds.clone();
+    }
+    if let Some(k) = args.pca {
+        lfw.pca = k;
+    }
+    lfw.flip &= !args.no_flip;
+    lfw.identification |= args.identification;
+
+    if let Some(features) = &args.features {
+        let index_path = args.index.as_ref().context("--features needs --index")?;
+        return external(features, index_path, &lfw);
+    }
+    let model_path = match (&args.model, &args.run) {
+        (Some(m), _) => m.clone(),
+        (None, Some(run)) => run.join("model.safetensors"),
+        (None, None) => bail!("give a run directory, --model or --features (see --help)"),
+    };
+    lfw.validate().map_err(anyhow::Error::msg)?;
+    let device = args.device.resolve()?;
+    let loaded = load_backbone(&model_path, device, None).with_context(|| format!("loading {}", model_path.display()))?;
+    let template = template_for(&loaded.config)?;
+    let eval = {
+        let bar = Bar::counter("aligning LFW evaluation images", quiet);
+        LfwEval::new(&lfw, template, &|n| bar.inc(n))?
+    };
+    let t0 = std::time::Instant::now();
+    let report = eval.run(loaded.backbone.as_ref(), device)?;
+    let out = args.out.clone().or_else(|| args.run.clone()).unwrap_or_else(|| PathBuf::from("."));
+    let name = model_path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    report.write(&out, &name)?;
+    print_report(&report, &out);
+    tracing::info!("evaluated in {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig) -> anyhow::Result<()> {
+    let arr = facerec_data::npy::read(features)?;
+    let [n, d] = arr.shape[..] else {
+        bail!("{}: expected a 2-D array [N, D], got shape {:?}", features.display(), arr.shape);
+    };
+    if arr.dtype != facerec_data::npy::Dtype::F32 {
+        bail!("{}: expected float32 features", features.display());
+    }
+    let index: Vec<PathBuf> = std::fs::read_to_string(index_path)
+        .with_context(|| format!("reading {}", index_path.display()))?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| PathBuf::from(l.trim()))
+        .collect();
+    let t = tch::Tensor::f_from_slice(&arr.to_f32())?.f_view([n as i64, d as i64])?;
+    let t0 = std::time::Instant::now();
+    let v = verify_external(&t, &index, &lfw.pairs, &lfw.folds, lfw.pca)?;
+    println!(
+        "LFW verification of {}: {:.2}% +- {:.2} over folds {:?} ({} pairs), AUC {:.4}, EER {:.2}% (scored in {:.1} ms)",
+        features.display(),
+        100.0 * v.accuracy_mean,
+        100.0 * v.accuracy_std,
+        v.folds,
+        v.pairs,
+        v.auc,
+        100.0 * v.eer,
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+fn print_report(report: &LfwReport, out: &Path) {
+    let v = &report.verification;
+    println!("protocol: {}", report.protocol);
+    println!("accuracy: {:.2}% +- {:.2} (per fold: {})", 100.0 * v.accuracy_mean, 100.0 * v.accuracy_std,
+        v.fold_accuracy.iter().map(|a| format!("{:.1}", 100.0 * a)).collect::<Vec<_>>().join(" "));
+    println!("AUC {:.4}, EER {:.2}%", v.auc, 100.0 * v.eer);
+    for t in &v.tar_at_far {
+        println!("TAR {:.2}% at FAR {:.0e}", 100.0 * t.tar, t.far);
+    }
+    if let Some(i) = &report.identification {
+        println!("identification: rank-1 {:.2}%, rank-5 {:.2}%, rank-10 {:.2}% ({} gallery, {} probes)",
+            100.0 * i.rank1, 100.0 * i.cmc[4], 100.0 * i.cmc[9], i.gallery, i.probes);
+    }
+    println!("report: {}", out.join("lfw_report.json").display());
+}

@@ -1,0 +1,248 @@
+//! The LFW protocols end to end: which images the pairs need, their aligned crops (cached),
+//! features of image and mirror, verification over the chosen folds and, optionally,
+//! identification on the identities of those folds.
+//!
+//! Protocols (see `../shared/README.md`): the standard View-2 10-fold protocol (all folds), the
+//! identity-disjoint one (train on identities outside folds 1-5, test on folds 1-5 with
+//! thresholds from the other four), and leave-one-fold-out variants. A report always states
+//! its folds and settings next to its numbers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use facerec_data::align::Template;
+use facerec_data::cache::CropCache;
+use facerec_data::dataset::{FaceDataset, Sample};
+use facerec_data::landmarks::{LandmarkFile, OnBad};
+use facerec_data::lfw::{identity_of, Pairs};
+use facerec_data::pixels::PixelSource;
+use facerec_model::Backbone;
+use facerec_train::config::LfwEvalConfig;
+use facerec_train::data::zero_based_folds;
+use facerec_train::{Evaluator, ModelParts};
+
+use crate::error::{EvalError, Result};
+use crate::identification::{identify, IdentificationReport};
+use crate::plot;
+use crate::verification::{verify, PairRef, VerificationReport};
+
+/// What one evaluation found, with the protocol spelled out.
+#[derive(Debug, Clone, Serialize)]
+pub struct LfwReport {
+    pub protocol: String,
+    pub verification: VerificationReport,
+    pub identification: Option<IdentificationReport>,
+}
+
+/// LFW, prepared for evaluating models.
+pub struct LfwEval {
+    config: LfwEvalConfig,
+    source: PixelSource,
+    /// Image paths of the cache rows.
+    paths: Vec<PathBuf>,
+    /// Pairs over cache rows.
+    pairs: Vec<PairRef>,
+    folds: Vec<usize>,
+    /// Cache rows used by the pairs (sorted).
+    pair_rows: Vec<usize>,
+}
+
+fn list_some(items: &[String]) -> String {
+    let shown: Vec<&str> = items.iter().take(10).map(String::as_str).collect();
+    format!("{}{}", shown.join(", "), if items.len() > 10 { format!(" and {} more", items.len() - 10) } else { String::new() })
+}
+
+/// Folds of a config (1-based, empty = all) as 0-based indices.
+pub fn resolve_folds(folds: &[usize], pairs: &Pairs) -> Result<Vec<usize>> {
+    if folds.is_empty() {
+        return Ok((0..pairs.folds).collect());
+    }
+    zero_based_folds(folds, pairs.folds, "eval.lfw.folds").map_err(EvalError::Invalid)
+}
+
+impl LfwEval {
+    /// Reads the pairs, checks that every image they need exists and has landmarks (the error
+    /// lists the ones that do not), and aligns them into the crop cache (once).
+    pub fn new(config: &LfwEvalConfig, template: Template, progress: &(dyn Fn(u64) + Sync)) -> Result<Self> {
+        let pairs = Pairs::read(&config.pairs)?;
+        let folds = resolve_folds(&config.folds, &pairs)?;
+        pairs.check_images(&config.images, &folds)?;
+        let mut needed: Vec<PathBuf> = pairs.images(&folds);
+        if config.identification {
+            let test_ids: HashSet<String> = pairs.identities_in(&folds);
+            for id in &test_ids {
+                let dir = config.images.join(id);
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .map_err(|e| EvalError::Io { path: dir.clone(), source: e })?
+                    .filter_map(|e| e.ok().map(|e| PathBuf::from(id).join(e.file_name())))
+                    .filter(|p| facerec_data::image_io::is_image_path(p))
+                    .collect();
+                if files.len() >= 2 {
+                    needed.append(&mut files);
+                }
+            }
+            needed.sort();
+            needed.dedup();
+        }
+        let landmarks = LandmarkFile::read(&config.landmarks, OnBad::Fail)?;
+        let missing: Vec<String> =
+            needed.iter().filter(|p| !landmarks.entries.contains_key(*p)).map(|p| p.display().to_string()).collect();
+        if !missing.is_empty() {
+            return Err(EvalError::Input {
+                path: config.landmarks.clone(),
+                msg: format!("no landmarks for {} evaluation image(s): {}", missing.len(), list_some(&missing)),
+            });
+        }
+        let identities: Vec<String> = needed.iter().map(|p| identity_of(p)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let label: HashMap<&str, i64> = identities.iter().enumerate().map(|(i, n)| (n.as_str(), i as i64)).collect();
+        let samples =
+            needed.iter().map(|p| Sample { path: p.clone(), label: label[identity_of(p).as_str()] }).collect();
+        let dataset = FaceDataset { root: config.images.clone(), samples, identities };
+        let (cache, _) = CropCache::open_or_build_in(&dataset, &landmarks, template, &config.cache_dir, OnBad::Fail, progress)?;
+        let positions = cache.positions();
+        let paths = cache.index.paths.clone();
+        let pair_refs: Vec<PairRef> = pairs
+            .of_folds(&folds)
+            .iter()
+            .map(|p| PairRef { a: positions[&p.a], b: positions[&p.b], same: p.same, fold: p.fold })
+            .collect();
+        let mut pair_rows: Vec<usize> = pair_refs.iter().flat_map(|p| [p.a, p.b]).collect();
+        pair_rows.sort_unstable();
+        pair_rows.dedup();
+        Ok(LfwEval { config: config.clone(), source: cache.into_source()?, paths, pairs: pair_refs, folds, pair_rows })
+    }
+
+    /// The LFW-relative image path of each cache row.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// The protocol in words.
+    pub fn protocol(&self) -> String {
+        let folds: Vec<String> = self.folds.iter().map(|f| (f + 1).to_string()).collect();
+        format!(
+            "LFW View-2 pairs, folds {} ({} pairs); threshold of each fold chosen on the other {}; \
+             cosine similarity of {}features{}",
+            folds.join(","),
+            self.pairs.len(),
+            self.folds.len() - 1,
+            if self.config.flip { "image+mirror concatenated " } else { "" },
+            if self.config.pca > 0 { format!(", PCA to {} fitted on the training folds", self.config.pca) } else { String::new() }
+        )
+    }
+
+    /// Features `[rows, D]` (or `[rows, 2D]` with the mirror) of the given cache rows.
+    pub fn features(&self, backbone: &dyn Backbone, device: Device, rows: &[usize]) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let mut out = Vec::new();
+        for chunk in rows.chunks(self.config.batch_size.max(1)) {
+            let mut parts = vec![self.forward(backbone, device, chunk, false)?];
+            if self.config.flip {
+                parts.push(self.forward(backbone, device, chunk, true)?);
+            }
+            out.push(Tensor::f_cat(&parts, 1)?);
+        }
+        Ok(Tensor::f_cat(&out, 0)?)
+    }
+
+    fn forward(&self, backbone: &dyn Backbone, device: Device, rows: &[usize], flip: bool) -> Result<Tensor> {
+        let images = self.source.images_tensor(rows, &vec![flip; rows.len()])?.f_to_device(device)?;
+        Ok(backbone.forward_t(&images, false)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)
+    }
+
+    /// Verification only (what periodic evaluation runs).
+    pub fn verify_model(&self, backbone: &dyn Backbone, device: Device) -> Result<VerificationReport> {
+        let feats = self.features(backbone, device, &self.pair_rows)?;
+        let row_of: HashMap<usize, usize> = self.pair_rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+        let pairs: Vec<PairRef> =
+            self.pairs.iter().map(|p| PairRef { a: row_of[&p.a], b: row_of[&p.b], ..*p }).collect();
+        verify(&feats, &pairs, &self.folds, self.config.pca)
+    }
+
+    /// Verification and (when configured) identification.
+    pub fn run(&self, backbone: &dyn Backbone, device: Device) -> Result<LfwReport> {
+        let all: Vec<usize> = (0..self.paths.len()).collect();
+        let feats = self.features(backbone, device, &all)?;
+        let verification = verify(&feats, &self.pairs, &self.folds, self.config.pca)?;
+        let identification = if self.config.identification {
+            let labels: Vec<i64> = self.source.labels().to_vec();
+            Some(identify(&feats, &labels, 10)?)
+        } else {
+            None
+        };
+        Ok(LfwReport { protocol: self.protocol(), verification, identification })
+    }
+}
+
+impl Evaluator for LfwEval {
+    fn evaluate(&mut self, model: &ModelParts<'_>) -> facerec_train::Result<Vec<(String, f64)>> {
+        let r = self.verify_model(model.backbone, model.device)?;
+        let tar = r.tar_at_far.iter().find(|t| t.far == 1e-3).map_or(f64::NAN, |t| t.tar);
+        Ok(vec![
+            ("lfw_accuracy".into(), r.accuracy_mean),
+            ("lfw_accuracy_std".into(), r.accuracy_std),
+            ("lfw_auc".into(), r.auc),
+            ("lfw_tar_far1e-3".into(), tar),
+        ])
+    }
+}
+
+/// Verification of features computed elsewhere: `features` `[N, D]` whose row `i` belongs to
+/// `index[i]` (a path relative to the LFW images root, `Name/Name_0001.jpg`). Pairs that refer to
+/// an image without a row are an error that lists them.
+pub fn verify_external(features: &Tensor, index: &[PathBuf], pairs_path: &Path, folds: &[usize], pca: usize) -> Result<VerificationReport> {
+    let pairs = Pairs::read(pairs_path)?;
+    let folds = resolve_folds(folds, &pairs)?;
+    if features.size()[0] as usize != index.len() {
+        return Err(EvalError::Invalid(format!("{} feature rows but {} index lines", features.size()[0], index.len())));
+    }
+    let row: HashMap<&Path, usize> = index.iter().enumerate().map(|(i, p)| (p.as_path(), i)).collect();
+    let chosen = pairs.of_folds(&folds);
+    let missing: BTreeMap<String, ()> = chosen
+        .iter()
+        .flat_map(|p| [&p.a, &p.b])
+        .filter(|p| !row.contains_key(p.as_path()))
+        .map(|p| (p.display().to_string(), ()))
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.into_keys().collect();
+        return Err(EvalError::Input {
+            path: pairs_path.to_path_buf(),
+            msg: format!("{} image(s) of the pairs have no feature row: {}", names.len(), list_some(&names)),
+        });
+    }
+    let refs: Vec<PairRef> = chosen
+        .iter()
+        .map(|p| PairRef { a: row[p.a.as_path()], b: row[p.b.as_path()], same: p.same, fold: p.fold })
+        .collect();
+    verify(features, &refs, &folds, pca)
+}
+
+impl LfwReport {
+    /// Writes `report.json`, `roc.png` and `scores.png` into `dir`.
+    pub fn write(&self, dir: &Path, name: &str) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| EvalError::Io { path: dir.to_path_buf(), source: e })?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| EvalError::Invalid(e.to_string()))?;
+        facerec_data::fsutil::atomic_write_bytes(&dir.join("lfw_report.json"), &json)?;
+        let v = &self.verification;
+        let roc: Vec<(f64, f64)> = v.roc.iter().filter(|p| p.far > 0.0).map(|p| (p.far, p.tar)).collect();
+        plot::lines(
+            &dir.join("lfw_roc.png"),
+            &format!("{name}: LFW ROC (acc {:.2}% +- {:.2}, AUC {:.4})", 100.0 * v.accuracy_mean, 100.0 * v.accuracy_std, v.auc),
+            "false accept rate",
+            "true accept rate",
+            true,
+            &[(name.to_owned(), roc)],
+        )?;
+        plot::histograms(
+            &dir.join("lfw_scores.png"),
+            &format!("{name}: cosine scores of LFW pairs"),
+            "cosine similarity",
+            &[("same person".into(), v.same_scores.clone()), ("different people".into(), v.diff_scores.clone())],
+            40,
+        )
+    }
+}

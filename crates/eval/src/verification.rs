@@ -1,0 +1,287 @@
+//! Face verification metrics over pairs: k-fold accuracy with the threshold of each fold chosen
+//! on the others (the LFW protocol), optional PCA fitted on the training folds, and the ROC
+//! over all pairs with AUC, EER and TAR at fixed FAR.
+//!
+//! Accuracy's std is the population std over folds (numpy's `np.std`, as LFW results are
+//! usually reported). The ROC uses the cosine scores without PCA.
+
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+use crate::error::{EvalError, Result};
+
+/// One pair: rows of the feature matrix, whether it is the same person, its fold (0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairRef {
+    pub a: usize,
+    pub b: usize,
+    pub same: bool,
+    pub fold: usize,
+}
+
+/// A point of the ROC.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RocPoint {
+    pub far: f64,
+    pub tar: f64,
+    pub threshold: f64,
+}
+
+/// TAR at a target FAR.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TarAtFar {
+    pub far: f64,
+    pub tar: f64,
+    pub threshold: f64,
+}
+
+/// Everything verification measures.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerificationReport {
+    /// Folds evaluated, 1-based.
+    pub folds: Vec<usize>,
+    pub pairs: usize,
+    pub pca: usize,
+    pub fold_accuracy: Vec<f64>,
+    pub fold_threshold: Vec<f64>,
+    pub accuracy_mean: f64,
+    pub accuracy_std: f64,
+    pub auc: f64,
+    pub eer: f64,
+    pub tar_at_far: Vec<TarAtFar>,
+    #[serde(skip)]
+    pub roc: Vec<RocPoint>,
+    #[serde(skip)]
+    pub same_scores: Vec<f64>,
+    #[serde(skip)]
+    pub diff_scores: Vec<f64>,
+}
+
+/// Cosine similarity of each pair, from `[N, D]` features (rows L2-normalised here).
+pub fn cosine_scores(features: &Tensor, pairs: &[PairRef]) -> Result<Vec<f64>> {
+    let f = features.f_to_kind(Kind::Double)?;
+    let norm = f.f_norm_scalaropt_dim(2, [1i64].as_slice(), true)?.f_clamp_min(1e-12)?;
+    let f = f.f_div(&norm)?;
+    let ia = Tensor::f_from_slice(&pairs.iter().map(|p| p.a as i64).collect::<Vec<_>>())?;
+    let ib = Tensor::f_from_slice(&pairs.iter().map(|p| p.b as i64).collect::<Vec<_>>())?;
+    let s = f.f_index_select(0, &ia)?.f_mul(&f.f_index_select(0, &ib)?)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
+    Ok(Vec::<f64>::try_from(&s)?)
+}
+
+/// PCA with `dims` components fitted on the rows `fit` of `features`; returns the projection
+/// of all rows.
+pub fn pca_project(features: &Tensor, fit: &[usize], dims: usize) -> Result<Tensor> {
+    let d = features.size()[1] as usize;
+    if dims == 0 || dims > d {
+        return Err(EvalError::Invalid(format!("PCA to {dims} dimensions of {d}-d features")));
+    }
+    let x = features.f_to_kind(Kind::Double)?;
+    let idx = Tensor::f_from_slice(&fit.iter().map(|&i| i as i64).collect::<Vec<_>>())?;
+    let train = x.f_index_select(0, &idx)?;
+    let mean = train.f_mean_dim([0i64].as_slice(), true, Kind::Double)?;
+    let centred = train.f_sub(&mean)?;
+    let cov = centred.f_tr()?.f_matmul(&centred)?.f_div_scalar(fit.len().max(2) as f64 - 1.0)?;
+    let (_, vectors) = cov.f_linalg_eigh("L")?; // ascending eigenvalues
+    let top = vectors.f_narrow(1, (d - dims) as i64, dims as i64)?;
+    Ok(x.f_sub(&mean)?.f_matmul(&top)?)
+}
+
+/// The threshold maximising accuracy on `scores`/`same`, and that accuracy. Candidates are
+/// midpoints between consecutive distinct scores (and below/above all).
+pub fn best_threshold(scores: &[f64], same: &[bool]) -> (f64, f64) {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&i, &j| scores[i].total_cmp(&scores[j]));
+    let n = scores.len();
+    let positives = same.iter().filter(|&&s| s).count();
+    // Threshold below everything: all predicted same -> correct = positives.
+    let mut correct = positives;
+    let mut best = (order.first().map_or(0.0, |&i| scores[i] - 1e-6), correct);
+    let mut k = 0;
+    while k < n {
+        // Move the threshold above the group of equal scores starting at k.
+        let v = scores[order[k]];
+        while k < n && scores[order[k]] == v {
+            if same[order[k]] {
+                correct -= 1;
+            } else {
+                correct += 1;
+            }
+            k += 1;
+        }
+        let t = if k < n { (v + scores[order[k]]) / 2.0 } else { v + 1e-6 };
+        if correct > best.1 {
+            best = (t, correct);
+        }
+    }
+    (best.0, best.1 as f64 / n.max(1) as f64)
+}
+
+/// Fraction of pairs classified right by `score >= threshold`.
+pub fn accuracy_at(scores: &[f64], same: &[bool], threshold: f64) -> f64 {
+    let correct = scores.iter().zip(same).filter(|(&s, &y)| (s >= threshold) == y).count();
+    correct as f64 / scores.len().max(1) as f64
+}
+
+/// The ROC of `scores` (higher = more alike), one point per distinct threshold, from
+/// (0, 0) to (1, 1).
+pub fn roc(scores: &[f64], same: &[bool]) -> Vec<RocPoint> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&i, &j| scores[j].total_cmp(&scores[i]));
+    let p = same.iter().filter(|&&s| s).count().max(1) as f64;
+    let n = same.iter().filter(|&&s| !s).count().max(1) as f64;
+    let mut points = vec![RocPoint { far: 0.0, tar: 0.0, threshold: f64::INFINITY }];
+    let (mut tp, mut fp) = (0usize, 0usize);
+    let mut k = 0;
+    while k < order.len() {
+        let v = scores[order[k]];
+        while k < order.len() && scores[order[k]] == v {
+            if same[order[k]] {
+                tp += 1;
+            } else {
+                fp += 1;
+            }
+            k += 1;
+        }
+        points.push(RocPoint { far: fp as f64 / n, tar: tp as f64 / p, threshold: v });
+    }
+    points
+}
+
+/// Area under the ROC (trapezoids).
+pub fn auc(roc: &[RocPoint]) -> f64 {
+    roc.windows(2).map(|w| (w[1].far - w[0].far) * (w[1].tar + w[0].tar) / 2.0).sum()
+}
+
+/// Equal error rate: where FAR = 1 - TAR, interpolated between ROC points.
+pub fn eer(roc: &[RocPoint]) -> f64 {
+    for w in roc.windows(2) {
+        let d0 = (1.0 - w[0].tar) - w[0].far;
+        let d1 = (1.0 - w[1].tar) - w[1].far;
+        if d0 >= 0.0 && d1 <= 0.0 {
+            let t = if d0 == d1 { 0.0 } else { d0 / (d0 - d1) };
+            return w[0].far + t * (w[1].far - w[0].far);
+        }
+    }
+    f64::NAN
+}
+
+/// The highest TAR with FAR at most `far` (with 3,000 different-person pairs the smallest
+/// non-zero FAR is 1/3000, so FAR 1e-4 means "no false accept at all").
+pub fn tar_at_far(roc: &[RocPoint], far: f64) -> TarAtFar {
+    roc.iter()
+        .filter(|p| p.far <= far + 1e-12)
+        .max_by(|a, b| a.tar.total_cmp(&b.tar))
+        .map(|p| TarAtFar { far, tar: p.tar, threshold: p.threshold })
+        .unwrap_or(TarAtFar { far, tar: 0.0, threshold: f64::INFINITY })
+}
+
+/// The full protocol on `features` `[N, D]` and `pairs`, over `folds` (0-based; each tested with
+/// the threshold, and PCA when `pca > 0`, fitted on the other folds of that list).
+pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize) -> Result<VerificationReport> {
+    if folds.len() < 2 {
+        return Err(EvalError::Invalid("verification needs at least 2 folds (thresholds come from the others)".into()));
+    }
+    let pairs: Vec<PairRef> = pairs.iter().copied().filter(|p| folds.contains(&p.fold)).collect();
+    if pairs.is_empty() {
+        return Err(EvalError::Invalid(format!("no pairs in folds {folds:?}")));
+    }
+    let raw = cosine_scores(features, &pairs)?;
+    let same: Vec<bool> = pairs.iter().map(|p| p.same).collect();
+    let (mut fold_accuracy, mut fold_threshold) = (Vec::new(), Vec::new());
+    for &test in folds {
+        let scores = if pca > 0 {
+            let mut fit: Vec<usize> = pairs.iter().filter(|p| p.fold != test).flat_map(|p| [p.a, p.b]).collect();
+            fit.sort_unstable();
+            fit.dedup();
+            cosine_scores(&pca_project(features, &fit, pca)?, &pairs)?
+        } else {
+            raw.clone()
+        };
+        let (train, held): (Vec<usize>, Vec<usize>) = (0..pairs.len()).partition(|&i| pairs[i].fold != test);
+        let pick = |idx: &[usize]| -> (Vec<f64>, Vec<bool>) { (idx.iter().map(|&i| scores[i]).collect(), idx.iter().map(|&i| same[i]).collect()) };
+        let (ts, ty) = pick(&train);
+        let (hs, hy) = pick(&held);
+        let (threshold, _) = best_threshold(&ts, &ty);
+        fold_accuracy.push(accuracy_at(&hs, &hy, threshold));
+        fold_threshold.push(threshold);
+    }
+    let k = fold_accuracy.len() as f64;
+    let mean = fold_accuracy.iter().sum::<f64>() / k;
+    let std = (fold_accuracy.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / k).sqrt();
+    let curve = roc(&raw, &same);
+    Ok(VerificationReport {
+        folds: folds.iter().map(|f| f + 1).collect(),
+        pairs: pairs.len(),
+        pca,
+        fold_accuracy,
+        fold_threshold,
+        accuracy_mean: mean,
+        accuracy_std: std,
+        auc: auc(&curve),
+        eer: eer(&curve),
+        tar_at_far: [1e-2, 1e-3, 1e-4].iter().map(|&f| tar_at_far(&curve, f)).collect(),
+        roc: curve,
+        same_scores: raw.iter().zip(&same).filter(|(_, &s)| s).map(|(v, _)| *v).collect(),
+        diff_scores: raw.iter().zip(&same).filter(|(_, &s)| !s).map(|(v, _)| *v).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_and_accuracy_by_hand() {
+        // scores: same 0.9, 0.8, 0.3 ; different 0.5, 0.2, 0.1
+        let s = [0.9, 0.8, 0.3, 0.5, 0.2, 0.1];
+        let y = [true, true, true, false, false, false];
+        // best cut between 0.5 and 0.8 -> 5/6, or between 0.2 and 0.3 -> 5/6; the first found
+        // from below is (0.2 + 0.3) / 2.
+        let (t, acc) = best_threshold(&s, &y);
+        assert!((acc - 5.0 / 6.0).abs() < 1e-12);
+        assert!((t - 0.25).abs() < 1e-12, "{t}");
+        assert!((accuracy_at(&s, &y, 0.65) - 5.0 / 6.0).abs() < 1e-12);
+        assert!((accuracy_at(&s, &y, 0.95) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn roc_auc_eer_tar_by_hand() {
+        let s = [0.9, 0.8, 0.3, 0.5, 0.2, 0.1];
+        let y = [true, true, true, false, false, false];
+        let r = roc(&s, &y);
+        // descending: .9 T, .8 T, .5 F, .3 T, .2 F, .1 F
+        let pts: Vec<(f64, f64)> = r.iter().map(|p| (p.far, p.tar)).collect();
+        let third = 1.0 / 3.0;
+        let expected = [(0.0, 0.0), (0.0, third), (0.0, 2.0 * third), (third, 2.0 * third), (third, 1.0), (2.0 * third, 1.0), (1.0, 1.0)];
+        for (a, b) in pts.iter().zip(expected) {
+            assert!((a.0 - b.0).abs() < 1e-12 && (a.1 - b.1).abs() < 1e-12, "{pts:?}");
+        }
+        // AUC = P(score_same > score_diff) = 8/9 (pairs: .3 loses to .5 only)
+        assert!((auc(&r) - 8.0 / 9.0).abs() < 1e-12);
+        // EER: FRR = 1 - TAR meets FAR at 1/3
+        assert!((eer(&r) - third).abs() < 1e-12, "{}", eer(&r));
+        assert!((tar_at_far(&r, 0.0).tar - 2.0 * third).abs() < 1e-12);
+        assert!((tar_at_far(&r, 0.5).tar - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn folds_take_thresholds_from_the_others_and_pca_runs() {
+        // Two clusters in 3-D; pairs within a cluster are "same".
+        let f = Tensor::from_slice(&[1.0f32, 0.1, 0.0, 0.9, 0.0, 0.1, 0.0, 1.0, 0.1, 0.1, 0.9, 0.0]).view([4, 3]);
+        let mut pairs = Vec::new();
+        for fold in 0..3 {
+            pairs.push(PairRef { a: 0, b: 1, same: true, fold });
+            pairs.push(PairRef { a: 2, b: 3, same: true, fold });
+            pairs.push(PairRef { a: 0, b: 2, same: false, fold });
+            pairs.push(PairRef { a: 1, b: 3, same: false, fold });
+        }
+        let r = verify(&f, &pairs, &[0, 1, 2], 0).unwrap();
+        assert_eq!(r.fold_accuracy, vec![1.0, 1.0, 1.0]);
+        assert_eq!(r.accuracy_std, 0.0);
+        assert!((r.auc - 1.0).abs() < 1e-12);
+        let r = verify(&f, &pairs, &[0, 2], 2).unwrap();
+        assert_eq!(r.folds, vec![1, 3]);
+        assert_eq!(r.pairs, 8);
+        assert!(verify(&f, &pairs, &[0], 0).is_err());
+    }
+}

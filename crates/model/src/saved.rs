@@ -1,0 +1,57 @@
+//! A trained backbone on disk: `model.safetensors` with PyTorch parameter names and, in the
+//! metadata, the backbone's config (JSON), so that it can be rebuilt without the experiment's
+//! TOML. `facerec embed`, `facerec eval` and the PyTorch interop script read this file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tch::{nn, Device, Tensor};
+
+use crate::backbone::{Backbone, BackboneConfig};
+use crate::error::{ModelError, Result};
+use crate::weights;
+
+/// Format tag in the metadata.
+pub const FORMAT: &str = "facerec-backbone-1";
+
+/// A backbone with the variable store that owns its weights.
+pub struct LoadedBackbone {
+    pub vs: nn::VarStore,
+    pub backbone: Box<dyn Backbone>,
+    pub config: BackboneConfig,
+}
+
+/// Writes `tensors` (names without any prefix) and `config` to `path`, atomically.
+pub fn save_backbone(path: &Path, config: &BackboneConfig, tensors: &[(String, Tensor)]) -> Result<()> {
+    let meta = BTreeMap::from([
+        ("format".to_owned(), FORMAT.to_owned()),
+        ("backbone".to_owned(), serde_json::to_string(config).map_err(|e| ModelError::Config(e.to_string()))?),
+    ]);
+    let bytes = weights::to_bytes(tensors, &meta)?;
+    facerec_data::fsutil::atomic_write_bytes(path, &bytes).map_err(|e| ModelError::Weights { path: path.to_path_buf(), msg: e.to_string() })
+}
+
+/// Rebuilds the backbone saved in `path` on `device`. With `config` given, it is used instead
+/// of the file's metadata (for weights exported by other tools, e.g. from PyTorch).
+pub fn load_backbone(path: &Path, device: Device, config: Option<&BackboneConfig>) -> Result<LoadedBackbone> {
+    let (tensors, meta) = weights::load(path)?;
+    let config = match config {
+        Some(c) => c.clone(),
+        None => {
+            let json = meta.get("backbone").ok_or_else(|| ModelError::Weights {
+                path: path.to_path_buf(),
+                msg: "no backbone config in the file's metadata: give the backbone explicitly".into(),
+            })?;
+            serde_json::from_str(json)
+                .map_err(|e| ModelError::Weights { path: path.to_path_buf(), msg: format!("bad backbone config: {e}") })?
+        }
+    };
+    let vs = nn::VarStore::new(device);
+    let backbone = config.build(&vs.root())?;
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    // PyTorch state dicts carry BatchNorm's `num_batches_tracked`, which facerec does not use.
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+    weights::copy_into(&vars, &tensors, false, path)?;
+    Ok(LoadedBackbone { vs, backbone, config })
+}
