@@ -126,3 +126,59 @@ fn every_subcommand_has_help_with_examples() {
     let out = facerec(&["completions", "bash"], Path::new("."));
     assert!(String::from_utf8_lossy(&out.stdout).contains("facerec"));
 }
+
+#[test]
+fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
+    // The shipped face config, shrunk to a few steps of a tiny network and two test folds.
+    let dir = tempfile::tempdir()?;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let data = facerec_data::paths::require("lfw")?;
+    let cfg = repo.join("configs/lfw_faceresnet_small_center.toml");
+    let cache = dir.path().join("cache");
+    let sets = [
+        format!("data.images={}", data.join("images").display()),
+        format!("data.landmarks={}", data.join("landmarks_5pt.tsv").display()),
+        format!("data.exclude_pairs.pairs={}", data.join("pairs.txt").display()),
+        "data.exclude_pairs.folds=[1,2]".into(),
+        format!("data.cache_dir={}", cache.display()),
+        "data.min_images=20".into(),
+        format!("eval.lfw.images={}", data.join("images").display()),
+        format!("eval.lfw.landmarks={}", data.join("landmarks_5pt.tsv").display()),
+        format!("eval.lfw.pairs={}", data.join("pairs.txt").display()),
+        "eval.lfw.folds=[1,2]".into(),
+        "eval.lfw.identification=false".into(),
+        "eval.lfw.flip=false".into(),
+        format!("eval.lfw.cache_dir={}", cache.display()),
+        "model.backbone.widths=[4,8,8,16,16]".into(),
+        "model.backbone.blocks=[0,0,0,0]".into(),
+        "model.backbone.feature_dim=16".into(),
+        "schedule.epochs=".into(),
+        "schedule.steps=4".into(),
+        "schedule.milestones=[]".into(),
+        "optim.batch_size=16".into(),
+    ];
+    let mut args = vec!["train".to_string(), cfg.display().to_string(), "--name".into(), "face".into(), "-q".into()];
+    for s in &sets {
+        args.push("--set".into());
+        args.push(s.clone());
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = facerec(&argv, dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let msg = text(&out);
+    assert!(msg.contains("LFW verification") && msg.contains("folds 1,2"), "{msg}");
+    let run = dir.path().join("runs/face");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("lfw_report.json"))?)?;
+    let acc = report["verification"]["accuracy_mean"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert_eq!(report["verification"]["pairs"], 1200);
+    for f in ["lfw_roc.png", "lfw_scores.png", "model.safetensors"] {
+        assert!(run.join(f).exists(), "missing {f}");
+    }
+    // `facerec eval` on the run reproduces the accuracy with the run's own settings.
+    let out = facerec(&["eval", "runs/face", "-q"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let again: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("lfw_report.json"))?)?;
+    assert_eq!(again["verification"]["accuracy_mean"], report["verification"]["accuracy_mean"]);
+    Ok(())
+}
