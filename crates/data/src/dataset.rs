@@ -69,6 +69,11 @@ impl FaceDataset {
     /// `0..n`, each used; names are numbered in sorted order.
     pub fn from_list(list: &Path, root: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(list).map_err(|e| DataError::io(list, e))?;
+        Self::parse_list(&text, list, root)
+    }
+
+    /// [`FaceDataset::from_list`] on text; `list` names it in errors.
+    pub fn parse_list(text: &str, list: &Path, root: &Path) -> Result<Self> {
         let mut rows: Vec<(PathBuf, String)> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let t = line.trim();
