@@ -95,6 +95,18 @@ pub fn save(
     Ok(path)
 }
 
+/// Removes temporary files a killed save left behind (`.step-*.tmp-<pid>`).
+pub fn clean_temporaries(run_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir(run_dir)) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".step-") && name.contains(".tmp-") {
+            tracing::info!("removing {} left by an interrupted save", e.path().display());
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Checkpoints of a run, newest first.
 pub fn list(run_dir: &Path) -> Vec<(usize, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir(run_dir)) else {

@@ -186,6 +186,7 @@ impl Trainer {
 
     /// Loads the newest valid checkpoint of the run directory, if any; returns its path.
     pub fn resume(&mut self) -> Result<Option<PathBuf>> {
+        checkpoint::clean_temporaries(&self.run_dir);
         match checkpoint::latest_valid(&self.run_dir)? {
             None => Ok(None),
             Some(ck) => {

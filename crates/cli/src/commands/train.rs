@@ -69,9 +69,14 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
             None => tracing::warn!("no checkpoint in {}: starting from scratch", run_dir.display()),
         }
     }
+    // First Ctrl-C: finish the step, write a checkpoint, exit cleanly. Second: exit at once.
     let stop = trainer.stop_flag();
     ctrlc::set_handler(move || {
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("interrupted twice: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("interrupt: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
     })
     .context("installing the Ctrl-C handler")?;
 
