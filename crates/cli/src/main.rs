@@ -36,6 +36,9 @@ enum Command {
     /// Align a dataset's faces to crops (image files or a training cache), in parallel.
     #[command(after_help = commands::align::EXAMPLES)]
     Align(commands::align::AlignArgs),
+    /// Convert identity folders or LFW pairs to insightface's RecordIO / .bin formats.
+    #[command(after_help = commands::convert::EXAMPLES)]
+    Convert(commands::convert::ConvertArgs),
     /// Evaluate a model on LFW (verification, ROC, identification).
     #[command(after_help = commands::eval::EXAMPLES)]
     Eval(commands::eval::EvalArgs),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args, cli.quiet),
         Command::Align(args) => commands::align::run(args, cli.quiet),
+        Command::Convert(args) => commands::convert::run(args, cli.quiet),
         Command::Eval(args) => commands::eval::run(args, cli.quiet),
         Command::Summary(args) => commands::summary::run(args),
         Command::Bench(args) => commands::bench::run(args),

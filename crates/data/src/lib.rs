@@ -8,6 +8,7 @@ pub mod error;
 pub mod fsutil;
 pub mod idx;
 pub mod image_io;
+pub mod insightface;
 pub mod landmarks;
 pub mod lfw;
 pub mod loader;
@@ -15,6 +16,7 @@ pub mod mnist;
 pub mod normalize;
 pub mod npy;
 pub mod paths;
+pub mod pickle;
 pub mod pixels;
 
 pub use error::{DataError, Result};

@@ -38,6 +38,9 @@ fn all_parsers(data: &[u8]) {
     let _ = LandmarkFile::parse(&text, Path::new("l.tsv"), OnBad::Skip);
     let _ = FaceDataset::parse_list(&text, Path::new("list.txt"), Path::new("."));
     let _ = decode_rgb(data, Path::new("x.img"));
+    let _ = facerec_data::insightface::EvalBin::parse(data);
+    let _ = facerec_data::insightface::read_record(data, 0);
+    let _ = facerec_data::insightface::unpack(data);
 }
 
 fn cases() -> u32 {

@@ -190,6 +190,49 @@ impl Evaluator for LfwEval {
     }
 }
 
+/// Verification on an insightface evaluation `.bin` (`lfw.bin`, `cfp_fp.bin`, `agedb_30.bin`):
+/// images already aligned, pair `i` = images `2i` and `2i + 1`, and, as insightface's
+/// `verification.py` does, 10 folds of consecutive pairs.
+pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bool, pca: usize, batch: usize) -> Result<VerificationReport> {
+    let bin = facerec_data::insightface::EvalBin::read(path)?;
+    let shape = backbone.input_shape();
+    let per = shape.iter().product::<i64>() as usize;
+    let mut pixels = Vec::with_capacity(per * bin.images.len());
+    for (i, bytes) in bin.images.iter().enumerate() {
+        let img = facerec_data::image_io::decode_rgb(bytes, &path.join(format!("#{i}")))?;
+        if [3, i64::from(img.height()), i64::from(img.width())] != shape {
+            return Err(EvalError::Input {
+                path: path.to_path_buf(),
+                msg: format!("image {i} is {}x{}, the model takes {shape:?}", img.height(), img.width()),
+            });
+        }
+        pixels.extend(facerec_data::align::hwc_to_chw(img.as_raw(), shape[1] as usize, shape[2] as usize));
+    }
+    let n = bin.images.len();
+    let source = PixelSource::new(pixels.into(), vec![0; n], 1, shape)?;
+    let _guard = tch::no_grad_guard();
+    let mut feats = Vec::new();
+    let rows: Vec<usize> = (0..n).collect();
+    for chunk in rows.chunks(batch.max(1)) {
+        let mut parts = Vec::new();
+        for f in [false, true].into_iter().filter(|&f| !f || flip) {
+            let x = source.images_tensor(chunk, &vec![f; chunk.len()])?.f_to_device(device)?;
+            parts.push(backbone.forward_t(&x, false)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?);
+        }
+        feats.push(Tensor::f_cat(&parts, 1)?);
+    }
+    let feats = Tensor::f_cat(&feats, 0)?;
+    let per_fold = (bin.issame.len() / 10).max(1);
+    let pairs: Vec<PairRef> = bin
+        .issame
+        .iter()
+        .enumerate()
+        .map(|(i, &same)| PairRef { a: 2 * i, b: 2 * i + 1, same, fold: (i / per_fold).min(9) })
+        .collect();
+    let folds: Vec<usize> = (0..10).filter(|f| pairs.iter().any(|p| p.fold == *f)).collect();
+    verify(&feats, &pairs, &folds, pca)
+}
+
 /// Verification of features computed elsewhere: `features` `[N, D]` whose row `i` belongs to
 /// `index[i]` (a path relative to the LFW images root, `Name/Name_0001.jpg`). Pairs that refer to
 /// an image without a row are an error that lists them.

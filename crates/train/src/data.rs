@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use facerec_data::align::Template;
 use facerec_data::cache::CropCache;
 use facerec_data::dataset::FaceDataset;
+use facerec_data::insightface::{RecordIo, RecordIoSource};
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::lfw::{disjoint_train_set, Pairs};
 use facerec_data::loader::Source;
@@ -23,6 +24,18 @@ pub enum DataConfig {
     Mnist(MnistData),
     /// Face photos with 5-point landmarks, aligned once into a crop cache.
     Faces(FacesData),
+    /// An insightface RecordIO set (`train.rec` + `train.idx`) of aligned crops.
+    RecordIo(RecordIoData),
+}
+
+/// `kind = "record_io"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordIoData {
+    /// `train.rec`; its index is the same path with extension `idx`.
+    pub rec: PathBuf,
+    #[serde(default = "yes")]
+    pub flip: bool,
 }
 
 /// `kind = "faces"`.
@@ -207,6 +220,17 @@ impl DataConfig {
                     return Err("data.min_images must be at least 1".into());
                 }
             }
+            DataConfig::RecordIo(r) => {
+                for p in [r.rec.clone(), r.rec.with_extension("idx")] {
+                    if !p.is_file() {
+                        return Err(format!("data.rec: {} does not exist", p.display()));
+                    }
+                }
+                if model_input[0] != 3 {
+                    return Err(format!("model.backbone takes {model_input:?} images; RecordIO sets are RGB"));
+                }
+                // The crop size is checked against the model when the set is opened.
+            }
         }
         Ok(())
     }
@@ -222,6 +246,11 @@ impl DataConfig {
             DataConfig::Faces(f) => {
                 let cache = f.open_cache(progress)?;
                 Ok(TrainSet { source: Arc::new(cache.into_source()?), flip: f.flip })
+            }
+            DataConfig::RecordIo(r) => {
+                let rec = RecordIo::open(&r.rec)?;
+                tracing::info!("{}: {} images of {} identities", r.rec.display(), rec.images.len(), rec.num_identities);
+                Ok(TrainSet { source: Arc::new(RecordIoSource::new(rec)?), flip: r.flip })
             }
             DataConfig::Mnist(m) => {
                 let mut train = Mnist::load(&m.dir, Split::Train)?;

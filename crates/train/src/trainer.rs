@@ -285,6 +285,16 @@ impl Trainer {
         mut evaluator: Option<&mut dyn Evaluator>,
         observer: &mut dyn Observer,
     ) -> Result<FitSummary> {
+        if source.image_shape() != self.backbone.input_shape() {
+            return Err(TrainError::Config {
+                path: self.run_dir.join("config.toml"),
+                msg: format!(
+                    "the training images are {:?} but model.backbone takes {:?}",
+                    source.image_shape(),
+                    self.backbone.input_shape()
+                ),
+            });
+        }
         let (per_epoch, total, schedule) = self.plan(source.len())?;
         let loader_cfg = LoaderConfig {
             batch_size: self.config.optim.batch_size,

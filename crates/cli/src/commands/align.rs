@@ -58,6 +58,15 @@ pub enum TemplateArg {
     Insightface,
 }
 
+impl From<TemplateArg> for Template {
+    fn from(t: TemplateArg) -> Self {
+        match t {
+            TemplateArg::CaffeFace => Template::CaffeFace,
+            TemplateArg::Insightface => Template::Insightface,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum FormatArg {
     Png,
@@ -80,10 +89,7 @@ pub fn run(args: AlignArgs, quiet: bool) -> anyhow::Result<()> {
     for e in &landmarks.skipped {
         tracing::warn!("skipped landmarks row: {e}");
     }
-    let template = match args.template {
-        TemplateArg::CaffeFace => Template::CaffeFace,
-        TemplateArg::Insightface => Template::Insightface,
-    };
+    let template: Template = args.template.into();
     let bar = Bar::new("align", dataset.len() as u64, quiet);
     let t0 = Instant::now();
     let report: BuildReport = if args.cache {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use facerec_eval::lfw::{verify_external, LfwEval, LfwReport};
+use facerec_eval::lfw::{verify_bin, verify_external, LfwEval, LfwReport};
 use facerec_model::device::DeviceChoice;
 use facerec_model::saved::load_backbone;
 use facerec_train::config::{Config, LfwEvalConfig};
@@ -18,7 +18,8 @@ pub const EXAMPLES: &str = "Examples:
   facerec eval runs/lfw_faceresnet_small_center                 # the run's [eval.lfw] settings
   facerec eval runs/lfw_faceresnet_small_center --folds 1,2,3,4,5,6,7,8,9,10 --pca 128
   facerec eval --model other/model.safetensors --identification --out runs/other_eval
-  facerec eval --features emb.npy --index emb_paths.txt --folds 1,2,3,4,5";
+  facerec eval --features emb.npy --index emb_paths.txt --folds 1,2,3,4,5
+  facerec eval --model runs/x/model.safetensors --bin lfw.bin";
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -33,6 +34,9 @@ pub struct EvalArgs {
     /// ... with one LFW-relative image path per row (`Name/Name_0001.jpg`).
     #[arg(long)]
     pub index: Option<PathBuf>,
+    /// Evaluate on an insightface `.bin` (lfw.bin, cfp_fp.bin, agedb_30.bin) instead of LFW's files.
+    #[arg(long, conflicts_with = "features")]
+    pub bin: Option<PathBuf>,
     /// LFW images root [default: data/lfw/images].
     #[arg(long)]
     pub images: Option<PathBuf>,
@@ -114,9 +118,22 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
         (None, Some(run)) => run.join("model.safetensors"),
         (None, None) => bail!("give a run directory, --model or --features (see --help)"),
     };
-    lfw.validate().map_err(anyhow::Error::msg)?;
     let device = args.device.resolve()?;
     let loaded = load_backbone(&model_path, device, None).with_context(|| format!("loading {}", model_path.display()))?;
+    if let Some(bin) = &args.bin {
+        let v = verify_bin(bin, loaded.backbone.as_ref(), device, lfw.flip, lfw.pca, lfw.batch_size)?;
+        println!(
+            "{}: {:.2}% +- {:.2} over {} pairs (insightface protocol: 10 folds of consecutive pairs), AUC {:.4}, EER {:.2}%",
+            bin.display(),
+            100.0 * v.accuracy_mean,
+            100.0 * v.accuracy_std,
+            v.pairs,
+            v.auc,
+            100.0 * v.eer
+        );
+        return Ok(());
+    }
+    lfw.validate().map_err(anyhow::Error::msg)?;
     let template = template_for(&loaded.config)?;
     let eval = {
         let bar = Bar::counter("aligning LFW evaluation images", quiet);

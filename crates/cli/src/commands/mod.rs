@@ -1,5 +1,6 @@
 pub mod align;
 pub mod bench;
+pub mod convert;
 pub mod eval;
 pub mod info;
 pub mod summary;

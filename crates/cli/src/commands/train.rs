@@ -55,12 +55,12 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
         (DataConfig::Mnist(m), _) => {
             RunEval::Mnist(MnistEval::load(&m.dir, m.test_limit).context("opening the MNIST test set")?)
         }
-        (DataConfig::Faces(_), Some(lfw)) => {
+        (DataConfig::Faces(_) | DataConfig::RecordIo(_), Some(lfw)) => {
             let template = template_for(&config.model.backbone)?;
             let bar = Bar::counter("aligning LFW evaluation images", quiet);
             RunEval::Lfw(LfwEval::new(lfw, template, &|n| bar.inc(n)).context("preparing the LFW evaluation")?)
         }
-        (DataConfig::Faces(_), None) => RunEval::None,
+        (DataConfig::Faces(_) | DataConfig::RecordIo(_), None) => RunEval::None,
     };
     let mut trainer = Trainer::new(config.clone(), &run_dir, train.source.num_classes())?;
     if args.resume {
