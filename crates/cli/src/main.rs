@@ -39,6 +39,9 @@ enum Command {
     /// Convert identity folders or LFW pairs to insightface's RecordIO / .bin formats.
     #[command(after_help = commands::convert::EXAMPLES)]
     Convert(commands::convert::ConvertArgs),
+    /// Compute embeddings of images with a trained backbone.
+    #[command(after_help = commands::embed::EXAMPLES)]
+    Embed(commands::embed::EmbedArgs),
     /// Evaluate a model on LFW (verification, ROC, identification).
     #[command(after_help = commands::eval::EXAMPLES)]
     Eval(commands::eval::EvalArgs),
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args, cli.quiet),
         Command::Align(args) => commands::align::run(args, cli.quiet),
         Command::Convert(args) => commands::convert::run(args, cli.quiet),
+        Command::Embed(args) => commands::embed::run(args, cli.quiet),
         Command::Eval(args) => commands::eval::run(args, cli.quiet),
         Command::Summary(args) => commands::summary::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -180,5 +180,22 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
     assert!(out.status.success(), "{}", text(&out));
     let again: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("lfw_report.json"))?)?;
     assert_eq!(again["verification"]["accuracy_mean"], report["verification"]["accuracy_mean"]);
+
+    // `facerec embed` + `facerec eval --features` (the path for other models' embeddings) gives
+    // the same accuracy as evaluating the model directly.
+    let pairs = facerec_data::lfw::Pairs::read(&data.join("pairs.txt"))?;
+    let list = dir.path().join("pair_images.txt");
+    std::fs::write(&list, pairs.images(&[0, 1]).iter().map(|p| format!("{}\n", p.display())).collect::<String>())?;
+    let (images, landmarks) = (data.join("images"), data.join("landmarks_5pt.tsv"));
+    let out = facerec(
+        &["embed", "--model", "runs/face/model.safetensors", "--images", images.to_str().unwrap(), "--list",
+          list.to_str().unwrap(), "--landmarks", landmarks.to_str().unwrap(), "--out", "emb.npy", "-q"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = facerec(&["eval", "--features", "emb.npy", "--index", "emb.txt", "--folds", "1,2", "--pairs", data.join("pairs.txt").to_str().unwrap()], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let expected = format!("{:.2}%", 100.0 * acc);
+    assert!(text(&out).contains(&expected), "expected {expected}: {}", text(&out));
     Ok(())
 }

@@ -1,0 +1,92 @@
+//! facerec's weights in PyTorch and PyTorch's in facerec: the same Face-ResNet computed by both
+//! on real aligned LFW faces gives the same embeddings (max abs diff <= 1e-4).
+//! The PyTorch side is `scripts/reference/{models,check_interop}.py`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use facerec_data::align::{hwc_to_chw, Template};
+use facerec_data::cache::aligned_crop;
+use facerec_data::dataset::FaceDataset;
+use facerec_data::landmarks::{LandmarkFile, OnBad};
+use facerec_data::normalize::normalize_u8;
+use facerec_model::face_resnet::FaceResnetConfig;
+use facerec_model::saved::{load_backbone, save_backbone};
+use facerec_model::weights::strip_prefix;
+use facerec_model::BackboneConfig;
+use tch::{nn, Device, Kind, Tensor};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Eight real aligned faces, normalised, `[8, 3, 112, 96]`.
+fn faces() -> Result<Tensor> {
+    let lfw = facerec_data::paths::require("lfw")?;
+    let lms = LandmarkFile::read(&lfw.join("landmarks_5pt.tsv"), OnBad::Fail)?;
+    let ds = FaceDataset::from_folders(&lfw.join("images"))?;
+    let mut pixels = Vec::new();
+    for s in ds.samples.iter().step_by(1500).take(8) {
+        pixels.extend(normalize_u8(&hwc_to_chw(&aligned_crop(&ds, s, &lms, Template::CaffeFace)?, 112, 96)));
+    }
+    Ok(Tensor::f_from_slice(&pixels)?.f_view([8, 3, 112, 96])?)
+}
+
+fn save_npy(path: &Path, t: &Tensor) -> Result {
+    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+    facerec_data::npy::write_f32(path, &shape, &Vec::<f32>::try_from(t.flatten(0, -1))?)?;
+    Ok(())
+}
+
+fn python(args: &[&str]) -> Result<serde_json::Value> {
+    let py = std::env::var("FACEREC_PYTHON").unwrap_or_else(|_| ".deps/venv/bin/python".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference/check_interop.py");
+    let out = Command::new(&py).arg(script).args(args).output().map_err(|e| format!("{py}: {e}"))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn config() -> BackboneConfig {
+    BackboneConfig::FaceResnet(FaceResnetConfig { widths: [8, 16, 32, 32, 64], blocks: [1, 1, 2, 1], feature_dim: 64, ..Default::default() })
+}
+
+#[test]
+fn facerec_weights_give_the_same_embeddings_in_pytorch() -> Result {
+    let dir = tempfile::tempdir()?;
+    tch::manual_seed(9);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = config().build(&(vs.root() / "backbone"))?;
+    let path: PathBuf = dir.path().join("model.safetensors");
+    save_backbone(&path, &config(), &strip_prefix(&vs.variables(), "backbone"))?;
+    let x = faces()?;
+    let ours = tch::no_grad(|| net.forward_t(&x, false))?;
+    let (xi, fi) = (dir.path().join("x.npy"), dir.path().join("f.npy"));
+    save_npy(&xi, &x)?;
+    save_npy(&fi, &ours)?;
+    let r = python(&["load", "--weights", path.to_str().unwrap(), "--inputs", xi.to_str().unwrap(), "--features", fi.to_str().unwrap()])?;
+    let diff = r["max_abs_diff"].as_f64().unwrap();
+    eprintln!("facerec -> PyTorch: max abs diff {diff:.2e}");
+    assert!(diff <= 1e-4, "max abs diff {diff}");
+    Ok(())
+}
+
+#[test]
+fn pytorch_weights_load_by_name_and_give_the_same_embeddings() -> Result {
+    let dir = tempfile::tempdir()?;
+    let x = faces()?;
+    let xi = dir.path().join("x.npy");
+    save_npy(&xi, &x)?;
+    let (w, fi) = (dir.path().join("torch.safetensors"), dir.path().join("f.npy"));
+    let cfg_json = serde_json::to_string(&config())?;
+    python(&["export", "--config", &cfg_json, "--out", w.to_str().unwrap(), "--inputs", xi.to_str().unwrap(), "--features", fi.to_str().unwrap()])?;
+    // No facerec metadata in a PyTorch file: without a config it is a clear error ...
+    let err = load_backbone(&w, Device::Cpu, None).err().ok_or("loaded without a config")?.to_string();
+    assert!(err.contains("no backbone config"), "{err}");
+    // ... with one it loads by name.
+    let loaded = load_backbone(&w, Device::Cpu, Some(&config()))?;
+    let ours = tch::no_grad(|| loaded.backbone.forward_t(&x, false))?;
+    let theirs = facerec_data::npy::read(&fi)?;
+    let theirs = Tensor::f_from_slice(&theirs.to_f32())?.f_view([8, 64])?;
+    let diff = f64::try_from((ours - theirs).abs().max().to_kind(Kind::Double))?;
+    eprintln!("PyTorch -> facerec: max abs diff {diff:.2e}");
+    assert!(diff <= 1e-4, "max abs diff {diff}");
+    Ok(())
+}

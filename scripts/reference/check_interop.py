@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Weights interoperate between facerec and PyTorch.
+
+  check_interop.py load --weights model.safetensors --inputs x.npy --features f.npy
+      Builds the PyTorch twin of the backbone described in the file's metadata
+      (scripts/reference/models.py), loads facerec's weights with load_state_dict(strict=True),
+      runs it on the inputs and prints the max abs difference to facerec's features.
+  check_interop.py export --config '{"name": "face_resnet", ...}' --out w.safetensors --inputs x.npy --features f.npy
+      Initialises the twin in PyTorch (seed 0), saves its state dict as safetensors (no facerec
+      metadata), and writes its features on the inputs, for facerec to load and compare.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models import build  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=["load", "export"])
+    ap.add_argument("--weights")
+    ap.add_argument("--config")
+    ap.add_argument("--out")
+    ap.add_argument("--inputs", required=True)
+    ap.add_argument("--features", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    x = torch.from_numpy(np.load(a.inputs))
+    if a.mode == "load":
+        with safe_open(a.weights, "pt") as f:
+            config = json.loads(f.metadata()["backbone"])
+        model = build(config)
+        model.load_state_dict(load_file(a.weights), strict=True)
+        model.eval()
+        with torch.no_grad():
+            ours = model(x).numpy()
+        theirs = np.load(a.features)
+        print(json.dumps({"max_abs_diff": float(np.abs(ours - theirs).max()), "shape": list(ours.shape)}))
+    else:
+        torch.manual_seed(0)
+        model = build(json.loads(a.config))
+        model.eval()
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a.out)
+        with torch.no_grad():
+            np.save(a.features, model(x).numpy())
+        print(json.dumps({"saved": a.out}))
+
+
+if __name__ == "__main__":
+    main()
