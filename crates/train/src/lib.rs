@@ -9,6 +9,7 @@ pub mod error;
 pub mod metrics;
 pub mod schedule;
 pub mod sgd;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use config::Config;

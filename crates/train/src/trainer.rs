@@ -19,6 +19,7 @@ use crate::error::{Result, TrainError};
 use crate::metrics::{record, JsonLines};
 use crate::schedule::MultiStep;
 use crate::sgd::Sgd;
+use crate::tensorboard::EventWriter;
 
 /// Read-only access to the model for evaluation.
 pub struct ModelParts<'a> {
@@ -101,6 +102,7 @@ pub struct Trainer {
     stop: Arc<AtomicBool>,
     steps_log: Option<JsonLines>,
     metrics_log: Option<JsonLines>,
+    events: Option<EventWriter>,
     last_metrics: Vec<(String, f64)>,
 }
 
@@ -142,6 +144,7 @@ impl Trainer {
             stop: Arc::new(AtomicBool::new(false)),
             steps_log: None,
             metrics_log: None,
+            events: None,
             last_metrics: Vec::new(),
         })
     }
@@ -309,6 +312,7 @@ impl Trainer {
             .map_err(|e| TrainError::io(self.run_dir.join("config.toml"), e))?;
         self.steps_log = Some(JsonLines::open(&self.run_dir.join("steps.jsonl"))?);
         self.metrics_log = Some(JsonLines::open(&self.run_dir.join("metrics.jsonl"))?);
+        self.events = Some(EventWriter::create(&self.run_dir)?);
         tracing::info!(
             device = %facerec_model::device::describe(self.device),
             steps = total,
@@ -490,6 +494,12 @@ impl Trainer {
         if let Some(log) = &mut self.steps_log {
             log.write(&rec)?;
         }
+        if let Some(ev) = &mut self.events {
+            for (tag, v) in [("train/loss", s.loss), ("train/softmax_loss", s.softmax_loss), ("train/center_loss", s.center_loss),
+                             ("train/accuracy", s.accuracy), ("train/lr", s.lr)] {
+                ev.scalar(tag, s.step, v)?;
+            }
+        }
         Ok(())
     }
 
@@ -535,6 +545,11 @@ impl Trainer {
             let mut rec = record(&fields);
             rec.insert("kind".into(), "eval".into());
             log.write(&rec)?;
+        }
+        if let Some(ev) = &mut self.events {
+            for (k, v) in &metrics {
+                ev.scalar(&format!("eval/{k}"), self.state.step, *v)?;
+            }
         }
         self.last_metrics = metrics;
         Ok(())

@@ -185,3 +185,27 @@ fn resuming_mid_epoch_with_another_batch_size_is_refused() -> Result {
     assert!(err.contains("batch size"), "{err}");
     Ok(())
 }
+
+#[test]
+fn tensorboard_reads_the_event_file() -> Result {
+    let dir = tempfile::tempdir()?;
+    train(config("")?, dir.path(), None, false)?;
+    let event = std::fs::read_dir(dir.path())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents"))
+        .ok_or("no event file")?;
+    let python = std::env::var("FACEREC_PYTHON").unwrap_or_else(|_| ".deps/venv/bin/python".into());
+    let code = format!(
+        "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator as E\n\
+         a = E('{}'); a.Reload()\n\
+         s = a.Scalars('train/loss'); print(len(s), s[0].step, s[-1].step, round(s[-1].value, 4))",
+        event.display()
+    );
+    let out = std::process::Command::new(&python).args(["-c", &code]).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = String::from_utf8(out.stdout)?;
+    let last = *losses(dir.path())?.last().unwrap();
+    assert_eq!(got.trim(), format!("32 1 32 {}", (last.1 * 1e4).round() / 1e4), "TensorBoard saw: {got}");
+    Ok(())
+}
