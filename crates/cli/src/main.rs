@@ -15,7 +15,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "facerec", version, propagate_version = true, arg_required_else_help = true)]
 #[command(after_help = "Examples:\n  facerec train configs/mnist_lenetpp_center.toml\n  \
-    facerec summary runs/mnist_*\n  facerec info")]
+    facerec summary runs/mnist_*\n  facerec detect --images data/lfw/images --out lfw_5pt.tsv\n  facerec info")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +32,9 @@ enum Command {
     /// Train a model from an experiment config (TOML).
     #[command(after_help = commands::train::EXAMPLES)]
     Train(commands::train::TrainArgs),
+    /// Find faces with MTCNN and write their 5-point landmarks (one face per image).
+    #[command(after_help = commands::detect::EXAMPLES)]
+    Detect(commands::detect::DetectArgs),
     /// Print the results table of finished runs (MNIST toy experiment).
     #[command(after_help = "Example:\n  facerec summary runs/mnist_lenetpp_softmax runs/mnist_lenetpp_center")]
     Summary(commands::summary::SummaryArgs),
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     logging::init(cli.quiet, cli.verbose);
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args, cli.quiet),
+        Command::Detect(args) => commands::detect::run(args, cli.quiet),
         Command::Summary(args) => commands::summary::run(args),
         Command::Info => commands::info::run(),
         Command::Completions { shell } => {

@@ -1,3 +1,4 @@
+pub mod detect;
 pub mod info;
 pub mod summary;
 pub mod train;
