@@ -133,13 +133,15 @@ fn detections_match_facenet_pytorch() -> Result {
         assert_eq!(ours.len(), boxes.len(), "{}: ours {ours:?}, facenet-pytorch {theirs}", rel.display());
         for (k, face) in ours.iter().enumerate() {
             faces += 1;
-            let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-            for c in 0..4 {
-                worst = worst.max((f64::from(face.bbox[c]) - num(&boxes[k][c])).abs());
+            // A value missing from the reference counts as infinitely far (NaN would be ignored
+            // by `max`).
+            let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::INFINITY);
+            for (c, &v) in face.bbox.iter().enumerate() {
+                worst = worst.max((f64::from(v) - num(&boxes[k][c])).abs());
             }
-            for j in 0..5 {
-                for c in 0..2 {
-                    worst = worst.max((f64::from(face.landmarks.0[j][c]) - num(&points[k][j][c])).abs());
+            for (j, point) in face.landmarks.0.iter().enumerate() {
+                for (c, &v) in point.iter().enumerate() {
+                    worst = worst.max((f64::from(v) - num(&points[k][j][c])).abs());
                 }
             }
             let dp = (f64::from(face.score) - num(&probs[k])).abs();

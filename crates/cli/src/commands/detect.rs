@@ -136,7 +136,7 @@ pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<()> {
                 if let Some(span) = &span {
                     span.pb_inc(1);
                 }
-                if done % LOG_EVERY == 0 {
+                if done.is_multiple_of(LOG_EVERY) {
                     let rate = done as f64 / start.elapsed().as_secs_f64();
                     tracing::info!("{done}/{total} images, {rate:.1} images/s, {} skipped", skipped.len());
                 }
