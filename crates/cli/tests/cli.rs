@@ -1,7 +1,10 @@
-//! End-to-end tests of the `facerec` binary on real data (a small part of MNIST).
+//! End-to-end tests of the `facerec` binary on real data (a small part of MNIST, a few LFW
+//! images).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use facerec_data::landmarks::{LandmarkFile, OnBad};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -118,7 +121,7 @@ fn info_reports_the_device_and_cuda_linking() {
 
 #[test]
 fn every_subcommand_has_help_with_examples() {
-    for sub in ["train", "summary", "completions"] {
+    for sub in ["train", "align", "detect", "convert", "embed", "eval", "bench", "summary", "completions"] {
         let out = facerec(&[sub, "--help"], Path::new("."));
         assert!(out.status.success());
         assert!(text(&out).contains("Example"), "{sub} --help has no examples");
@@ -197,5 +200,74 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
     assert!(out.status.success(), "{}", text(&out));
     let expected = format!("{:.2}%", 100.0 * acc);
     assert!(text(&out).contains(&expected), "expected {expected}: {}", text(&out));
+    Ok(())
+}
+
+/// Three LFW images in two identity folders, a corrupt JPEG and a blank PNG (no face).
+fn detect_folder(dir: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let lfw = facerec_data::paths::require("lfw")?.join("images");
+    let rels: Vec<PathBuf> = ["Aaron_Eckhart/Aaron_Eckhart_0001.jpg", "Zico/Zico_0001.jpg", "Zico/Zico_0002.jpg"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    let root = dir.join("images");
+    for rel in &rels {
+        std::fs::create_dir_all(root.join(rel.parent().unwrap()))?;
+        std::fs::copy(lfw.join(rel), root.join(rel))?;
+    }
+    std::fs::create_dir_all(root.join("Broken"))?;
+    std::fs::write(root.join("Broken/Broken_0001.jpg"), b"\xff\xd8\xff\xe0 not really a JPEG")?;
+    image::RgbImage::from_pixel(160, 160, image::Rgb([90, 90, 90])).save(root.join("Zico/Zico_9999.png"))?;
+    Ok((root, rels))
+}
+
+#[test]
+fn detect_writes_landmarks_and_skips_bad_images_only_when_asked() -> Result {
+    let weights = facerec_data::paths::require("mtcnn")?;
+    let lfw = facerec_data::paths::require("lfw")?;
+    let dir = tempfile::tempdir()?;
+    let (root, rels) = detect_folder(dir.path())?;
+    let out_tsv = dir.path().join("out.tsv");
+    let args = |weights: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = vec!["detect".into(), "--images".into(), root.display().to_string()];
+        a.extend(["--out".into(), out_tsv.display().to_string(), "--weights".into(), weights.display().to_string()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| facerec(&a.iter().map(String::as_str).collect::<Vec<_>>(), dir.path());
+
+    // Without --skip-bad the corrupt file (first in sorted order) is an error naming it.
+    let out = run(args(&weights, &["-q"]));
+    assert!(!out.status.success());
+    let msg = text(&out);
+    assert!(msg.contains("Broken_0001.jpg") && msg.contains("--skip-bad"), "{msg}");
+    assert!(!out_tsv.exists(), "nothing may be written when an image fails");
+
+    let compare = lfw.join("landmarks_5pt.tsv");
+    let out = run(args(&weights, &["-q", "--skip-bad", "--compare", compare.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(stdout.contains("landmarks of 3 of 5 images"), "{stdout}");
+    assert!(stdout.contains("skipped 2 images (1 without a face, 1 undecodable)"), "{stdout}");
+    assert!(stdout.contains("Broken_0001.jpg") && stdout.contains("Zico_9999.png: no face found"), "{stdout}");
+    assert!(stdout.contains("on 3 images"), "{stdout}");
+
+    let ours = LandmarkFile::read(&out_tsv, OnBad::Fail)?;
+    let theirs = LandmarkFile::read(&compare, OnBad::Fail)?;
+    assert_eq!(ours.entries.len(), 3);
+    for rel in &rels {
+        let (a, b) = (&ours.entries[rel], &theirs.entries[rel]);
+        let score = a.score.ok_or("no score")?;
+        assert!(score > 0.7 && score <= 1.0, "{}: score {score}", rel.display());
+        for (p, q) in a.landmarks.0.iter().zip(&b.landmarks.0) {
+            let d = ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt();
+            assert!(d < 12.0, "{}: {p:?} vs {q:?}", rel.display());
+        }
+    }
+
+    // Missing weights: the error says how to get them.
+    let out = run(args(Path::new("no-such-dir"), &["-q"]));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("scripts/setup.sh"), "{}", text(&out));
     Ok(())
 }

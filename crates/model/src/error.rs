@@ -9,6 +9,8 @@ pub enum ModelError {
     InputShape { backbone: &'static str, expected: [i64; 3], got: Vec<i64> },
     #[error("{path}: {msg}")]
     Weights { path: std::path::PathBuf, msg: String },
+    #[error("{path}: not found; {hint}")]
+    MissingWeights { path: std::path::PathBuf, hint: &'static str },
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,

@@ -1,5 +1,6 @@
 //! CNN backbones for facerec on libtorch (through `tch`): LeNets++ (the paper's 2-D toy),
-//! Face-ResNet (the paper's face network, caffe-face) and insightface's IResNet.
+//! Face-ResNet (the paper's face network, caffe-face) and insightface's IResNet; and MTCNN, the
+//! face detector that gives photos their five landmarks.
 //!
 //! A backbone maps images to features; the classifier that softmax needs lives with the loss in
 //! `facerec-losses`, so that evaluation uses backbones alone.
@@ -12,6 +13,7 @@ pub mod iresnet;
 pub mod layers;
 pub mod lenet_pp;
 pub mod saved;
+pub mod mtcnn;
 pub mod weights;
 
 pub use backbone::{Backbone, BackboneConfig};

@@ -1,6 +1,7 @@
 pub mod align;
 pub mod bench;
 pub mod convert;
+pub mod detect;
 pub mod embed;
 pub mod eval;
 pub mod info;

@@ -1,0 +1,210 @@
+//! `facerec detect`: MTCNN over a folder of identity folders, one 5-point landmarks row per image
+//! (the face whose box centre is nearest the image centre), written in the format of
+//! `landmarks_5pt.tsv` so that alignment can use it.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use image::RgbImage;
+use rayon::prelude::*;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+
+use facerec_data::dataset::FaceDataset;
+use facerec_data::landmarks::{LandmarkEntry, LandmarkFile, Landmarks, OnBad};
+use facerec_model::device::{describe, DeviceChoice};
+use facerec_model::mtcnn::{nearest_to_centre, Mtcnn};
+
+pub const EXAMPLES: &str = "Examples:
+  facerec detect --images data/lfw/images --out lfw_mtcnn.tsv
+  facerec detect --images photos/ --out photos_5pt.tsv --skip-bad
+  facerec detect --images data/lfw/images --out sample.tsv --every 13 --compare data/lfw/landmarks_5pt.tsv";
+
+/// Images decoded ahead of the detector, per batch.
+const DECODE_BATCH: usize = 64;
+/// Log progress every this many images.
+const LOG_EVERY: usize = 500;
+/// Names of skipped images printed.
+const SHOW_SKIPPED: usize = 5;
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    /// Root of identity folders: <IMAGES>/<identity>/<image>.
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Landmarks file to write (tab-separated, paths relative to --images, score last).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Folder with MTCNN's pnet/rnet/onet.safetensors (made by scripts/setup.sh).
+    #[arg(long, default_value = "data/mtcnn")]
+    pub weights: PathBuf,
+    /// Skip images that cannot be decoded or show no face (counted and named) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Where the networks run: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceChoice,
+    /// libtorch's intra-op threads for the networks. MTCNN's tensors are small and gain little
+    /// from more threads; on a busy machine extra threads mostly wait on each other (measured
+    /// on 2 shared cores: 90-120 ms per LFW image with 1 thread, 370-1300 ms with 2). Images
+    /// are decoded on the other cores meanwhile.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    pub threads: i32,
+    /// Only every N-th image (in sorted order), for a quick sample.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: u64,
+    /// Another landmarks file for the same images: print the distance to it.
+    #[arg(long, value_name = "TSV")]
+    pub compare: Option<PathBuf>,
+}
+
+/// Why an image got no landmarks.
+enum Bad {
+    Decode(String),
+    NoFace,
+}
+
+pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<()> {
+    tch::set_num_threads(args.threads);
+    let device = args.device.resolve()?;
+    let mtcnn = Mtcnn::load(&args.weights, device).context("loading MTCNN")?;
+    let dataset = FaceDataset::from_folders(&args.images).context("listing the images")?;
+    let rels: Vec<PathBuf> =
+        dataset.samples.iter().step_by(args.every as usize).map(|s| s.path.clone()).collect();
+    let total = rels.len();
+    tracing::info!("detecting faces in {total} images under {} on {}", args.images.display(), describe(device));
+
+    let span = (!quiet).then(|| tracing::info_span!("detect"));
+    if let Some(span) = &span {
+        span.pb_set_style(
+            &indicatif::ProgressStyle::with_template("{span_name} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} images, eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        span.pb_set_length(total as u64);
+        span.pb_start();
+    }
+
+    let start = Instant::now();
+    let mut detect_time = Duration::ZERO;
+    let mut entries: Vec<(PathBuf, LandmarkEntry)> = Vec::with_capacity(total);
+    let mut skipped: Vec<(PathBuf, Bad)> = Vec::new();
+    let mut done = 0usize;
+    let mut detected = 0usize;
+    // A second thread decodes the next batches (in parallel, on rayon's pool) while this one
+    // runs the networks.
+    let (tx, rx) = mpsc::sync_channel::<Vec<(PathBuf, Result<RgbImage, String>)>>(2);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let root = &args.images;
+        let rels = &rels;
+        scope.spawn(move || {
+            for chunk in rels.chunks(DECODE_BATCH) {
+                let decoded = chunk
+                    .par_iter()
+                    .map(|rel| {
+                        let img = facerec_data::image_io::read_rgb(&root.join(rel)).map_err(|e| e.to_string());
+                        (rel.clone(), img)
+                    })
+                    .collect();
+                if tx.send(decoded).is_err() {
+                    return; // the detector stopped early with an error
+                }
+            }
+        });
+        for batch in rx {
+            for (rel, img) in batch {
+                let found = match img {
+                    Ok(img) => {
+                        let t = Instant::now();
+                        let faces = mtcnn
+                            .detect(&img)
+                            .with_context(|| format!("detecting faces in {}", root.join(&rel).display()))?;
+                        detect_time += t.elapsed();
+                        detected += 1;
+                        nearest_to_centre(&faces, img.width(), img.height())
+                            .map(|f| LandmarkEntry { landmarks: f.landmarks, score: Some(f.score) })
+                            .ok_or(Bad::NoFace)
+                    }
+                    Err(msg) => Err(Bad::Decode(msg)),
+                };
+                match found {
+                    Ok(entry) => entries.push((rel, entry)),
+                    Err(bad) if args.skip_bad => {
+                        tracing::debug!("skipping {}", rel.display());
+                        skipped.push((rel, bad));
+                    }
+                    Err(Bad::NoFace) => {
+                        bail!("{}: no face found (pass --skip-bad to skip such images)", root.join(&rel).display())
+                    }
+                    Err(Bad::Decode(msg)) => bail!("{msg} (pass --skip-bad to skip such images)"),
+                }
+                done += 1;
+                if let Some(span) = &span {
+                    span.pb_inc(1);
+                }
+                if done.is_multiple_of(LOG_EVERY) {
+                    let rate = done as f64 / start.elapsed().as_secs_f64();
+                    tracing::info!("{done}/{total} images, {rate:.1} images/s, {} skipped", skipped.len());
+                }
+            }
+        }
+        Ok(())
+    })?;
+    drop(span);
+
+    LandmarkFile::write(&args.out, &entries).with_context(|| format!("writing {}", args.out.display()))?;
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{}: landmarks of {} of {total} images ({:.1} ms per image, {:.1} ms of it detection)",
+        args.out.display(),
+        entries.len(),
+        1e3 * elapsed / total.max(1) as f64,
+        1e3 * detect_time.as_secs_f64() / detected.max(1) as f64,
+    );
+    if !skipped.is_empty() {
+        let no_face = skipped.iter().filter(|(_, b)| matches!(b, Bad::NoFace)).count();
+        println!("skipped {} images ({no_face} without a face, {} undecodable):", skipped.len(), skipped.len() - no_face);
+        for (rel, bad) in skipped.iter().take(SHOW_SKIPPED) {
+            match bad {
+                Bad::NoFace => println!("  {}: no face found", rel.display()),
+                Bad::Decode(msg) => println!("  {msg}"),
+            }
+        }
+        if skipped.len() > SHOW_SKIPPED {
+            println!("  and {} more", skipped.len() - SHOW_SKIPPED);
+        }
+    }
+    if let Some(other) = &args.compare {
+        compare(&entries, other)?;
+    }
+    Ok(())
+}
+
+/// Prints the median and mean, over the images in both, of the mean distance between
+/// corresponding landmarks.
+fn compare(entries: &[(PathBuf, LandmarkEntry)], other: &Path) -> anyhow::Result<()> {
+    let theirs = LandmarkFile::read(other, OnBad::Fail)?;
+    let mut dist: Vec<f32> = entries
+        .iter()
+        .filter_map(|(rel, e)| theirs.entries.get(rel).map(|t| mean_distance(&e.landmarks, &t.landmarks)))
+        .collect();
+    if dist.is_empty() {
+        bail!("{}: none of the {} images is listed", other.display(), entries.len());
+    }
+    dist.sort_by(f32::total_cmp);
+    let n = dist.len();
+    let median = if n % 2 == 1 { dist[n / 2] } else { (dist[n / 2 - 1] + dist[n / 2]) / 2.0 };
+    let mean = dist.iter().sum::<f32>() / n as f32;
+    println!(
+        "vs {} on {n} images: mean landmark distance per image, median {median:.2} px, mean {mean:.2} px, max {:.2} px",
+        other.display(),
+        dist[n - 1]
+    );
+    Ok(())
+}
+
+/// Mean distance between corresponding points, in pixels.
+fn mean_distance(a: &Landmarks, b: &Landmarks) -> f32 {
+    a.0.iter().zip(&b.0).map(|(p, q)| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt()).sum::<f32>() / 5.0
+}
