@@ -36,6 +36,9 @@ enum Command {
     /// Align a dataset's faces to crops (image files or a training cache), in parallel.
     #[command(after_help = commands::align::EXAMPLES)]
     Align(commands::align::AlignArgs),
+    /// Compare the faces of two photos: same person or not.
+    #[command(after_help = commands::compare::EXAMPLES)]
+    Compare(commands::compare::CompareArgs),
     /// Convert identity folders or LFW pairs to insightface's RecordIO / .bin formats.
     #[command(after_help = commands::convert::EXAMPLES)]
     Convert(commands::convert::ConvertArgs),
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args, cli.quiet),
         Command::Align(args) => commands::align::run(args, cli.quiet),
+        Command::Compare(args) => commands::compare::run(args),
         Command::Convert(args) => commands::convert::run(args, cli.quiet),
         Command::Embed(args) => commands::embed::run(args, cli.quiet),
         Command::Eval(args) => commands::eval::run(args, cli.quiet),

@@ -121,7 +121,7 @@ fn info_reports_the_device_and_cuda_linking() {
 
 #[test]
 fn every_subcommand_has_help_with_examples() {
-    for sub in ["train", "align", "detect", "convert", "embed", "eval", "bench", "summary", "completions"] {
+    for sub in ["train", "align", "detect", "compare", "convert", "embed", "eval", "bench", "summary", "completions"] {
         let out = facerec(&[sub, "--help"], Path::new("."));
         assert!(out.status.success());
         assert!(text(&out).contains("Example"), "{sub} --help has no examples");
@@ -200,6 +200,39 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
     assert!(out.status.success(), "{}", text(&out));
     let expected = format!("{:.2}%", 100.0 * acc);
     assert!(text(&out).contains(&expected), "expected {expected}: {}", text(&out));
+
+    // `facerec compare` takes the run's threshold and decides consistently with it.
+    let mtcnn = facerec_data::paths::require("mtcnn")?;
+    let img = |p: &str| images.join(p).display().to_string();
+    for (a, b) in [("Zico/Zico_0001.jpg", "Zico/Zico_0002.jpg"), ("Zico/Zico_0001.jpg", "Aaron_Eckhart/Aaron_Eckhart_0001.jpg")] {
+        let out = facerec(
+            &["compare", &img(a), &img(b), "--model", "runs/face/model.safetensors", "--weights", mtcnn.to_str().unwrap(), "-q"],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let line = String::from_utf8(out.stdout)?;
+        let nums: Vec<f64> = line.split_whitespace().filter_map(|w| w.trim_end_matches(':').parse().ok()).collect();
+        let (cos, th) = (nums[0], nums[1]);
+        assert!((-1.0..=1.0).contains(&cos), "{line}");
+        assert_eq!(line.contains("same person"), cos >= th, "{line}");
+    }
+
+    // insightface .bin round trip: LFW pairs to lfw.bin, then `eval --bin` on it.
+    let pairs_small = dir.path().join("pairs_small.txt");
+    let all = std::fs::read_to_string(data.join("pairs.txt"))?;
+    let lines: Vec<&str> = all.lines().collect();
+    // 2 folds of 3 same + 3 different pairs, taken from the real file.
+    let small = format!("2\t3\n{}\n{}\n{}\n{}\n", lines[1..4].join("\n"), lines[301..304].join("\n"), lines[601..604].join("\n"), lines[901..904].join("\n"));
+    std::fs::write(&pairs_small, small)?;
+    let out = facerec(
+        &["convert", "--images", images.to_str().unwrap(), "--landmarks", landmarks.to_str().unwrap(), "--pairs",
+          pairs_small.to_str().unwrap(), "--to-bin", "small.bin", "--template", "caffe-face", "-q"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = facerec(&["eval", "--model", "runs/face/model.safetensors", "--bin", "small.bin", "-q"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("over 12 pairs"), "{}", text(&out));
     Ok(())
 }
 

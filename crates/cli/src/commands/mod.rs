@@ -1,5 +1,6 @@
 pub mod align;
 pub mod bench;
+pub mod compare;
 pub mod convert;
 pub mod detect;
 pub mod embed;
