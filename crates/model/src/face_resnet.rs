@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use crate::backbone::{check_input, Backbone};
+use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::{ModelError, Result};
 use crate::layers::{max_pool2, Conv2d, Linear, PRelu};
 
@@ -64,6 +64,36 @@ impl FaceResnetConfig {
             s = (s + 1) / 2;
         }
         s
+    }
+}
+
+impl BackboneSpec for FaceResnetConfig {
+    fn build(&self, p: &nn::Path) -> Result<Box<dyn Backbone>> {
+        Ok(Box::new(FaceResnet::new(p, self)?))
+    }
+
+    fn input_shape(&self) -> [i64; 3] {
+        self.input_shape
+    }
+
+    fn feature_dim(&self) -> i64 {
+        self.feature_dim
+    }
+
+    fn forward_flops(&self) -> Option<f64> {
+        let [cin, h, w] = self.input_shape;
+        let wd = self.widths;
+        // conv1a and conv1b are unpadded 3x3 (-2 each), then a 2x2 pool.
+        let mut total = conv_flops(cin, wd[0], 3, h - 2, w - 2) + conv_flops(wd[0], wd[1], 3, h - 4, w - 4);
+        let (mut h, mut w) = ((h - 4 + 1) / 2, (w - 4 + 1) / 2);
+        total += self.blocks[0] as f64 * 2.0 * conv_flops(wd[1], wd[1], 3, h, w);
+        for stage in 1..4 {
+            total += conv_flops(wd[stage], wd[stage + 1], 3, h - 2, w - 2);
+            h = (h - 2 + 1) / 2;
+            w = (w - 2 + 1) / 2;
+            total += self.blocks[stage] as f64 * 2.0 * conv_flops(wd[stage + 1], wd[stage + 1], 3, h, w);
+        }
+        Some(total + 2.0 * (wd[4] * h * w * self.feature_dim) as f64)
     }
 }
 

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use crate::backbone::{check_input, Backbone};
+use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::{ModelError, Result};
 use crate::layers::{BatchNorm, Conv2d, Linear, PRelu};
 
@@ -52,6 +52,42 @@ impl IresnetConfig {
                 )))
             }
         })
+    }
+}
+
+impl BackboneSpec for IresnetConfig {
+    fn build(&self, p: &nn::Path) -> Result<Box<dyn Backbone>> {
+        Ok(Box::new(Iresnet::new(p, self)?))
+    }
+
+    fn input_shape(&self) -> [i64; 3] {
+        [3, self.input_size, self.input_size]
+    }
+
+    fn feature_dim(&self) -> i64 {
+        self.feature_dim
+    }
+
+    fn forward_flops(&self) -> Option<f64> {
+        let layers = self.layers().ok()?;
+        let b = self.base_width;
+        let mut side = self.input_size;
+        let mut total = conv_flops(3, b, 3, side, side);
+        let mut cin = b;
+        for (i, &n) in layers.iter().enumerate() {
+            let ch = b << i;
+            for j in 0..n {
+                let inp = if j == 0 { cin } else { ch };
+                let out = if j == 0 { side / 2 } else { side };
+                total += conv_flops(inp, ch, 3, side, side) + conv_flops(ch, ch, 3, out, out);
+                if j == 0 {
+                    total += conv_flops(inp, ch, 1, out, out); // downsample
+                }
+                side = out;
+            }
+            cin = ch;
+        }
+        Some(total + 2.0 * (cin * side * side * self.feature_dim) as f64)
     }
 }
 

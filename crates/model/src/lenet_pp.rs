@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use crate::backbone::{check_input, Backbone};
+use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::Result;
 use crate::layers::{max_pool2, Conv2d, Linear, PRelu};
 
@@ -40,6 +40,32 @@ fn default_side() -> i64 {
 impl Default for LenetPpConfig {
     fn default() -> Self {
         LenetPpConfig { feature_dim: 2, in_channels: 1, input_size: 28 }
+    }
+}
+
+impl BackboneSpec for LenetPpConfig {
+    fn build(&self, p: &nn::Path) -> Result<Box<dyn Backbone>> {
+        Ok(Box::new(LenetPp::new(p, self)))
+    }
+
+    fn input_shape(&self) -> [i64; 3] {
+        [self.in_channels, self.input_size, self.input_size]
+    }
+
+    fn feature_dim(&self) -> i64 {
+        self.feature_dim
+    }
+
+    fn forward_flops(&self) -> Option<f64> {
+        let mut side = self.input_size;
+        let mut total = 0.0;
+        let mut cin = self.in_channels;
+        for cout in [32, 64, 128] {
+            total += conv_flops(cin, cout, 5, side, side) + conv_flops(cout, cout, 5, side, side);
+            cin = cout;
+            side = (side + 1) / 2;
+        }
+        Some(total + 2.0 * (128 * side * side * self.feature_dim) as f64)
     }
 }
 

@@ -16,5 +16,8 @@ pub mod saved;
 pub mod mtcnn;
 pub mod weights;
 
-pub use backbone::{Backbone, BackboneConfig};
+#[cfg(test)]
+mod flops_test;
+
+pub use backbone::{Backbone, BackboneConfig, BackboneSpec};
 pub use error::{ModelError, Result};

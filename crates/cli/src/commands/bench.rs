@@ -14,7 +14,8 @@ use facerec_train::Trainer;
 
 pub const EXAMPLES: &str = "Examples:
   facerec bench configs/lfw_faceresnet_small_center.toml --steps 20
-  facerec bench configs/mnist_lenetpp_center.toml --batch 128 --set loss.lambda=0";
+  facerec bench configs/mnist_lenetpp_center.toml --batch 128 --set loss.lambda=0
+  facerec bench configs/lfw_faceresnet_small_center.toml --classes 10000 --peak";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -32,10 +33,65 @@ pub struct BenchArgs {
     /// Timed steps (after 3 warm-up steps).
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
+    /// libtorch threads [default: the config's, else one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also measure the machine's float32 matrix-multiply peak and report the step's share of it.
+    #[arg(long)]
+    pub peak: bool,
+    /// Also time the center loss's own work (loss, feature gradient, Eq. 4 update) on this
+    /// step's batch and report it as a share of the step.
+    #[arg(long)]
+    pub center_overhead: bool,
+}
+
+/// Median seconds of the center loss's forward (value + gradient) and update for a batch.
+fn center_seconds(classes: i64, dim: i64, batch: i64, device: Device) -> anyhow::Result<f64> {
+    use facerec_losses::{CenterLoss, CenterLossConfig};
+    let vs = tch::nn::VarStore::new(device);
+    let center = CenterLoss::new(&vs.root(), classes, dim, CenterLossConfig { lambda: 0.003, alpha: 0.5 })?;
+    let x = Tensor::f_randn([batch, dim], (Kind::Float, device))?.f_set_requires_grad(true)?;
+    let y = Tensor::f_randint(classes, [batch], (Kind::Int64, device))?;
+    let mut times = Vec::new();
+    for i in 0..53 {
+        let t0 = Instant::now();
+        let out = center.forward(&x, &y)?;
+        out.objective.f_backward()?;
+        center.update_centers(&x.f_detach()?, &y)?;
+        if device != Device::Cpu {
+            tch::Cuda::synchronize(0);
+        }
+        if i >= 3 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// GFLOP/s of a float32 `n x n` matrix product, best of a few (the machine's sgemm peak).
+fn sgemm_peak(device: Device) -> anyhow::Result<f64> {
+    let n = 2048i64;
+    let a = Tensor::f_randn([n, n], (Kind::Float, device))?;
+    let b = Tensor::f_randn([n, n], (Kind::Float, device))?;
+    let mut best = f64::MAX;
+    for _ in 0..6 {
+        let t0 = Instant::now();
+        let c = a.f_mm(&b)?;
+        if device != Device::Cpu {
+            tch::Cuda::synchronize(0);
+        }
+        best = best.min(t0.elapsed().as_secs_f64());
+        drop(c);
+    }
+    Ok(2.0 * (n * n * n) as f64 / best / 1e9)
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config, &args.sets)?;
+    let mut config = Config::load(&args.config, &args.sets)?;
+    if let Some(t) = args.threads {
+        config.threads = t;
+    }
     let batch = args.batch.unwrap_or(config.optim.batch_size) as i64;
     let dir = tempfile::tempdir()?;
     let mut trainer = Trainer::new(config.clone(), dir.path(), args.classes)?;
@@ -66,5 +122,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         batch as f64 / median,
         config.loss.lambda
     );
+    if args.center_overhead {
+        let dim = config.model.backbone.feature_dim();
+        let c = center_seconds(args.classes, dim, batch, trainer.device())?;
+        println!(
+            "facerec: center loss on {} classes x {dim}-d, batch {batch}: {:.3} ms = {:.2}% of the step",
+            args.classes,
+            c * 1e3,
+            100.0 * c / median
+        );
+    }
+    if args.peak {
+        // A training step is about 3 forward passes of the backbone plus the classifier's.
+        let feat = config.model.backbone.feature_dim() as f64;
+        let forward = config.model.backbone.spec().forward_flops().unwrap_or(f64::NAN);
+        let flops = 3.0 * batch as f64 * (forward + 2.0 * feat * args.classes as f64);
+        let achieved = flops / median / 1e9;
+        let peak = sgemm_peak(trainer.device())?;
+        println!(
+            "facerec: {:.2} GFLOP per step, {achieved:.1} GFLOP/s achieved; sgemm peak {peak:.1} GFLOP/s; {:.0}% of peak",
+            flops / 1e9,
+            100.0 * achieved / peak
+        );
+    }
     Ok(())
 }
