@@ -66,7 +66,7 @@ fn train_writes_report_scatter_and_summary_prints_the_table() -> Result {
         let acc = report["test_accuracy"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc));
         assert_eq!(report["steps"], 10);
-        for f in ["config.toml", "steps.jsonl", "metrics.jsonl", "model.safetensors"] {
+        for f in ["config.toml", "steps.jsonl", "metrics.jsonl", "model.safetensors", "training.png", "evaluation.png"] {
             assert!(run.join(f).exists(), "missing {f}");
         }
     }

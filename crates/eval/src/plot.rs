@@ -181,3 +181,45 @@ pub fn histograms(path: &Path, title: &str, x_label: &str, sets: &[(String, Vec<
         .collect();
     lines(path, title, x_label, "fraction of pairs", false, &curves)
 }
+
+/// `training.png` (losses over steps, from `steps.jsonl`) and `evaluation.png` (each evaluation
+/// metric that is an accuracy over steps, from `metrics.jsonl`) in a run directory. Returns the
+/// files written.
+pub fn training_curves(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    use facerec_train::metrics::read_records;
+    let mut written = Vec::new();
+    let steps_path = run_dir.join("steps.jsonl");
+    if steps_path.exists() {
+        let records = read_records(&steps_path)?;
+        let series = |key: &str| -> Vec<(f64, f64)> {
+            records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?))).collect()
+        };
+        let mut curves = vec![("loss".to_owned(), series("loss")), ("softmax loss".to_owned(), series("softmax_loss"))];
+        let center = series("center_loss");
+        if center.iter().any(|p| p.1 != 0.0) {
+            curves.push(("center loss".to_owned(), center));
+        }
+        let path = run_dir.join("training.png");
+        lines(&path, "training losses", "step", "loss", false, &curves)?;
+        written.push(path);
+    }
+    let metrics_path = run_dir.join("metrics.jsonl");
+    if metrics_path.exists() {
+        let records: Vec<_> = read_records(&metrics_path)?
+            .into_iter()
+            .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("eval"))
+            .collect();
+        let keys: std::collections::BTreeSet<String> =
+            records.iter().flat_map(|r| r.keys().filter(|k| k.contains("accuracy") && !k.ends_with("_std")).cloned()).collect();
+        let curves: Vec<(String, Vec<(f64, f64)>)> = keys
+            .iter()
+            .map(|k| (k.clone(), records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(k)?.as_f64()?))).collect()))
+            .collect();
+        if curves.iter().any(|c| !c.1.is_empty()) {
+            let path = run_dir.join("evaluation.png");
+            lines(&path, "evaluation during training", "step", "accuracy", false, &curves)?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}

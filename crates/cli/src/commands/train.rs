@@ -97,6 +97,17 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    for png in facerec_eval::plot::training_curves(&run_dir)? {
+        tracing::info!("wrote {}", png.display());
+    }
+    if summary.data_wait_s > 0.05 * summary.train_s {
+        tracing::warn!(
+            "the training step waited {:.1} s for data ({:.0}% of {:.1} s): the loader is a bottleneck",
+            summary.data_wait_s,
+            100.0 * summary.data_wait_s / summary.train_s,
+            summary.train_s
+        );
+    }
     match &evaluator {
         RunEval::Mnist(e) => mnist_report(e, &trainer, &config, &args.config, &run_dir, &summary),
         RunEval::Lfw(e) => lfw_report(e, &trainer, &run_dir, &summary),
