@@ -45,3 +45,6 @@ for classes in 10000 100000; do
     "$f" -q bench configs/lfw_faceresnet_small_center.toml --classes "$classes" --steps "$steps" --threads "$threads" \
         --center-overhead | tail -n 1
 done
+
+echo "== loader alone (crop cache, flips, prefetch thread) against the step's consumption"
+"$f" -q bench configs/lfw_faceresnet_small_center.toml --steps "$steps" --threads "$threads" --loader | tail -n 1

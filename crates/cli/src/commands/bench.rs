@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// Also measure the machine's float32 matrix-multiply peak and report the step's share of it.
     #[arg(long)]
     pub peak: bool,
+    /// Also measure the loader alone on the config's training data (batches per second, with
+    /// its prefetching thread and rayon decoding), against the step rate.
+    #[arg(long)]
+    pub loader: bool,
     /// Also time the center loss's own work (loss, feature gradient, Eq. 4 update) on this
     /// step's batch and report it as a share of the step.
     #[arg(long)]
@@ -122,6 +126,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         batch as f64 / median,
         config.loss.lambda
     );
+    if args.loader {
+        let data = config.data.open_train()?;
+        let cfg = facerec_data::loader::LoaderConfig {
+            batch_size: batch as usize,
+            flip: data.flip,
+            seed: config.seed,
+            ..Default::default()
+        };
+        let n = cfg.batches_per_epoch(data.source.len()).min(200);
+        let t0 = Instant::now();
+        let loaded = facerec_data::loader::Loader::new(data.source, &cfg, 0, 0)?.take(n).map(|b| b.map(|_| ())).collect::<Result<Vec<()>, _>>()?.len();
+        let rate = loaded as f64 / t0.elapsed().as_secs_f64();
+        println!(
+            "facerec: loader {rate:.1} batches/s of {batch}; the step consumes {:.2} batches/s: {:.1}x headroom",
+            1.0 / median,
+            rate * median
+        );
+    }
     if args.center_overhead {
         let dim = config.model.backbone.feature_dim();
         let c = center_seconds(args.classes, dim, batch, trainer.device())?;
