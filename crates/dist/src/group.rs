@@ -84,8 +84,17 @@ impl ProcessGroup {
             timeout: config.timeout,
             msg,
         };
-        if backend == Backend::Nccl && !nccl_compiled() {
-            return Err(DistError::NcclUnavailable);
+        if backend == Backend::Nccl {
+            if !nccl_compiled() {
+                return Err(DistError::NcclUnavailable);
+            }
+            let gpus = tch::Cuda::device_count();
+            if config.local_rank as i64 >= gpus {
+                return Err(rendezvous(format!(
+                    "NCCL needs CUDA device {} (the local rank), but libtorch sees {gpus} CUDA device(s)",
+                    config.local_rank
+                )));
+            }
         }
         let addr = CString::new(config.master_addr.clone()).map_err(|_| rendezvous("MASTER_ADDR holds a NUL byte".into()))?;
         let to_int = |n: usize, what: &str| c_int::try_from(n).map_err(|_| rendezvous(format!("{what} {n} is too large")));

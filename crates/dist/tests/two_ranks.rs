@@ -180,3 +180,44 @@ fn a_hung_peer_times_out() -> Result {
     assert!(text(&r0).contains("rank 0 error after"), "{}", text(&r0));
     Ok(())
 }
+
+#[test]
+fn nccl_runs_on_a_gpu_and_fails_cleanly_without_one() -> Result {
+    // A world of one process: on a machine with a GPU this runs NCCL for real; without one,
+    // joining must fail with an error, not abort the process.
+    let cfg = DistConfig {
+        rank: 0,
+        world_size: 1,
+        local_rank: 0,
+        master_addr: "127.0.0.1".into(),
+        master_port: free_port()?,
+        timeout: Duration::from_secs(30),
+        launcher: facerec_dist::Launcher::Torchrun,
+    };
+    let group = ProcessGroup::new(&cfg, Backend::Nccl);
+    if !facerec_dist::nccl_compiled() {
+        assert!(matches!(group, Err(DistError::NcclUnavailable)), "{group:?}");
+        return Ok(());
+    }
+    if tch::Cuda::device_count() == 0 {
+        let err = group.unwrap_err();
+        println!("without a GPU: {err}");
+        assert!(matches!(err, DistError::Rendezvous { backend: "nccl", .. }), "{err:?}");
+        return Ok(());
+    }
+    let g = group?;
+    let cuda = tch::Device::Cuda(0);
+    let mut t = Tensor::ones([1000], (Kind::Float, cuda));
+    g.all_reduce(&mut t)?;
+    assert_eq!(f64::try_from(t.sum(Kind::Double))?, 1000.0);
+    let mut b = Tensor::arange(6, (Kind::Float, cuda));
+    g.broadcast(&mut b, 0)?;
+    let all = g.all_gather(&b)?;
+    assert_eq!(all.len(), 1);
+    assert!(all[0].equal(&Tensor::arange(6, (Kind::Float, cuda))));
+    g.barrier()?;
+    // A CPU tensor is refused before it reaches NCCL.
+    let mut cpu = Tensor::ones([3], (Kind::Float, tch::Device::Cpu));
+    assert!(matches!(g.all_reduce(&mut cpu), Err(DistError::Tensor { .. })));
+    Ok(())
+}
