@@ -302,7 +302,10 @@ fn a_killed_rank_makes_the_other_fail_clearly_not_hang() -> Result {
     let mut rank0 = ranks.remove(0);
     let mut rank1 = ranks.remove(0);
     if let Err(e) = started {
-        let _ = (rank0.kill(), rank1.kill());
+        for r in [&mut rank0, &mut rank1] {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
         return Err(e);
     }
     rank1.kill()?; // SIGKILL

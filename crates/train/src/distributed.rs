@@ -92,7 +92,7 @@ impl Distributed {
     }
 
     fn err(&self, step: usize, what: &'static str) -> impl FnOnce(DistError) -> TrainError {
-        move |error| TrainError::Distributed { step, what, error }
+        move |error| TrainError::Distributed { step, what, error: Box::new(error) }
     }
 
     /// Sums `tensors` over the ranks in place and multiplies them by `scale` (`1 / world`
@@ -131,7 +131,7 @@ impl Distributed {
             for t in members {
                 let n = t.numel() as i64;
                 let mut dst = t.shallow_clone();
-                let _ = dst.f_copy_(&flat.f_narrow(0, offset, n)?.f_view_as(t)?)?;
+                dst.f_copy_(&flat.f_narrow(0, offset, n)?.f_view_as(t)?)?;
                 offset += n;
             }
         }

@@ -26,7 +26,7 @@ pub enum TrainError {
     /// A collective of data-parallel training failed (a peer died or hung, or the ranks
     /// called different collectives). The message holds c10d's.
     #[error("distributed training, step {step}: {what}: {error}")]
-    Distributed { step: usize, what: &'static str, error: facerec_dist::DistError },
+    Distributed { step: usize, what: &'static str, error: Box<facerec_dist::DistError> },
     /// The ranks of a data-parallel run started from different states.
     #[error(
         "rank {rank}: the ranks do not agree ({differences}): launch every rank with the same \

@@ -1,6 +1,9 @@
 //! Data-parallel training on two real processes (this test binary re-executed as ranks 0 and
 //! 1, with torchrun's variables) against one process, on real MNIST data with LeNets++.
 
+// The measured numbers are printed for `--nocapture`.
+#![allow(clippy::print_stdout)]
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
