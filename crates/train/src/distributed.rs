@@ -19,7 +19,7 @@
 
 use std::ops::Range;
 
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 use facerec_dist::{DistError, ProcessGroup};
 
@@ -68,11 +68,14 @@ pub fn buckets(tensors: &[Tensor], cap: usize) -> Vec<Range<usize>> {
 #[derive(Debug)]
 pub struct Distributed {
     group: ProcessGroup,
+    /// Where the collectives' own tensors live (the backend's device: CPU for Gloo, this
+    /// rank's GPU for NCCL).
+    device: Device,
 }
 
 impl Distributed {
-    pub fn new(group: ProcessGroup) -> Self {
-        Distributed { group }
+    pub fn new(group: ProcessGroup, device: Device) -> Self {
+        Distributed { group, device }
     }
 
     pub fn rank(&self) -> usize {
@@ -159,9 +162,10 @@ impl Distributed {
     /// Fails on every rank, naming the ranks that differ, unless all ranks pass equal
     /// `values` (described by `names`).
     pub fn check_same(&self, names: &[&str], values: &[i64], step: usize) -> Result<()> {
-        let mine = Tensor::f_from_slice(values)?;
+        let mine = Tensor::f_from_slice(values)?.f_to_device(self.device)?;
         let all = self.group.all_gather(&mine).map_err(self.err(step, "comparing the ranks' training state"))?;
-        let all: Vec<Vec<i64>> = all.iter().map(Vec::<i64>::try_from).collect::<std::result::Result<_, _>>()?;
+        let all: Vec<Vec<i64>> =
+            all.iter().map(|t| Vec::<i64>::try_from(&t.f_to_device(Device::Cpu)?)).collect::<std::result::Result<_, _>>()?;
         let mut differences = Vec::new();
         for (r, theirs) in all.iter().enumerate().skip(1) {
             for ((name, a), b) in names.iter().zip(&all[0]).zip(theirs) {

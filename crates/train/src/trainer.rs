@@ -192,7 +192,7 @@ impl Trainer {
             "data-parallel training: {per_rank} samples per rank and step, global batch {}",
             self.config.optim.batch_size
         );
-        self.dist = Some(Distributed::new(group));
+        self.dist = Some(Distributed::new(group, self.device));
         Ok(self)
     }
 
