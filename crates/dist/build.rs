@@ -103,6 +103,10 @@ fn nccl_includes(torch_lib: &Path) -> Result<Vec<PathBuf>, String> {
         .ok_or_else(|| format!("nccl.h is neither in {} nor in $CUDA_HOME/include", nvidia.join("nccl/include").display()))?;
     let mut cuda_dirs: Vec<PathBuf> = ["cu13", "cu12", "cuda_runtime"].iter().map(|d| nvidia.join(d).join("include")).collect();
     cuda_dirs.extend(std::env::var_os("CUDA_HOME").map(|h| PathBuf::from(h).join("include")));
+    // Rebuild with NCCL once scripts/setup.sh has added the missing headers.
+    for dir in cuda_dirs.iter().filter(|d| d.is_dir()) {
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
     let needed = ["cuda_runtime_api.h", "crt/host_config.h", "nv/target"];
     let cuda = cuda_dirs
         .iter()
