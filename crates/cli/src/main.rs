@@ -33,6 +33,9 @@ enum Command {
     /// Train a model from an experiment config (TOML).
     #[command(after_help = commands::train::EXAMPLES)]
     Train(commands::train::TrainArgs),
+    /// Run a command (train) as N data-parallel processes on this machine, torchrun-style.
+    #[command(after_help = commands::launch::EXAMPLES)]
+    Launch(commands::launch::LaunchArgs),
     /// Align a dataset's faces to crops (image files or a training cache), in parallel.
     #[command(after_help = commands::align::EXAMPLES)]
     Align(commands::align::AlignArgs),
@@ -69,9 +72,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.quiet, cli.verbose);
+    // Ranks other than 0 of a data-parallel run log warnings and errors only.
+    let quiet = cli.quiet
+        || (matches!(cli.command, Command::Train(_))
+            && facerec_dist::DistConfig::from_env().ok().flatten().is_some_and(|d| d.rank > 0));
+    logging::init(quiet, cli.verbose);
     let result = match cli.command {
-        Command::Train(args) => commands::train::run(args, cli.quiet),
+        Command::Train(args) => commands::train::run(args, quiet),
+        Command::Launch(args) => commands::launch::run(args),
         Command::Align(args) => commands::align::run(args, cli.quiet),
         Command::Compare(args) => commands::compare::run(args),
         Command::Convert(args) => commands::convert::run(args, cli.quiet),

@@ -34,7 +34,7 @@ impl From<EvalError> for facerec_train::TrainError {
     fn from(e: EvalError) -> Self {
         match e {
             EvalError::Train(t) => t,
-            other => facerec_train::TrainError::Distributed(format!("evaluation failed: {other}")),
+            other => facerec_train::TrainError::Evaluation(other.to_string()),
         }
     }
 }

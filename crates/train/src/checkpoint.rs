@@ -60,6 +60,11 @@ pub fn dir(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoints")
 }
 
+/// The file a checkpoint of `step` is written to.
+pub fn path(run_dir: &Path, step: usize) -> PathBuf {
+    dir(run_dir).join(file_name(step))
+}
+
 fn file_name(step: usize) -> String {
     format!("step-{step:08}.safetensors")
 }

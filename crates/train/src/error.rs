@@ -20,8 +20,19 @@ pub enum TrainError {
          lower the learning rate (optim.lr) or the center-loss weight (loss.lambda), then resume"
     )]
     Diverged { step: usize, what: String, value: f64, kept: String },
-    #[error("distributed: {0}")]
-    Distributed(String),
+    /// The periodic evaluation failed (the evaluator's message).
+    #[error("evaluation failed: {0}")]
+    Evaluation(String),
+    /// A collective of data-parallel training failed (a peer died or hung, or the ranks
+    /// called different collectives). The message holds c10d's.
+    #[error("distributed training, step {step}: {what}: {error}")]
+    Distributed { step: usize, what: &'static str, error: Box<facerec_dist::DistError> },
+    /// The ranks of a data-parallel run started from different states.
+    #[error(
+        "rank {rank}: the ranks do not agree ({differences}): launch every rank with the same \
+         config, overrides, data and run directory (a resume needs the run directory on a shared file system)"
+    )]
+    RanksDiffer { rank: usize, differences: String },
     #[error(transparent)]
     Data(#[from] facerec_data::DataError),
     #[error(transparent)]

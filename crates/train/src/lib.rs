@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod metrics;
 pub mod schedule;

@@ -1,6 +1,10 @@
 //! The training loop: one visible loop over steps, with the joint loss of Wen et al. (ECCV
 //! 2016, Algorithm 1): forward, `L = L_S + lambda * L_C`, backward, center update (Eq. 4),
 //! SGD step; logging, periodic evaluation and checkpoints around it.
+//!
+//! With a process group ([`Trainer::with_distributed`]) the same loop trains data-parallel:
+//! each rank takes its slice of every global batch and the hooks of [`crate::distributed`]
+//! keep the ranks identical; only rank 0 writes files.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,11 +14,14 @@ use std::time::{Duration, Instant};
 use tch::{nn, Device, Kind, Tensor};
 
 use facerec_data::loader::{Batch, Loader, LoaderConfig, Source};
+use facerec_dist::{Backend, ProcessGroup};
 use facerec_losses::{CenterLoss, SoftmaxLoss};
+use facerec_model::device::DeviceChoice;
 use facerec_model::{weights, Backbone};
 
 use crate::checkpoint::{self, Checkpoint, TrainState};
 use crate::config::Config;
+use crate::distributed::{per_rank_batch, Distributed};
 use crate::error::{Result, TrainError};
 use crate::metrics::{record, JsonLines};
 use crate::schedule::MultiStep;
@@ -104,6 +111,12 @@ pub struct Trainer {
     metrics_log: Option<JsonLines>,
     events: Option<EventWriter>,
     last_metrics: Vec<(String, f64)>,
+    /// Data-parallel training: the process group, the buffers broadcast after each step
+    /// (non-trainable variables other than the center table), and whether any rank asked to
+    /// stop during the last step.
+    dist: Option<Distributed>,
+    dist_buffers: Vec<Tensor>,
+    stop_agreed: bool,
 }
 
 impl Trainer {
@@ -146,7 +159,58 @@ impl Trainer {
             metrics_log: None,
             events: None,
             last_metrics: Vec::new(),
+            dist: None,
+            dist_buffers: Vec::new(),
+            stop_agreed: false,
         })
+    }
+
+    /// Makes this trainer one rank of a data-parallel run over `group`. Call it before
+    /// [`Trainer::resume`]: only rank 0 touches the run directory's files. Fails when the
+    /// global batch (`optim.batch_size`) does not split evenly over the ranks, or when the
+    /// group's backend cannot take tensors of the training device.
+    pub fn with_distributed(mut self, group: ProcessGroup) -> Result<Self> {
+        let config_err = |msg: String| TrainError::Config { path: self.run_dir.join("config.toml"), msg };
+        let per_rank = per_rank_batch(self.config.optim.batch_size, group.world_size()).map_err(config_err)?;
+        if group.backend() != Backend::for_device(self.device) {
+            return Err(config_err(format!(
+                "the process group uses {} but training runs on {:?} ({} takes {} tensors)",
+                group.backend().name(),
+                self.device,
+                group.backend().name(),
+                if group.backend() == Backend::Nccl { "CUDA" } else { "CPU" }
+            )));
+        }
+        let centers = self.center.as_ref().map(|c| c.centers().data_ptr());
+        self.dist_buffers = self
+            .named_variables()
+            .into_iter()
+            .filter(|(_, t)| !t.requires_grad() && Some(t.data_ptr()) != centers)
+            .map(|(_, t)| t)
+            .collect();
+        tracing::info!(
+            rank = group.rank(),
+            world = group.world_size(),
+            backend = group.backend().name(),
+            "data-parallel training: {per_rank} samples per rank and step, global batch {}",
+            self.config.optim.batch_size
+        );
+        self.dist = Some(Distributed::new(group, self.device));
+        Ok(self)
+    }
+
+    /// The process group, when training data-parallel.
+    pub fn distributed(&self) -> Option<&Distributed> {
+        self.dist.as_ref()
+    }
+
+    /// Whether this process writes the run's files (rank 0, or the only process).
+    pub fn is_main(&self) -> bool {
+        self.dist.as_ref().is_none_or(Distributed::is_main)
+    }
+
+    fn world(&self) -> usize {
+        self.dist.as_ref().map_or(1, Distributed::world)
     }
 
     pub fn device(&self) -> Device {
@@ -187,6 +251,11 @@ impl Trainer {
         vars
     }
 
+    /// The SGD momentum buffers by parameter name (those that exist yet).
+    pub fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
+        self.sgd.momentum_buffers()
+    }
+
     /// Loads the newest valid checkpoint of the run directory, if any; returns its path.
     pub fn resume(&mut self) -> Result<Option<PathBuf>> {
         checkpoint::clean_temporaries(&self.run_dir);
@@ -215,13 +284,16 @@ impl Trainer {
         self.sgd.set_momentum_buffers(ck.momentum).map_err(bad)?;
         self.state = ck.state;
         // Metrics written after the checkpoint belong to the lost part of the run.
-        JsonLines::truncate_after(&self.run_dir.join("steps.jsonl"), self.state.step)?;
-        JsonLines::truncate_after(&self.run_dir.join("metrics.jsonl"), self.state.step)?;
+        if self.is_main() {
+            JsonLines::truncate_after(&self.run_dir.join("steps.jsonl"), self.state.step)?;
+            JsonLines::truncate_after(&self.run_dir.join("metrics.jsonl"), self.state.step)?;
+        }
         tracing::info!(step = self.state.step, epoch = self.state.epoch, "resumed from {}", ck.path.display());
         Ok(())
     }
 
-    /// Writes a checkpoint of the current state (refusing to save non-finite weights).
+    /// Writes a checkpoint of the current state (refusing to save non-finite weights). Under
+    /// data parallelism rank 0 writes it and the other ranks return the path it goes to.
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
         let vars = self.named_variables();
         for (name, t) in &vars {
@@ -235,13 +307,16 @@ impl Trainer {
                 });
             }
         }
+        if !self.is_main() {
+            return Ok(checkpoint::path(&self.run_dir, self.state.step));
+        }
         let path = checkpoint::save(
             &self.run_dir,
             &self.state,
             &vars,
             &self.sgd.momentum_buffers(),
             &self.config_toml,
-            1,
+            self.world(),
             self.config.checkpoint.keep,
         )?;
         tracing::debug!("checkpoint {}", path.display());
@@ -299,20 +374,24 @@ impl Trainer {
             });
         }
         let (per_epoch, total, schedule) = self.plan(source.len())?;
+        let global_batch = self.config.optim.batch_size;
         let loader_cfg = LoaderConfig {
-            batch_size: self.config.optim.batch_size,
+            batch_size: global_batch / self.world(),
             shuffle: true,
             flip,
             seed: self.config.seed,
-            rank: 0,
-            world: 1,
+            rank: self.dist.as_ref().map_or(0, Distributed::rank),
+            world: self.world(),
             prefetch: 4,
         };
-        std::fs::write(self.run_dir.join("config.toml"), &self.config_toml)
-            .map_err(|e| TrainError::io(self.run_dir.join("config.toml"), e))?;
-        self.steps_log = Some(JsonLines::open(&self.run_dir.join("steps.jsonl"))?);
-        self.metrics_log = Some(JsonLines::open(&self.run_dir.join("metrics.jsonl"))?);
-        self.events = Some(EventWriter::create(&self.run_dir)?);
+        self.sync_start(source.len(), source.num_classes())?;
+        if self.is_main() {
+            std::fs::write(self.run_dir.join("config.toml"), &self.config_toml)
+                .map_err(|e| TrainError::io(self.run_dir.join("config.toml"), e))?;
+            self.steps_log = Some(JsonLines::open(&self.run_dir.join("steps.jsonl"))?);
+            self.metrics_log = Some(JsonLines::open(&self.run_dir.join("metrics.jsonl"))?);
+            self.events = Some(EventWriter::create(&self.run_dir)?);
+        }
         tracing::info!(
             device = %facerec_model::device::describe(self.device),
             steps = total,
@@ -332,7 +411,7 @@ impl Trainer {
         let every_eval = if self.config.eval.disabled { usize::MAX } else { self.config.eval.every_steps };
 
         while self.state.step < total {
-            let start_batch = self.state.samples_in_epoch / loader_cfg.batch_size;
+            let start_batch = self.state.samples_in_epoch / global_batch;
             let mut loader = Loader::new(source.clone(), &loader_cfg, self.state.epoch, start_batch)?;
             let mut epoch_done = true;
             loop {
@@ -357,15 +436,17 @@ impl Trainer {
                     last_checkpoint = Some(self.save_checkpoint()?);
                     saved_at = self.state.step;
                 }
-                if self.stop.load(Ordering::SeqCst) {
+                if self.stop_requested() {
                     if saved_at != self.state.step {
                         last_checkpoint = Some(self.save_checkpoint()?);
                     }
-                    tracing::warn!(step = self.state.step, "interrupted; checkpoint written");
+                    if self.is_main() {
+                        tracing::warn!(step = self.state.step, "interrupted; checkpoint written");
+                    }
                     return Ok(self.summary(Outcome::Interrupted, last_checkpoint, train_time, wait_time));
                 }
                 if self.state.step >= total {
-                    epoch_done = self.state.samples_in_epoch >= per_epoch * loader_cfg.batch_size;
+                    epoch_done = self.state.samples_in_epoch >= per_epoch * global_batch;
                     break;
                 }
             }
@@ -392,8 +473,49 @@ impl Trainer {
         if saved_at != self.state.step {
             last_checkpoint = Some(self.save_checkpoint()?);
         }
-        self.export_backbone(&self.run_dir.join("model.safetensors"))?;
+        if let Some(dist) = &self.dist {
+            dist.barrier(self.state.step)?;
+        }
+        if self.is_main() {
+            self.export_backbone(&self.run_dir.join("model.safetensors"))?;
+        }
         Ok(self.summary(Outcome::Finished, last_checkpoint, train_time, wait_time))
+    }
+
+    /// Whether to stop after this step: this process's flag, or under data parallelism any
+    /// rank's flag as summed during the step (so that all ranks stop at the same step).
+    fn stop_requested(&self) -> bool {
+        if self.dist.is_some() {
+            self.stop_agreed
+        } else {
+            self.stop.load(Ordering::SeqCst)
+        }
+    }
+
+    /// Data parallelism: checks that every rank starts from the same state, then gives every
+    /// rank rank 0's model and momentum buffers.
+    fn sync_start(&self, len: usize, num_classes: i64) -> Result<()> {
+        let Some(dist) = &self.dist else { return Ok(()) };
+        let step = self.state.step;
+        // Ranks may run on different devices of one machine; everything else must match.
+        let fingerprint = Config { device: DeviceChoice::Auto, ..self.config.clone() }.to_toml();
+        let vars: Vec<Tensor> = self.named_variables().into_iter().map(|(_, t)| t).collect();
+        let momentum: Vec<Tensor> = self.sgd.momentum_buffers().into_iter().map(|(_, t)| t).collect();
+        let facts = [
+            ("step", step as i64),
+            ("epoch", self.state.epoch as i64),
+            ("samples into the epoch", self.state.samples_in_epoch as i64),
+            ("config checksum", i64::from(crc32fast::hash(fingerprint.as_bytes()))),
+            ("training samples", len as i64),
+            ("classes", num_classes),
+            ("model variables", vars.len() as i64),
+            ("momentum buffers", momentum.len() as i64),
+        ];
+        let (names, values): (Vec<&str>, Vec<i64>) = facts.into_iter().unzip();
+        dist.check_same(&names, &values, step)?;
+        dist.broadcast_flat(&vars, step, "broadcasting rank 0's model")?;
+        dist.broadcast_flat(&momentum, step, "broadcasting rank 0's momentum buffers")?;
+        Ok(())
     }
 
     fn summary(&self, outcome: Outcome, last_checkpoint: Option<PathBuf>, train: Duration, wait: Duration) -> FitSummary {
@@ -424,16 +546,25 @@ impl Trainer {
             None => (softmax.loss.shallow_clone(), zero),
         };
         let correct = softmax.logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Float)?;
-        // One transfer for all the numbers of the step.
+        let step = self.state.step + 1;
+        let world = self.world() as f64;
+        // One transfer for all the numbers of the step; under data parallelism one all-reduce
+        // sums them (with the stop flags) over the ranks first.
+        let stop = f64::from(u8::from(self.dist.is_some() && self.stop.load(Ordering::SeqCst)));
         let numbers = Tensor::f_stack(
-            &[objective.f_detach()?.f_to_kind(Kind::Float)?, softmax.loss.f_detach()?.f_to_kind(Kind::Float)?,
-              center_loss.f_to_kind(Kind::Float)?, correct],
+            &[objective.f_detach()?, softmax.loss.f_detach()?, center_loss, correct, Tensor::from(stop).f_to_device(self.device)?]
+                .iter()
+                .map(|t| t.f_to_kind(Kind::Double))
+                .collect::<std::result::Result<Vec<_>, _>>()?,
             0,
-        )?
-        .f_to_device(Device::Cpu)?;
-        let numbers = Vec::<f32>::try_from(&numbers)?;
+        )?;
+        if let Some(dist) = &self.dist {
+            dist.all_reduce_flat(std::slice::from_ref(&numbers), 1.0, step, "summing the losses over the ranks")?;
+        }
+        let numbers = Vec::<f64>::try_from(&numbers.f_to_device(Device::Cpu)?)?;
         let (loss, softmax_loss, center_value, correct) =
-            (numbers[0] as f64, numbers[1] as f64, numbers[2] as f64, numbers[3] as f64);
+            (numbers[0] / world, numbers[1] / world, numbers[2] / world, numbers[3]);
+        self.stop_agreed = numbers[4] > 0.0;
         if !loss.is_finite() {
             return Err(TrainError::Diverged {
                 step: self.state.step + 1,
@@ -445,12 +576,31 @@ impl Trainer {
 
         self.sgd.zero_grad();
         objective.f_backward()?;
+        if let Some(dist) = &self.dist {
+            let grads: Vec<Tensor> = self.sgd.params().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
+            dist.all_reduce_flat(&grads, 1.0 / world, step, "averaging the gradients")?;
+        }
         if let Some(center) = &self.center {
-            center.update_centers(&features.f_detach()?, &labels)?;
+            let features = features.f_detach()?;
+            match &self.dist {
+                None => center.update_centers(&features, &labels)?,
+                Some(dist) => {
+                    // Every rank applies the global batch's Eq. 4 step; rank 0's result wins.
+                    let (all_features, all_labels) = dist.gather_batch(&features, &labels, step)?;
+                    center.update_centers(&all_features, &all_labels)?;
+                    let (touched, _, _) = all_labels.f_internal_unique2(true, false, false)?;
+                    dist.broadcast_rows(center.centers(), &touched, step)?;
+                }
+            }
         }
         self.sgd.step(lr)?;
+        if let Some(dist) = &self.dist {
+            if !self.dist_buffers.is_empty() {
+                dist.broadcast_flat(&self.dist_buffers, step, "broadcasting rank 0's buffers")?;
+            }
+        }
 
-        let n = labels.size()[0] as usize;
+        let n = labels.size()[0] as usize * self.world();
         self.state.step += 1;
         self.state.samples_in_epoch += n;
         self.state.epoch_loss_sum += loss * n as f64;

@@ -6,5 +6,6 @@ pub mod detect;
 pub mod embed;
 pub mod eval;
 pub mod info;
+pub mod launch;
 pub mod summary;
 pub mod train;

@@ -1,17 +1,23 @@
-//! `facerec train`: one experiment config to a run directory.
+//! `facerec train`: one experiment config to a run directory. Launched by `facerec launch`,
+//! torchrun or SLURM (see `DistConfig::from_env`), it trains as one rank of a data-parallel
+//! run: rank 0 prepares the data first and writes the run's files and report.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use tch::Device;
 
 use facerec_data::align::Template;
+use facerec_dist::{Backend, DistConfig, ProcessGroup};
 use facerec_eval::lfw::LfwEval;
 use facerec_eval::mnist::MnistEval;
+use facerec_model::device::DeviceChoice;
 use facerec_model::BackboneConfig;
 use facerec_train::checkpoint;
 use facerec_train::config::{default_run_dir, Config};
 use facerec_train::data::DataConfig;
+use facerec_train::distributed::per_rank_batch;
 use facerec_train::{Evaluator, FitSummary, Observer, Outcome, StepStats, Trainer};
 
 use crate::progress::Bar;
@@ -43,9 +49,29 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
-    let config = Config::load(&args.config, &args.sets)?;
+    let dist = DistConfig::from_env().context("reading the distributed launch variables")?;
+    let mut config = Config::load(&args.config, &args.sets)?;
+    if let Some(d) = &dist {
+        per_rank_batch(config.optim.batch_size, d.world_size).map_err(|msg| anyhow::anyhow!("{}: {msg}", args.config.display()))?;
+        config.device = rank_device(config.device, d.local_rank)?;
+    }
+    let main = dist.as_ref().is_none_or(|d| d.rank == 0);
     let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&args.config, args.name.as_deref()));
-    prepare_run_dir(&run_dir, args.resume, args.overwrite)?;
+    // Only rank 0 deletes an old run; the others just skip the check it replaces.
+    if main || !args.overwrite {
+        prepare_run_dir(&run_dir, args.resume, args.overwrite)?;
+    }
+
+    // Rank 0 opens the data first (it may build the crop caches); the others join the group,
+    // which waits for rank 0, and then find the caches ready.
+    let join = |d: &DistConfig| -> anyhow::Result<ProcessGroup> {
+        let backend = Backend::for_device(config.device.resolve()?);
+        ProcessGroup::new(d, backend).with_context(|| format!("joining the {} process group", backend.name()))
+    };
+    let mut group = match &dist {
+        Some(d) if d.rank != 0 => Some(join(d)?),
+        _ => None,
+    };
 
     let train = {
         let bar = Bar::counter("aligning training images", quiet);
@@ -62,7 +88,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
         }
         (DataConfig::Faces(_) | DataConfig::RecordIo(_), None) => RunEval::None,
     };
+    if let Some(d) = dist.as_ref().filter(|d| d.rank == 0) {
+        group = Some(join(d)?);
+    }
     let mut trainer = Trainer::new(config.clone(), &run_dir, train.source.num_classes())?;
+    if let Some(group) = group {
+        trainer = trainer.with_distributed(group)?;
+    }
     if args.resume {
         match trainer.resume()? {
             Some(path) => tracing::info!("resuming from {}", path.display()),
@@ -88,6 +120,9 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let summary = trainer.fit(train.source, train.flip, eval, &mut progress)?;
     drop(progress);
+    if !trainer.is_main() {
+        return Ok(()); // rank 0 reports
+    }
     if summary.outcome == Outcome::Interrupted {
         println!(
             "interrupted at step {}; checkpoint {}; continue with --resume",
@@ -117,6 +152,18 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The device of one rank: a GPU run uses the GPU of its local rank (as torchrun expects), a
+/// CPU run stays on the CPU.
+fn rank_device(choice: DeviceChoice, local_rank: usize) -> anyhow::Result<DeviceChoice> {
+    let device = match choice {
+        DeviceChoice::Cpu => DeviceChoice::Cpu,
+        DeviceChoice::Auto if Device::cuda_if_available() == Device::Cpu => DeviceChoice::Cpu,
+        DeviceChoice::Auto | DeviceChoice::Cuda(_) => DeviceChoice::Cuda(local_rank),
+    };
+    device.resolve().with_context(|| format!("local rank {local_rank} needs its own GPU"))?;
+    Ok(device)
 }
 
 /// The evaluation that goes with a run's data.

@@ -1,0 +1,222 @@
+//! `facerec launch`: starts N processes of this binary on this machine with torchrun's
+//! variables (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
+//! `MASTER_PORT`), forwards their output line by line with a `[rank N]` prefix, and fails as
+//! soon as one fails, stopping the others (SIGTERM, then SIGKILL after a grace period), as
+//! torchrun's agent does. Ctrl-C is passed on to every rank, which checkpoint and stop at the
+//! same step.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+pub const EXAMPLES: &str = "Examples:
+  facerec launch --nproc 2 -- train configs/mnist_lenetpp_center.toml
+  facerec launch --nproc 4 --master-port 29600 -- train configs/lfw_faceresnet_small_center.toml --resume
+  torchrun --no-python --nproc-per-node 2 target/release/facerec train configs/x.toml   # the same, with torchrun";
+
+/// How long the other ranks get to exit after SIGTERM before SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Processes to start on this machine (one per GPU; on the CPU, a share of the cores each).
+    #[arg(long, value_name = "N")]
+    pub nproc: usize,
+    /// Host of rank 0's TCPStore (this machine).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub master_addr: String,
+    /// Port of rank 0's TCPStore; 0 picks a free one.
+    #[arg(long, default_value_t = 29500)]
+    pub master_port: u16,
+    /// Seconds a rank waits for the others (rendezvous and each collective) [default: 600].
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// The facerec command each process runs, after `--` (e.g. `-- train configs/x.toml`).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
+    if args.nproc == 0 {
+        bail!("--nproc must be at least 1");
+    }
+    if args.command.first().map(String::as_str) == Some("launch") {
+        bail!("facerec launch cannot launch itself");
+    }
+    let port = match args.master_port {
+        0 => TcpListener::bind((args.master_addr.as_str(), 0))
+            .and_then(|l| l.local_addr())
+            .with_context(|| format!("finding a free port on {}", args.master_addr))?
+            .port(),
+        p => p,
+    };
+    let exe = std::env::current_exe().context("finding the facerec binary")?;
+    // Like torchrun: without OMP_NUM_THREADS, share the cores instead of giving each process
+    // all of them (a config's `threads` still overrides this).
+    let threads = std::env::var_os("OMP_NUM_THREADS").is_none().then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / args.nproc).max(1)
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    }
+
+    let mut children: Vec<Child> = Vec::with_capacity(args.nproc);
+    let mut forwarders = Vec::new();
+    for rank in 0..args.nproc {
+        let mut cmd = Command::new(&exe);
+        cmd.args(&args.command)
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", args.nproc.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_WORLD_SIZE", args.nproc.to_string())
+            .env("MASTER_ADDR", &args.master_addr)
+            .env("MASTER_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(t) = args.timeout {
+            cmd.env("FACEREC_DIST_TIMEOUT", t.to_string());
+        }
+        if let Some(n) = threads {
+            cmd.env("OMP_NUM_THREADS", n.to_string());
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                stop_all(&mut children);
+                return Err(e).with_context(|| format!("starting rank {rank} ({})", exe.display()));
+            }
+        };
+        eprintln!("[launch] rank {rank}: pid {} (MASTER_ADDR={} MASTER_PORT={port})", child.id(), args.master_addr);
+        let prefix = format!("[rank {rank}] ");
+        if let Some(out) = child.stdout.take() {
+            forwarders.push(forward(out, prefix.clone(), false));
+        }
+        if let Some(err) = child.stderr.take() {
+            forwarders.push(forward(err, prefix, true));
+        }
+        children.push(child);
+    }
+
+    let mut statuses: Vec<Option<ExitStatus>> = vec![None; children.len()];
+    let mut failure: Option<(usize, ExitStatus)> = None;
+    let mut interrupted = false;
+    while statuses.iter().any(Option::is_none) {
+        if stop.swap(false, Ordering::SeqCst) {
+            interrupted = true;
+            eprintln!("[launch] interrupted: asking every rank to checkpoint and stop");
+            signal_all(&children, &statuses, libc::SIGINT);
+        }
+        for rank in 0..children.len() {
+            if statuses[rank].is_some() {
+                continue;
+            }
+            if let Some(status) = children[rank].try_wait().with_context(|| format!("waiting for rank {rank}"))? {
+                statuses[rank] = Some(status);
+                if !status.success() && failure.is_none() {
+                    failure = Some((rank, status));
+                    eprintln!("[launch] rank {rank} {}; stopping the other ranks", describe(status));
+                    signal_all(&children, &statuses, libc::SIGTERM);
+                    let deadline = Instant::now() + GRACE;
+                    wait_until(&mut children, &mut statuses, deadline);
+                    signal_all(&children, &statuses, libc::SIGKILL);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for f in forwarders {
+        let _ = f.join();
+    }
+    match failure {
+        Some((rank, status)) => bail!("rank {rank} of {} {}; the other ranks were stopped", args.nproc, describe(status)),
+        None if interrupted => {
+            eprintln!("[launch] all {} ranks stopped after the interrupt", args.nproc);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Copies `from` to this process's stdout or stderr, a line at a time, behind `prefix`.
+fn forward(from: impl Read + Send + 'static, prefix: String, to_stderr: bool) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end_matches(['\n', '\r']);
+                    // One write per line, so that lines of two ranks never interleave.
+                    let out = format!("{prefix}{text}\n");
+                    let _ = if to_stderr {
+                        std::io::stderr().lock().write_all(out.as_bytes())
+                    } else {
+                        std::io::stdout().lock().write_all(out.as_bytes())
+                    };
+                }
+            }
+        }
+    })
+}
+
+fn signal_all(children: &[Child], statuses: &[Option<ExitStatus>], signal: libc::c_int) {
+    for (child, status) in children.iter().zip(statuses) {
+        if status.is_none() {
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: signals a child of this process that has not been reaped yet, so the pid
+                // cannot have been reused.
+                unsafe { libc::kill(pid, signal) };
+            }
+        }
+    }
+}
+
+fn wait_until(children: &mut [Child], statuses: &mut [Option<ExitStatus>], deadline: Instant) {
+    while Instant::now() < deadline && statuses.iter().any(Option::is_none) {
+        for (child, status) in children.iter_mut().zip(statuses.iter_mut()) {
+            if status.is_none() {
+                if let Ok(Some(s)) = child.try_wait() {
+                    *status = Some(s);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills and reaps what was started (a spawn failed half way).
+fn stop_all(children: &mut [Child]) {
+    for c in children.iter_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}{}", match sig {
+            libc::SIGKILL => " (SIGKILL: out of memory, or killed)",
+            libc::SIGSEGV => " (SIGSEGV: a crash)",
+            libc::SIGTERM => " (SIGTERM)",
+            libc::SIGINT => " (SIGINT)",
+            _ => "",
+        }),
+        _ => "ended".to_owned(),
+    }
+}

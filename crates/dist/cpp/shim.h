@@ -1,0 +1,42 @@
+// The C API of facerec-dist's shim over c10d (see shim.cpp). Every function that can fail
+// returns NULL on success or a malloc'd error message to free with fr_string_free.
+#ifndef FACEREC_DIST_SHIM_H
+#define FACEREC_DIST_SHIM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+#include <ATen/Tensor.h>
+typedef at::Tensor fr_tensor;
+extern "C" {
+#else
+typedef void fr_tensor;
+#endif
+
+#define FR_BACKEND_GLOO 0
+#define FR_BACKEND_NCCL 1
+
+typedef struct fr_group fr_group;
+
+// 1 when the shim was compiled with ProcessGroupNCCL.
+int fr_has_nccl(void);
+void fr_string_free(char* s);
+
+// Rendezvous through a TCPStore at master_addr:master_port (rank 0 hosts it) and create the
+// process group; every wait is bounded by timeout_ms. device_index: the CUDA device (NCCL).
+char* fr_group_new(const char* master_addr, uint16_t master_port, int rank, int world, int64_t timeout_ms,
+                   int kind, int device_index, fr_group** out);
+void fr_group_free(fr_group* g);
+
+// Collectives on dense contiguous tensors, each blocking until done.
+char* fr_all_reduce_sum(fr_group* g, fr_tensor* t);
+char* fr_broadcast(fr_group* g, fr_tensor* t, int root);
+// outputs: n_outputs (= world size) tensors shaped like input, filled in rank order.
+char* fr_all_gather(fr_group* g, fr_tensor* input, fr_tensor** outputs, int n_outputs);
+char* fr_barrier(fr_group* g);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
