@@ -40,6 +40,20 @@ echo "== Face-ResNet (paper) step against the machine's sgemm peak"
     --set 'model.backbone.widths=[32,64,128,256,512]' --set 'model.backbone.blocks=[1,2,5,3]' --set model.backbone.feature_dim=512 |
     tail -n 1
 
+echo "== feature extraction (image + mirror, inference mode), facerec / PyTorch-in-Python"
+for spec in "Face-ResNet small|configs/lfw_faceresnet_small_center.toml|" \
+    "Face-ResNet (paper)|configs/lfw_faceresnet_small_center.toml|paper"; do
+    IFS='|' read -r label config paper <<<"$spec"
+    sets=()
+    [[ -n $paper ]] && sets=(--set 'model.backbone.widths=[32,64,128,256,512]' --set 'model.backbone.blocks=[1,2,5,3]' \
+        --set model.backbone.feature_dim=512)
+    ours=$("$f" -q bench "$config" --batch 64 --steps "$steps" --threads "$threads" --extract "${sets[@]}" | tail -n 1 | speed)
+    theirs=$("$py" scripts/reference/bench_train.py --config "$config" --batch 64 --steps "$steps" --threads "$threads" \
+        --extract "${sets[@]}" | speed)
+    printf '%-34s facerec %8.1f img/s   pytorch %8.1f img/s   ratio %sx\n' "$label, batch 64" "$ours" "$theirs" \
+        "$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", a / b }')"
+done
+
 echo "== center-loss overhead: its own work (loss, gradient, Eq. 4 update) as a share of a step"
 for classes in 10000 100000; do
     "$f" -q bench configs/lfw_faceresnet_small_center.toml --classes "$classes" --steps "$steps" --threads "$threads" \

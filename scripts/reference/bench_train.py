@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--extract", action="store_true", help="time feature extraction (image + mirror) instead")
     a = ap.parse_args()
     with open(a.config, "rb") as f:
         cfg = tomllib.load(f)
@@ -70,6 +71,20 @@ def main():
         shape = tuple(backbone_cfg.get("input_shape", (3, 112, 96)))
     x = torch.randn(batch, *shape)
     y = torch.randint(0, a.classes, (batch,))
+    if a.extract:
+        model.eval()
+        times = []
+        with torch.inference_mode():
+            for i in range(a.steps + 3):
+                t0 = time.perf_counter()
+                f = torch.cat([model(x), model(torch.flip(x, [3]))], 1)
+                del f
+                if i >= 3:
+                    times.append(time.perf_counter() - t0)
+        times.sort()
+        median = times[len(times) // 2]
+        print(f"pytorch: feature extraction (image + mirror) batch {batch}: median {median:.4f} s = {batch / median:.1f} images/s")
+        return
     times = []
     for i in range(a.steps + 3):
         t0 = time.perf_counter()

@@ -195,6 +195,14 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
     let again: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("lfw_report.json"))?)?;
     assert_eq!(again["verification"]["accuracy_mean"], report["verification"]["accuracy_mean"]);
 
+    // `facerec summary` lists the face run with its LFW accuracy and fold std.
+    let out = facerec(&["summary", "runs/face"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8(out.stdout)?;
+    let std = report["verification"]["accuracy_std"].as_f64().unwrap();
+    let cell = format!("{:.2} ± {:.2}", 100.0 * acc, 100.0 * std);
+    assert!(table.contains("LFW acc %") && table.contains(&cell), "expected {cell}:\n{table}");
+
     // `facerec embed` + `facerec eval --features` (the path for other models' embeddings) gives
     // the same accuracy as evaluating the model directly.
     let pairs = facerec_data::lfw::Pairs::read(&data.join("pairs.txt"))?;

@@ -53,18 +53,35 @@ impl Sgd {
     }
 
     /// One update at learning rate `lr`.
+    ///
+    /// Works in place: the decay term is added into the gradient (cleared before the next
+    /// backward anyway) and the parameter moves by `addcmul_` with a scalar tensor, so no step
+    /// allocates a parameter-sized temporary (for the paper's Face-ResNet those were three
+    /// 110 MB allocations per step, each paid again in page faults). The arithmetic is the same
+    /// as `p -= lr * (m * v + g + wd * p)` term by term, so results do not change.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         let _guard = tch::no_grad_guard();
+        let mut scalars: Option<(Tensor, Tensor)> = None;
         for p in &mut self.params {
-            let grad = p.tensor.grad();
-            if !grad.defined() {
+            let mut g = p.tensor.grad();
+            if !g.defined() {
                 continue;
             }
-            let mut g = grad;
+            // 0-dim factors of the parameters' kind and device, made once per step.
+            let (wd, neg_lr) = match &scalars {
+                Some(s) => s,
+                None => {
+                    let opts = (p.tensor.kind(), p.tensor.device());
+                    scalars.insert((
+                        Tensor::f_scalar_tensor(self.weight_decay, opts)?,
+                        Tensor::f_scalar_tensor(-lr, opts)?,
+                    ))
+                }
+            };
             if p.decay && self.weight_decay != 0.0 {
-                g = g.f_add(&p.tensor.f_mul_scalar(self.weight_decay)?)?;
+                let _ = g.f_addcmul_(&p.tensor, wd)?;
             }
-            if self.momentum != 0.0 {
+            let update = if self.momentum != 0.0 {
                 let buf = match p.momentum.take() {
                     None => g.f_detach()?.copy(),
                     Some(mut buf) => {
@@ -72,10 +89,11 @@ impl Sgd {
                         buf
                     }
                 };
-                g = buf.shallow_clone();
-                p.momentum = Some(buf);
-            }
-            let _ = p.tensor.f_sub_(&g.f_mul_scalar(lr)?)?;
+                p.momentum.insert(buf).shallow_clone()
+            } else {
+                g
+            };
+            let _ = p.tensor.f_addcmul_(&update, neg_lr)?;
         }
         Ok(())
     }

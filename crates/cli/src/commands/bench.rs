@@ -47,6 +47,34 @@ pub struct BenchArgs {
     /// step's batch and report it as a share of the step.
     #[arg(long)]
     pub center_overhead: bool,
+    /// Also time feature extraction as evaluation does it: the backbone in inference mode on
+    /// the batch and its mirror image, features of both concatenated.
+    #[arg(long)]
+    pub extract: bool,
+}
+
+/// Median seconds to extract the features of `images` and their mirror images, as
+/// `facerec_eval::features` does: inference mode, no gradients, the two concatenated.
+fn extract_seconds(trainer: &Trainer, images: &Tensor, steps: usize) -> anyhow::Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let parts = trainer.parts();
+    let images = images.f_to_device(parts.device)?;
+    let mut times = Vec::new();
+    for i in 0..steps + 3 {
+        let t0 = Instant::now();
+        let a = parts.backbone.forward_t(&images, false)?;
+        let b = parts.backbone.forward_t(&images.f_flip([3])?, false)?;
+        let f = Tensor::f_cat(&[a, b], 1)?;
+        if parts.device != Device::Cpu {
+            tch::Cuda::synchronize(0);
+        }
+        drop(f);
+        if i >= 3 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
 }
 
 /// Median seconds of the center loss's forward (value + gradient) and update for a batch.
@@ -142,6 +170,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "facerec: loader {rate:.1} batches/s of {batch}; the step consumes {:.2} batches/s: {:.1}x headroom",
             1.0 / median,
             rate * median
+        );
+    }
+    if args.extract {
+        let secs = extract_seconds(&trainer, &images, args.steps)?;
+        println!(
+            "facerec: feature extraction (image + mirror) batch {batch}: median {:.4} s = {:.1} images/s",
+            secs,
+            batch as f64 / secs
         );
     }
     if args.center_overhead {

@@ -1,28 +1,58 @@
 //! `facerec summary`: the results table of finished runs.
+//!
+//! MNIST runs (`report.json`) get test accuracy and cluster statistics; face runs
+//! (`lfw_report.json`) get the LFW verification and identification numbers, and runs that
+//! differ only in their seed are summarised as mean ± standard deviation over the seeds.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use facerec_train::config::Config;
 use serde_json::Value;
 
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
-    /// Run directories (each with a report.json written by `facerec train`).
+    /// Run directories (each with a report.json or lfw_report.json written by `facerec train`).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
 }
 
 pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
+    let (faces, mnist): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        args.runs.iter().partition(|d| d.join("lfw_report.json").is_file() && !d.join("report.json").is_file());
+    if !mnist.is_empty() {
+        mnist_table(&mnist)?;
+    }
+    if !faces.is_empty() {
+        if !mnist.is_empty() {
+            println!();
+        }
+        face_table(&faces)?;
+    }
+    Ok(())
+}
+
+fn read_json(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: no report (did `facerec train` finish for this run?)", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+fn run_name(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn mnist_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
     let mut rows = Vec::new();
-    for dir in &args.runs {
-        let path = dir.join("report.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("{}: no report (did `facerec train` finish for this run?)", path.display()))?;
-        let r: Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
-        let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
-        rows.push([
-            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    for dir in runs {
+        let r = read_json(&dir.join("report.json"))?;
+        rows.push(vec![
+            run_name(dir),
             format!("{}", num(&r["lambda"])),
             format!("{:.2}", 100.0 * num(&r["test_accuracy"])),
             format!("{:.3}", num(&r["clusters"]["intra_to_mean"])),
@@ -30,16 +60,129 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
             r["scatter_png"].as_str().unwrap_or("").to_owned(),
         ]);
     }
-    let header = ["run", "lambda", "test acc %", "intra dist", "intra/inter", "scatter"];
-    let widths: Vec<usize> =
-        (0..header.len()).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
-    let line = |cells: &[String]| {
-        cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
-    };
-    println!("{}", line(&header.map(String::from)));
-    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    print_table(&["run", "lambda", "test acc %", "intra dist", "intra/inter", "scatter"], &rows);
+    Ok(())
+}
+
+/// One face run's numbers, in percent.
+struct FaceRow {
+    name: String,
+    /// The run's config without its seed: runs with the same key are seeds of one setting.
+    key: String,
+    lambda: f64,
+    alpha: f64,
+    seed: u64,
+    /// LFW accuracy, AUC, TAR at FAR 1e-3, rank-1.
+    values: [f64; 4],
+    accuracy_std: f64,
+}
+
+fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for dir in runs {
+        let report = read_json(&dir.join("lfw_report.json"))?;
+        let config_path = dir.join("config.toml");
+        let config = Config::load(&config_path, &[])?;
+        let mut keyed = config.clone();
+        keyed.seed = 0;
+        keyed.description.clear();
+        let v = &report["verification"];
+        let tar = v["tar_at_far"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| (num(&t["far"]) - 1e-3).abs() < 1e-9))
+            .map(|t| num(&t["tar"]))
+            .unwrap_or(f64::NAN);
+        rows.push(FaceRow {
+            name: run_name(dir),
+            key: toml::to_string(&keyed).unwrap_or_default(),
+            lambda: config.loss.lambda,
+            alpha: config.loss.alpha,
+            seed: config.seed,
+            values: [
+                100.0 * num(&v["accuracy_mean"]),
+                100.0 * num(&v["auc"]),
+                100.0 * tar,
+                100.0 * num(&report["identification"]["rank1"]),
+            ],
+            accuracy_std: 100.0 * num(&v["accuracy_std"]),
+        });
+    }
+    let header = ["run", "lambda", "alpha", "seed", "LFW acc %", "AUC %", "TAR@FAR=1e-3 %", "rank-1 %"];
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                format!("{}", r.lambda),
+                format!("{}", r.alpha),
+                r.seed.to_string(),
+                format!("{:.2} ± {:.2}", r.values[0], r.accuracy_std),
+                format!("{:.2}", r.values[1]),
+                format!("{:.2}", r.values[2]),
+                format!("{:.2}", r.values[3]),
+            ]
+        })
+        .collect();
+    print_table(&header, &table);
+
+    // Settings run with several seeds: mean ± sample standard deviation over the seeds.
+    let mut groups: Vec<(&str, Vec<&FaceRow>)> = Vec::new();
     for r in &rows {
+        match groups.iter_mut().find(|(k, _)| *k == r.key) {
+            Some((_, g)) => g.push(r),
+            None => groups.push((&r.key, vec![r])),
+        }
+    }
+    let multi: Vec<_> = groups.into_iter().filter(|(_, g)| g.len() > 1).collect();
+    if multi.is_empty() {
+        return Ok(());
+    }
+    println!("\nover seeds (mean ± sample std; the fold std of each run is in the table above):");
+    let table: Vec<Vec<String>> = multi
+        .iter()
+        .map(|(_, g)| {
+            let mut cells = vec![
+                g[0].name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_').trim_end_matches("_seed").to_owned(),
+                format!("{}", g[0].lambda),
+                format!("{}", g[0].alpha),
+                format!("{} seeds", g.len()),
+            ];
+            for i in 0..4 {
+                let (m, s) = mean_std(g.iter().map(|r| r.values[i]));
+                cells.push(format!("{m:.2} ± {s:.2}"));
+            }
+            cells
+        })
+        .collect();
+    print_table(&header, &table);
+    Ok(())
+}
+
+fn mean_std(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let v: Vec<f64> = values.collect();
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    println!("{}", line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>()));
+    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    for r in rows {
         println!("{}", line(r));
     }
-    Ok(())
 }

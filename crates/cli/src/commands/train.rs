@@ -190,7 +190,7 @@ fn lfw_report(eval: &LfwEval, trainer: &Trainer, run_dir: &Path, summary: &FitSu
     let v = &report.verification;
     let tar = v.tar_at_far.iter().find(|t| t.far == 1e-3).map_or(f64::NAN, |t| t.tar);
     println!(
-        "{}: LFW verification {:.2}% +- {:.2} (AUC {:.4}, EER {:.2}%, TAR {:.2}% at FAR 1e-3){}; {} steps in {:.0} s\n  protocol: {}",
+        "{}: LFW verification {:.2}% +- {:.2} (AUC {:.4}, EER {:.2}%, TAR {:.2}% at FAR 1e-3){}; {} steps in {:.0} s ({:.1} s of it waiting for data)\n  protocol: {}",
         run_dir.display(),
         100.0 * v.accuracy_mean,
         100.0 * v.accuracy_std,
@@ -200,6 +200,7 @@ fn lfw_report(eval: &LfwEval, trainer: &Trainer, run_dir: &Path, summary: &FitSu
         report.identification.as_ref().map(|i| format!(", rank-1 {:.2}%", 100.0 * i.rank1)).unwrap_or_default(),
         summary.steps,
         summary.train_s + summary.data_wait_s,
+        summary.data_wait_s,
         report.protocol
     );
     Ok(())

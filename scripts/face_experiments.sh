@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The face results of docs/results.md: model A (softmax) and model C (softmax + center loss)
+# from configs/lfw_faceresnet_small_{softmax,center}.toml with several seeds, then a lambda and
+# an alpha sweep around C (seed 1, the paper's Fig. 5 at small scale), then the tables.
+#
+#   scripts/face_experiments.sh [--jobs J] [--seeds "1 2 3"] [--no-sweep] [--runs DIR]
+#
+# Runs go to DIR (default runs/faces), one directory each; a run that has finished (its
+# lfw_report.json exists) is not trained again, an unfinished one resumes from its checkpoint.
+# J runs train side by side with nproc/J libtorch threads each (default J = 2: on 2 cores two
+# single-threaded runs get more done than one run on both cores).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+jobs=2
+seeds="1 2 3"
+sweep=1
+out=runs/faces
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --jobs) jobs=$2; shift 2 ;;
+        --seeds) seeds=$2; shift 2 ;;
+        --no-sweep) sweep=0; shift ;;
+        --runs) out=$2; shift 2 ;;
+        -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+threads=$(( $(nproc) / jobs ))
+(( threads >= 1 )) || threads=1
+
+scripts/setup.sh >/dev/null
+cargo build --release --locked -p facerec
+facerec=target/release/facerec
+mkdir -p "$out"
+
+# One line per run: name, config, extra --set arguments.
+plan=()
+for s in $seeds; do
+    plan+=("softmax_seed$s configs/lfw_faceresnet_small_softmax.toml --set seed=$s")
+    plan+=("center_seed$s configs/lfw_faceresnet_small_center.toml --set seed=$s")
+done
+if (( sweep )); then
+    for l in 0.001 0.01 0.03 0.1; do
+        plan+=("center_lambda$l configs/lfw_faceresnet_small_center.toml --set loss.lambda=$l")
+    done
+    for a in 0.1 1.0; do
+        plan+=("center_alpha$a configs/lfw_faceresnet_small_center.toml --set loss.alpha=$a")
+    done
+fi
+
+train_one() { # name config [--set k=v ...]
+    local name=$1 config=$2; shift 2
+    local dir=$out/$name
+    if [[ -f $dir/lfw_report.json ]]; then
+        echo "[faces] $name: done already"
+        return 0
+    fi
+    local resume=()
+    [[ -d $dir/checkpoints ]] && resume=(--resume)
+    echo "[faces] $name: training ($threads threads)"
+    if "$facerec" -q train "$config" --run-dir "$dir" "${resume[@]}" --set "threads=$threads" "$@" >"$out/$name.log" 2>&1; then
+        echo "[faces] $name: $(tail -n 1 "$out/$name.log")"
+    else
+        echo "[faces] $name: FAILED, see $out/$name.log" >&2
+        return 1
+    fi
+}
+export -f train_one
+export out threads facerec
+
+start=$SECONDS
+failed=0
+printf '%s\n' "${plan[@]}" | xargs -P "$jobs" -L 1 bash -c 'train_one "$@"' _ || failed=1
+echo "[faces] all runs finished in $(( (SECONDS - start) / 60 )) min"
+
+echo
+echo "== model A (softmax) vs model C (softmax + center loss), seeds: $seeds"
+"$facerec" summary $(for s in $seeds; do echo "$out/softmax_seed$s"; done) \
+    $(for s in $seeds; do echo "$out/center_seed$s"; done)
+if (( sweep )); then
+    echo
+    echo "== sweep (seed 1): lambda at alpha 0.5, alpha at lambda 0.003"
+    "$facerec" summary "$out/softmax_seed1" "$out/center_lambda0.001" "$out/center_seed1" "$out/center_lambda0.01" \
+        "$out/center_lambda0.03" "$out/center_lambda0.1" "$out/center_alpha0.1" "$out/center_alpha1.0"
+fi
+if (( failed )); then
+    echo "[faces] some runs failed (see their logs in $out); the tables above leave them out" >&2
+    exit 1
+fi
