@@ -20,7 +20,7 @@ fn main() {
         println!("cargo:rerun-if-env-changed={v}");
     }
 
-    let lib = libtorch_lib().unwrap_or_else(|| fail("libtorch's lib directory is unknown (DEP_TCH_LIBTORCH_LIB and LIBTORCH unset)"));
+    let lib = facerec_build::libtorch_lib_dir().unwrap_or_else(|| fail("libtorch's lib directory is unknown (DEP_TCH_LIBTORCH_LIB and LIBTORCH unset)"));
     let lib = std::fs::canonicalize(&lib).unwrap_or(lib);
     let torch = lib.parent().map(Path::to_path_buf).unwrap_or_else(|| fail("libtorch's lib directory has no parent"));
     let include = torch.join("include");
@@ -76,13 +76,6 @@ fn main() {
 fn fail(msg: &str) -> ! {
     eprintln!("facerec-dist: {msg}");
     panic!("facerec-dist: {msg}");
-}
-
-fn libtorch_lib() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
-        return Some(PathBuf::from(dir));
-    }
-    std::env::var_os("LIBTORCH").map(|root| PathBuf::from(root).join("lib"))
 }
 
 fn gloo_include() -> Option<PathBuf> {

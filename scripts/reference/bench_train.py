@@ -50,11 +50,24 @@ def main():
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     backbone_cfg = dict(cfg["model"]["backbone"])
-    model = build(backbone_cfg)
+    # The config's device ("auto": a GPU when there is one) and precision ("bf16": the backbone
+    # under torch.autocast, as facerec's `precision = "bf16"`).
+    want = str(cfg.get("device", "auto"))
+    dev = torch.device("cuda" if want == "auto" and torch.cuda.is_available() else ("cpu" if want == "auto" else want))
+    bf16 = cfg.get("precision", "fp32") == "bf16"
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+
+    def backbone(inp):
+        if bf16:
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
+                return model(inp).float()
+        return model(inp)
+
+    model = build(backbone_cfg).to(dev)
     feat_dim = backbone_cfg.get("feature_dim", 2 if backbone_cfg["name"] == "lenet_pp" else 512)
-    fc = torch.nn.Linear(feat_dim, a.classes)
+    fc = torch.nn.Linear(feat_dim, a.classes).to(dev)
     lam, alpha = cfg["loss"]["lambda"], cfg["loss"]["alpha"]
-    centers = torch.zeros(a.classes, feat_dim)
+    centers = torch.zeros(a.classes, feat_dim, device=dev)
     params = list(model.parameters()) + list(fc.parameters())
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -69,15 +82,16 @@ def main():
         shape = (backbone_cfg.get("in_channels", 1), backbone_cfg.get("input_size", 28), backbone_cfg.get("input_size", 28))
     else:
         shape = tuple(backbone_cfg.get("input_shape", (3, 112, 96)))
-    x = torch.randn(batch, *shape)
-    y = torch.randint(0, a.classes, (batch,))
+    x = torch.randn(batch, *shape).to(dev)
+    y = torch.randint(0, a.classes, (batch,)).to(dev)
     if a.extract:
         model.eval()
         times = []
         with torch.inference_mode():
             for i in range(a.steps + 3):
                 t0 = time.perf_counter()
-                f = torch.cat([model(x), model(torch.flip(x, [3]))], 1)
+                f = torch.cat([backbone(x), backbone(torch.flip(x, [3]))], 1)
+                sync()
                 del f
                 if i >= 3:
                     times.append(time.perf_counter() - t0)
@@ -88,7 +102,7 @@ def main():
     times = []
     for i in range(a.steps + 3):
         t0 = time.perf_counter()
-        feats = model(x)
+        feats = backbone(x)
         logits = fc(feats)
         loss = F.cross_entropy(logits, y)
         if lam > 0:
@@ -102,14 +116,15 @@ def main():
         if lam > 0:
             with torch.no_grad():
                 uniq, inv, counts = torch.unique(y, sorted=True, return_inverse=True, return_counts=True)
-                sums = torch.zeros(len(uniq), feat_dim).index_add_(0, inv, diff)
+                sums = torch.zeros(len(uniq), feat_dim, device=dev).index_add_(0, inv, diff)
                 centers.index_add_(0, uniq, alpha * sums / (1 + counts.float()).unsqueeze(1))
         opt.step()
+        sync()
         if i >= 3:
             times.append(time.perf_counter() - t0)
     times.sort()
     median = times[len(times) // 2]
-    print(f"pytorch: {backbone_cfg['name']} batch {batch}, {torch.get_num_threads()} threads: median step {median:.4f} s = {batch / median:.1f} images/s (lambda {lam})")
+    print(f"pytorch: {backbone_cfg['name']} batch {batch}, {dev} {'bf16' if bf16 else 'fp32'}, {torch.get_num_threads()} threads: median step {median:.4f} s = {batch / median:.1f} images/s (lambda {lam})")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ pub fn link_libtorch() {
 }
 
 /// The directory that holds `libtorch_cpu.so`, as torch-sys resolved it.
-fn libtorch_lib_dir() -> Option<PathBuf> {
+pub fn libtorch_lib_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
         return Some(PathBuf::from(dir));
     }

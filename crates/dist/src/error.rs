@@ -27,6 +27,9 @@ pub enum DistError {
          scripts/setup.sh and rebuild, or train on the CPU with Gloo)"
     )]
     NcclUnavailable,
+    /// Switching autocast (mixed precision) on or off failed.
+    #[error("autocast: {0}")]
+    Autocast(String),
 }
 
 /// `Result` with [`DistError`].

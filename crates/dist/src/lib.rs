@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod autocast;
 pub mod config;
 pub mod error;
 mod ffi;

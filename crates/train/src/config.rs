@@ -30,6 +30,10 @@ pub struct Config {
     /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
     #[serde(default)]
     pub threads: usize,
+    /// `"fp32"`, or `"bf16"`: the backbone's forward (and so its backward) under bfloat16
+    /// autocast; the classifier, the losses, the center update and the weights stay float32.
+    #[serde(default)]
+    pub precision: Precision,
     pub data: DataConfig,
     pub model: ModelConfig,
     pub loss: CenterLossConfig,
@@ -41,6 +45,15 @@ pub struct Config {
     pub eval: EvalConfig,
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// Arithmetic precision of training.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
 }
 
 /// `[model]`.

@@ -20,7 +20,7 @@ use facerec_model::device::DeviceChoice;
 use facerec_model::{weights, Backbone};
 
 use crate::checkpoint::{self, Checkpoint, TrainState};
-use crate::config::Config;
+use crate::config::{Config, Precision};
 use crate::distributed::{per_rank_batch, Distributed};
 use crate::error::{Result, TrainError};
 use crate::metrics::{record, JsonLines};
@@ -535,7 +535,14 @@ impl Trainer {
         let labels = batch.labels.f_to_device(self.device)?;
         let lr = schedule.lr_at(self.state.step);
 
-        let features = self.backbone.forward_t(&images, true)?; //   [batch, feature_dim]
+        let features = match self.config.precision {
+            Precision::Fp32 => self.backbone.forward_t(&images, true)?, //   [batch, feature_dim]
+            // bf16 autocast for the backbone only; the features come back as float32 for the
+            // classifier, the center loss and the Eq. 4 update.
+            Precision::Bf16 => facerec_dist::autocast::bf16(self.device, || self.backbone.forward_t(&images, true))
+                .map_err(|e| TrainError::Distributed { step: self.state.step + 1, what: "switching on bf16 autocast", error: Box::new(e) })??
+                .f_to_kind(Kind::Float)?,
+        };
         let softmax = self.head.forward(&features, &labels)?;
         let zero = Tensor::f_zeros([], (Kind::Float, self.device))?;
         let (objective, center_loss) = match &self.center {

@@ -90,6 +90,31 @@ fn same_seed_same_losses_and_learning_happens() -> Result {
 }
 
 #[test]
+fn bf16_autocast_trains_close_to_fp32_and_keeps_float32_weights() -> Result {
+    // Six steps: CPUs without bf16 instructions emulate it, slowly.
+    let mnist = facerec_data::paths::require("mnist")?;
+    let short = |precision: &str| -> Result<Config> {
+        let sets = ["schedule.epochs=", "schedule.steps=6", "schedule.milestones=[]", precision].map(String::from);
+        Ok(Config::parse(&config_text(&mnist, ""), Path::new("test.toml"), &sets)?)
+    };
+    let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    train(short("precision=fp32")?, a.path(), None, false)?;
+    train(short("precision=bf16")?, b.path(), None, false)?;
+    let (la, lb) = (losses(a.path())?, losses(b.path())?);
+    assert_eq!((la.len(), lb.len()), (6, 6));
+    // Same weights and batches; bf16 rounding in the backbone only.
+    for ((_, x), (_, y)) in la.iter().zip(&lb) {
+        assert!(y.is_finite() && (x - y).abs() < 0.1 * x, "fp32 {x} vs bf16 {y}");
+    }
+    assert_ne!(la, lb, "bf16 must actually change the arithmetic");
+    let (_, ck) = checkpoint::list(b.path()).pop().ok_or("no checkpoint")?;
+    for (name, t) in &checkpoint::load(&ck)?.model {
+        assert_eq!(t.kind(), tch::Kind::Float, "{name} is not float32");
+    }
+    Ok(())
+}
+
+#[test]
 fn stopped_and_resumed_run_matches_uninterrupted_run() -> Result {
     let (full, part) = (tempfile::tempdir()?, tempfile::tempdir()?);
     assert_eq!(train(config("")?, full.path(), None, false)?, Outcome::Finished);

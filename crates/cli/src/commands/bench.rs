@@ -47,8 +47,9 @@ pub struct BenchArgs {
     /// step's batch and report it as a share of the step.
     #[arg(long)]
     pub center_overhead: bool,
-    /// Also time feature extraction as evaluation does it: the backbone in inference mode on
-    /// the batch and its mirror image, features of both concatenated.
+    /// Time feature extraction instead of the training step, as evaluation does it: the
+    /// backbone in inference mode on the batch and its mirror image, features of both
+    /// concatenated.
     #[arg(long)]
     pub extract: bool,
 }
@@ -131,6 +132,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     tch::manual_seed(0);
     let images = Tensor::f_randn([batch, c, h, w], (Kind::Float, Device::Cpu))?;
     let labels = Tensor::f_randint(args.classes, [batch], (Kind::Int64, Device::Cpu))?;
+    if args.extract {
+        let secs = extract_seconds(&trainer, &images, args.steps)?;
+        println!(
+            "facerec: {} feature extraction (image + mirror) batch {batch} on {}: median {:.4} s = {:.1} images/s",
+            config.model.backbone_name(),
+            facerec_model::device::describe(trainer.device()),
+            secs,
+            batch as f64 / secs
+        );
+        return Ok(());
+    }
     let schedule = MultiStep { base: config.optim.lr.min(1e-3), gamma: 1.0, milestones: vec![] };
     let mut times = Vec::new();
     for i in 0..args.steps + 3 {
@@ -170,14 +182,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "facerec: loader {rate:.1} batches/s of {batch}; the step consumes {:.2} batches/s: {:.1}x headroom",
             1.0 / median,
             rate * median
-        );
-    }
-    if args.extract {
-        let secs = extract_seconds(&trainer, &images, args.steps)?;
-        println!(
-            "facerec: feature extraction (image + mirror) batch {batch}: median {:.4} s = {:.1} images/s",
-            secs,
-            batch as f64 / secs
         );
     }
     if args.center_overhead {
