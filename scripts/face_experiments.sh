@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The face results of docs/results.md: model A (softmax) and model C (softmax + center loss)
 # from configs/lfw_faceresnet_small_{softmax,center}.toml with several seeds, then a lambda and
-# an alpha sweep around C (seed 1, the paper's Fig. 5 at small scale), then the tables.
+# an alpha sweep around C (seed 1, the paper's Fig. 5 at small scale: lambda at alpha 0.5, alpha
+# at lambda 0.003; model A is lambda 0 and C is the default point), then the tables.
 #
-#   scripts/face_experiments.sh [--jobs J] [--seeds "1 2 3"] [--no-sweep] [--runs DIR]
+#   scripts/face_experiments.sh [--jobs J] [--seeds "1 2 3"] [--lambdas "0.03"]
+#                               [--alphas "0.1"] [--no-sweep] [--runs DIR]
 #
 # Runs go to DIR (default runs/faces), one directory each; a run that has finished (its
 # lfw_report.json exists) is not trained again, an unfinished one resumes from its checkpoint.
@@ -14,15 +16,19 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 jobs=2
 seeds="1 2 3"
+lambdas="0.03"
+alphas="0.1"
 sweep=1
 out=runs/faces
 while [[ $# -gt 0 ]]; do
     case $1 in
         --jobs) jobs=$2; shift 2 ;;
         --seeds) seeds=$2; shift 2 ;;
+        --lambdas) lambdas=$2; shift 2 ;;
+        --alphas) alphas=$2; shift 2 ;;
         --no-sweep) sweep=0; shift ;;
         --runs) out=$2; shift 2 ;;
-        -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -41,10 +47,10 @@ for s in $seeds; do
     plan+=("center_seed$s configs/lfw_faceresnet_small_center.toml --set seed=$s")
 done
 if (( sweep )); then
-    for l in 0.001 0.01 0.03 0.1; do
+    for l in $lambdas; do
         plan+=("center_lambda$l configs/lfw_faceresnet_small_center.toml --set loss.lambda=$l")
     done
-    for a in 0.1 1.0; do
+    for a in $alphas; do
         plan+=("center_alpha$a configs/lfw_faceresnet_small_center.toml --set loss.alpha=$a")
     done
 fi
@@ -60,7 +66,7 @@ train_one() { # name config [--set k=v ...]
     [[ -d $dir/checkpoints ]] && resume=(--resume)
     echo "[faces] $name: training ($threads threads)"
     if "$facerec" -q train "$config" --run-dir "$dir" "${resume[@]}" --set "threads=$threads" "$@" >"$out/$name.log" 2>&1; then
-        echo "[faces] $name: $(tail -n 1 "$out/$name.log")"
+        echo "[faces] $name: $(grep -m1 'LFW verification' "$out/$name.log")"
     else
         echo "[faces] $name: FAILED, see $out/$name.log" >&2
         return 1
@@ -80,9 +86,9 @@ echo "== model A (softmax) vs model C (softmax + center loss), seeds: $seeds"
     $(for s in $seeds; do echo "$out/center_seed$s"; done)
 if (( sweep )); then
     echo
-    echo "== sweep (seed 1): lambda at alpha 0.5, alpha at lambda 0.003"
-    "$facerec" summary "$out/softmax_seed1" "$out/center_lambda0.001" "$out/center_seed1" "$out/center_lambda0.01" \
-        "$out/center_lambda0.03" "$out/center_lambda0.1" "$out/center_alpha0.1" "$out/center_alpha1.0"
+    echo "== sweep (seed 1): lambda at alpha 0.5, then alpha at lambda 0.003"
+    "$facerec" summary "$out/softmax_seed1" "$out/center_seed1" $(for l in $lambdas; do echo "$out/center_lambda$l"; done) \
+        $(for a in $alphas; do echo "$out/center_alpha$a"; done)
 fi
 if (( failed )); then
     echo "[faces] some runs failed (see their logs in $out); the tables above leave them out" >&2

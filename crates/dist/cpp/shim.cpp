@@ -232,3 +232,7 @@ extern "C" char* fr_autocast_exit(int device, const int* state) {
     at::autocast::set_autocast_dtype(dev, static_cast<at::ScalarType>(state[1]));
   });
 }
+
+extern "C" char* fr_grad_reset(fr_tensor* t) {
+  return guarded([&] { t->mutable_grad().reset(); });
+}

@@ -30,6 +30,9 @@ pub enum DistError {
     /// Switching autocast (mixed precision) on or off failed.
     #[error("autocast: {0}")]
     Autocast(String),
+    /// A tensor operation of the shim failed.
+    #[error("{0}")]
+    Op(String),
 }
 
 /// `Result` with [`DistError`].

@@ -34,6 +34,7 @@ extern "C" {
     pub fn fr_barrier(g: *mut FrGroup) -> *mut c_char;
     pub fn fr_autocast_enter(device: c_int, dtype: c_int, state: *mut c_int) -> *mut c_char;
     pub fn fr_autocast_exit(device: c_int, state: *const c_int) -> *mut c_char;
+    pub fn fr_grad_reset(t: *mut C_tensor) -> *mut c_char;
 }
 
 /// `Ok` for null, else the message (the string is freed).

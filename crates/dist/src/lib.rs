@@ -22,6 +22,7 @@
 pub mod autocast;
 pub mod config;
 pub mod error;
+pub mod grad;
 mod ffi;
 pub mod group;
 

@@ -581,7 +581,7 @@ impl Trainer {
             });
         }
 
-        self.sgd.zero_grad();
+        self.sgd.zero_grad()?;
         objective.f_backward()?;
         if let Some(dist) = &self.dist {
             let grads: Vec<Tensor> = self.sgd.params().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();

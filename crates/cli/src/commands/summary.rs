@@ -19,6 +19,14 @@ pub struct SummaryArgs {
 }
 
 pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
+    for dir in &args.runs {
+        if !dir.join("report.json").is_file() && !dir.join("lfw_report.json").is_file() {
+            anyhow::bail!(
+                "{}: neither report.json (MNIST) nor lfw_report.json (faces): has `facerec train` finished this run?",
+                dir.display()
+            );
+        }
+    }
     let (faces, mnist): (Vec<&PathBuf>, Vec<&PathBuf>) =
         args.runs.iter().partition(|d| d.join("lfw_report.json").is_file() && !d.join("report.json").is_file());
     if !mnist.is_empty() {
