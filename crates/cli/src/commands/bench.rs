@@ -54,43 +54,13 @@ pub struct BenchArgs {
     pub extract: bool,
 }
 
-/// Median seconds to extract the features of `images` and their mirror images, as
-/// `facerec_eval::features` does: inference mode, no gradients, the two concatenated.
-fn extract_seconds(trainer: &Trainer, images: &Tensor, steps: usize) -> anyhow::Result<f64> {
-    let _guard = tch::no_grad_guard();
-    let parts = trainer.parts();
-    let images = images.f_to_device(parts.device)?;
-    let mut times = Vec::new();
+/// Median seconds of `body` over `steps` timed runs after 3 warm-up runs; on a GPU each run
+/// waits for the device to finish.
+fn median_seconds(steps: usize, device: Device, mut body: impl FnMut(usize) -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let mut times = Vec::with_capacity(steps);
     for i in 0..steps + 3 {
         let t0 = Instant::now();
-        let a = parts.backbone.forward_t(&images, false)?;
-        let b = parts.backbone.forward_t(&images.f_flip([3])?, false)?;
-        let f = Tensor::f_cat(&[a, b], 1)?;
-        if parts.device != Device::Cpu {
-            tch::Cuda::synchronize(0);
-        }
-        drop(f);
-        if i >= 3 {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
-}
-
-/// Median seconds of the center loss's forward (value + gradient) and update for a batch.
-fn center_seconds(classes: i64, dim: i64, batch: i64, device: Device) -> anyhow::Result<f64> {
-    use facerec_losses::{CenterLoss, CenterLossConfig};
-    let vs = tch::nn::VarStore::new(device);
-    let center = CenterLoss::new(&vs.root(), classes, dim, CenterLossConfig { lambda: 0.003, alpha: 0.5 })?;
-    let x = Tensor::f_randn([batch, dim], (Kind::Float, device))?.f_set_requires_grad(true)?;
-    let y = Tensor::f_randint(classes, [batch], (Kind::Int64, device))?;
-    let mut times = Vec::new();
-    for i in 0..53 {
-        let t0 = Instant::now();
-        let out = center.forward(&x, &y)?;
-        out.objective.f_backward()?;
-        center.update_centers(&x.f_detach()?, &y)?;
+        body(i)?;
         if device != Device::Cpu {
             tch::Cuda::synchronize(0);
         }
@@ -100,6 +70,35 @@ fn center_seconds(classes: i64, dim: i64, batch: i64, device: Device) -> anyhow:
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+/// Median seconds to extract the features of `images` and their mirror images, as
+/// `facerec_eval::features` does: inference mode, no gradients, the two concatenated.
+fn extract_seconds(trainer: &Trainer, images: &Tensor, steps: usize) -> anyhow::Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let parts = trainer.parts();
+    let images = images.f_to_device(parts.device)?;
+    median_seconds(steps, parts.device, |_| {
+        let a = parts.backbone.forward_t(&images, false)?;
+        let b = parts.backbone.forward_t(&images.f_flip([3])?, false)?;
+        let _features = Tensor::f_cat(&[a, b], 1)?;
+        Ok(())
+    })
+}
+
+/// Median seconds of the center loss's forward (value + gradient) and update for a batch.
+fn center_seconds(classes: i64, dim: i64, batch: i64, device: Device) -> anyhow::Result<f64> {
+    use facerec_losses::{CenterLoss, CenterLossConfig};
+    let vs = tch::nn::VarStore::new(device);
+    let center = CenterLoss::new(&vs.root(), classes, dim, CenterLossConfig { lambda: 0.003, alpha: 0.5 })?;
+    let x = Tensor::f_randn([batch, dim], (Kind::Float, device))?.f_set_requires_grad(true)?;
+    let y = Tensor::f_randint(classes, [batch], (Kind::Int64, device))?;
+    median_seconds(50, device, |_| {
+        let out = center.forward(&x, &y)?;
+        out.objective.f_backward()?;
+        center.update_centers(&x.f_detach()?, &y)?;
+        Ok(())
+    })
 }
 
 /// GFLOP/s of a float32 `n x n` matrix product, best of a few (the machine's sgemm peak).
@@ -144,20 +143,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let schedule = MultiStep { base: config.optim.lr.min(1e-3), gamma: 1.0, milestones: vec![] };
-    let mut times = Vec::new();
-    for i in 0..args.steps + 3 {
+    let device = trainer.device();
+    let median = median_seconds(args.steps, device, |i| {
         let b = Batch { images: images.shallow_clone(), labels: labels.shallow_clone(), index: i, load_time: Default::default() };
-        let t0 = Instant::now();
         trainer.train_step(&b, &schedule, Default::default())?;
-        if trainer.device() != Device::Cpu {
-            tch::Cuda::synchronize(0);
-        }
-        if i >= 3 {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+        Ok(())
+    })?;
     println!(
         "facerec: {} batch {batch} on {}: median step {:.4} s = {:.1} images/s (lambda {})",
         config.model.backbone_name(),
