@@ -101,6 +101,21 @@ fn dot<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
+/// Checks that `dims` principal components of `d`-dimensional features make sense.
+fn check_pca_dims(dims: usize, d: usize) -> Result<()> {
+    if dims == 0 || dims > d {
+        return Err(EvalError::Invalid(format!("PCA to {dims} dimensions of {d}-d features")));
+    }
+    Ok(())
+}
+
+/// The `dims` leading eigenvectors of a symmetric `[D, D]` covariance, as columns `[D, dims]`.
+fn principal_axes(cov: &Tensor, dims: usize) -> Result<Tensor> {
+    let d = cov.size()[0];
+    let (_, vectors) = cov.f_linalg_eigh("L")?; // ascending eigenvalues
+    Ok(vectors.f_narrow(1, d - dims as i64, dims as i64)?)
+}
+
 /// For each fold of `folds`, the pairs' cosine scores after a PCA to `dims` dimensions fitted
 /// on the images of the *other* folds' pairs (each image once), as
 /// `cosine_scores(&pca_project(features, fit, dims), pairs)` would give them, but without
@@ -108,10 +123,7 @@ fn dot<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
 /// that of the images only the held-out fold uses, so the `N x D x D` products are paid twice
 /// in all instead of once per fold. What remains per fold is one `D x D` eigendecomposition.
 fn pca_fold_scores(features: &Tensor, pairs: &[PairRef], folds: &[usize], dims: usize) -> Result<Vec<Vec<f64>>> {
-    let d = features.size()[1] as usize;
-    if dims == 0 || dims > d {
-        return Err(EvalError::Invalid(format!("PCA to {dims} dimensions of {d}-d features")));
-    }
+    check_pca_dims(dims, features.size()[1] as usize)?;
     // Rows used by the pairs, and for each the single fold using it (None when several do).
     let mut owner: std::collections::BTreeMap<usize, Option<usize>> = Default::default();
     for p in pairs {
@@ -120,7 +132,7 @@ fn pca_fold_scores(features: &Tensor, pairs: &[PairRef], folds: &[usize], dims: 
         }
     }
     let used: Vec<i64> = owner.keys().map(|&r| r as i64).collect();
-    let x = features.f_to_kind(Kind::Double)?.f_index_select(0, &Tensor::f_from_slice(&used)?)?;
+    let x = features.f_index_select(0, &Tensor::f_from_slice(&used)?)?.f_to_kind(Kind::Double)?;
     // Centre on the mean of all used rows first, for a well-conditioned scatter.
     let shift = x.f_mean_dim([0i64].as_slice(), true, Kind::Double)?;
     let y = x.f_sub(&shift)?;
@@ -144,9 +156,7 @@ fn pca_fold_scores(features: &Tensor, pairs: &[PairRef], folds: &[usize], dims: 
         };
         let mean = sum.f_div_scalar(n)?; // of the fit rows, relative to `shift`
         let cov = scatter.f_sub(&mean.f_tr()?.f_matmul(&mean)?.f_mul_scalar(n)?)?.f_div_scalar(n.max(2.0) - 1.0)?;
-        let (_, vectors) = cov.f_linalg_eigh("L")?; // ascending eigenvalues
-        let top = vectors.f_narrow(1, (d - dims) as i64, dims as i64)?;
-        let projected = y.f_sub(&mean)?.f_matmul(&top)?;
+        let projected = y.f_sub(&mean)?.f_matmul(&principal_axes(&cov, dims)?)?;
         let (rows, k) = rows_of::<f64>(&projected, Kind::Double)?;
         out.push(cosine_of_rows(&rows, k, &local));
     }
@@ -156,19 +166,14 @@ fn pca_fold_scores(features: &Tensor, pairs: &[PairRef], folds: &[usize], dims: 
 /// PCA with `dims` components fitted on the rows `fit` of `features`; returns the projection
 /// of all rows.
 pub fn pca_project(features: &Tensor, fit: &[usize], dims: usize) -> Result<Tensor> {
-    let d = features.size()[1] as usize;
-    if dims == 0 || dims > d {
-        return Err(EvalError::Invalid(format!("PCA to {dims} dimensions of {d}-d features")));
-    }
+    check_pca_dims(dims, features.size()[1] as usize)?;
     let x = features.f_to_kind(Kind::Double)?;
     let idx = Tensor::f_from_slice(&fit.iter().map(|&i| i as i64).collect::<Vec<_>>())?;
     let train = x.f_index_select(0, &idx)?;
     let mean = train.f_mean_dim([0i64].as_slice(), true, Kind::Double)?;
     let centred = train.f_sub(&mean)?;
     let cov = centred.f_tr()?.f_matmul(&centred)?.f_div_scalar(fit.len().max(2) as f64 - 1.0)?;
-    let (_, vectors) = cov.f_linalg_eigh("L")?; // ascending eigenvalues
-    let top = vectors.f_narrow(1, (d - dims) as i64, dims as i64)?;
-    Ok(x.f_sub(&mean)?.f_matmul(&top)?)
+    Ok(x.f_sub(&mean)?.f_matmul(&principal_axes(&cov, dims)?)?)
 }
 
 /// The threshold maximising accuracy on `scores`/`same`, and that accuracy. Candidates are
