@@ -50,4 +50,10 @@ impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TrainError::Io { path: path.into(), source }
     }
+
+    /// A libtorch operation of the project's shim (autocast, gradients) failed: reported as the
+    /// libtorch error it is, not as a distributed-training one.
+    pub(crate) fn shim(e: facerec_dist::DistError) -> Self {
+        TrainError::Torch(tch::TchError::Torch(e.to_string()))
+    }
 }

@@ -10,7 +10,7 @@
 
 use tch::Tensor;
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// One parameter and its momentum buffer.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl Sgd {
     /// zeroed buffers (one memset and one addition per parameter saved).
     pub fn zero_grad(&mut self) -> Result<()> {
         for p in &mut self.params {
-            facerec_dist::grad::clear_grad(&mut p.tensor).map_err(|e| tch::TchError::Torch(e.to_string()))?;
+            facerec_dist::grad::clear_grad(&mut p.tensor).map_err(TrainError::shim)?;
         }
         Ok(())
     }
@@ -64,25 +64,19 @@ impl Sgd {
     /// as `p -= lr * (m * v + g + wd * p)` term by term, so results do not change.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        let mut scalars: Option<(Tensor, Tensor)> = None;
+        let Some(first) = self.params.first() else {
+            return Ok(());
+        };
+        // 0-dim factors of the parameters' kind and device, made once per step.
+        let opts = (first.tensor.kind(), first.tensor.device());
+        let (wd, neg_lr) = (Tensor::f_scalar_tensor(self.weight_decay, opts)?, Tensor::f_scalar_tensor(-lr, opts)?);
         for p in &mut self.params {
             let mut g = p.tensor.grad();
             if !g.defined() {
                 continue;
             }
-            // 0-dim factors of the parameters' kind and device, made once per step.
-            let (wd, neg_lr) = match &scalars {
-                Some(s) => s,
-                None => {
-                    let opts = (p.tensor.kind(), p.tensor.device());
-                    scalars.insert((
-                        Tensor::f_scalar_tensor(self.weight_decay, opts)?,
-                        Tensor::f_scalar_tensor(-lr, opts)?,
-                    ))
-                }
-            };
             if p.decay && self.weight_decay != 0.0 {
-                let _ = g.f_addcmul_(&p.tensor, wd)?;
+                let _ = g.f_addcmul_(&p.tensor, &wd)?;
             }
             let update = if self.momentum != 0.0 {
                 let buf = match p.momentum.take() {
@@ -96,7 +90,7 @@ impl Sgd {
             } else {
                 g
             };
-            let _ = p.tensor.f_addcmul_(&update, neg_lr)?;
+            let _ = p.tensor.f_addcmul_(&update, &neg_lr)?;
         }
         Ok(())
     }

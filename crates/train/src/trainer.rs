@@ -540,7 +540,7 @@ impl Trainer {
             // bf16 autocast for the backbone only; the features come back as float32 for the
             // classifier, the center loss and the Eq. 4 update.
             Precision::Bf16 => facerec_dist::autocast::bf16(self.device, || self.backbone.forward_t(&images, true))
-                .map_err(|e| TrainError::Distributed { step: self.state.step + 1, what: "switching on bf16 autocast", error: Box::new(e) })??
+                .map_err(TrainError::shim)??
                 .f_to_kind(Kind::Float)?,
         };
         let softmax = self.head.forward(&features, &labels)?;

@@ -102,7 +102,7 @@ fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
             .unwrap_or(f64::NAN);
         rows.push(FaceRow {
             name: run_name(dir),
-            key: toml::to_string(&keyed).unwrap_or_default(),
+            key: toml::to_string(&keyed).with_context(|| format!("{}: serialising the config", config_path.display()))?,
             lambda: config.loss.lambda,
             alpha: config.loss.alpha,
             seed: config.seed,
