@@ -20,6 +20,7 @@ rounds=${ROUNDS:-2}
 best() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { print (a > b) ? a : b }'; }
 # facerec and PyTorch alternate, ROUNDS times (default 2); each side keeps its best round, so a
 # burst of load from the VM's neighbours does not decide the ratio.
+# PY_ENV: variables for the PyTorch side only (e.g. facerec's allocator settings, below).
 compare() { # label config batch classes [extra --set]
     local label=$1 config=$2 batch=$3 classes=$4; shift 4
     local ours=0 theirs=0 r
@@ -28,8 +29,8 @@ compare() { # label config batch classes [extra --set]
     for r in $(seq "$rounds"); do
         ours=$(best "$("$f" -q bench "$config" --batch "$batch" --classes "$classes" --steps "$steps" --threads "$threads" \
             "${sets[@]}" | speed)" "$ours")
-        theirs=$(best "$("$py" scripts/reference/bench_train.py --config "$config" --batch "$batch" --classes "$classes" \
-            --steps "$steps" --threads "$threads" "${sets[@]}" | speed)" "$theirs")
+        theirs=$(best "$(env ${PY_ENV:-} "$py" scripts/reference/bench_train.py --config "$config" --batch "$batch" \
+            --classes "$classes" --steps "$steps" --threads "$threads" "${sets[@]}" | speed)" "$theirs")
     done
     printf '%-34s facerec %8.1f img/s   pytorch %8.1f img/s   ratio %sx\n' "$label" "$ours" "$theirs" \
         "$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", a / b }')"
@@ -41,6 +42,10 @@ echo "== training step, facerec / PyTorch-in-Python (best of $rounds alternating
 compare "LeNets++ (MNIST), batch 64" configs/mnist_lenetpp_center.toml 64 10
 compare "Face-ResNet small, batch 64" configs/lfw_faceresnet_small_center.toml 64 1000
 compare "Face-ResNet (paper), batch 32" configs/lfw_faceresnet_small_center.toml 32 1000 "${paper[@]}"
+# Like for like: PyTorch with the allocator settings facerec makes itself (keep_freed_memory,
+# docs/design.md), so that the ratio shows what is left once both keep their memory mapped.
+PY_ENV="MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647" \
+    compare "  same, PyTorch with facerec malloc" configs/lfw_faceresnet_small_center.toml 32 1000 "${paper[@]}"
 
 echo "== Face-ResNet (paper) step against the machine's sgemm peak"
 "$f" -q bench configs/lfw_faceresnet_small_center.toml --batch 32 --classes 1000 --steps "$steps" --threads "$threads" --peak \

@@ -14,7 +14,6 @@
 #include <vector>
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -206,33 +205,3 @@ char* fr_barrier(fr_group* g) {
 }
 
 }  // extern "C"
-
-namespace {
-at::DeviceType autocast_device(int device) { return device == 1 ? at::kCUDA : at::kCPU; }
-}  // namespace
-
-extern "C" char* fr_autocast_enter(int device, int dtype, int* state) {
-  return guarded([&] {
-    at::DeviceType dev = autocast_device(device);
-    state[0] = at::autocast::is_autocast_enabled(dev) ? 1 : 0;
-    state[1] = static_cast<int>(at::autocast::get_autocast_dtype(dev));
-    at::autocast::set_autocast_enabled(dev, true);
-    at::autocast::set_autocast_dtype(dev, dtype == 0 ? at::kBFloat16 : at::kHalf);
-    at::autocast::increment_nesting();
-  });
-}
-
-extern "C" char* fr_autocast_exit(int device, const int* state) {
-  return guarded([&] {
-    at::DeviceType dev = autocast_device(device);
-    if (at::autocast::decrement_nesting() == 0) {
-      at::autocast::clear_cache();
-    }
-    at::autocast::set_autocast_enabled(dev, state[0] != 0);
-    at::autocast::set_autocast_dtype(dev, static_cast<at::ScalarType>(state[1]));
-  });
-}
-
-extern "C" char* fr_grad_reset(fr_tensor* t) {
-  return guarded([&] { t->mutable_grad().reset(); });
-}

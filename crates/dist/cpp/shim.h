@@ -35,15 +35,6 @@ char* fr_broadcast(fr_group* g, fr_tensor* t, int root);
 char* fr_all_gather(fr_group* g, fr_tensor* input, fr_tensor** outputs, int n_outputs);
 char* fr_barrier(fr_group* g);
 
-// Mixed precision (autocast) for ops dispatched on this thread: device 0 CPU, 1 CUDA; dtype 0
-// bfloat16, 1 float16. fr_autocast_enter saves the previous setting into state[0..2] for
-// fr_autocast_exit, which restores it (and clears autocast's weight cache at the outermost exit).
-char* fr_autocast_enter(int device, int dtype, int* state);
-// Drops t's gradient (PyTorch's `p.grad = None`): the next backward stores its result instead
-// of adding it to zeros.
-char* fr_grad_reset(fr_tensor* t);
-char* fr_autocast_exit(int device, const int* state);
-
 #ifdef __cplusplus
 }
 #endif

@@ -27,12 +27,6 @@ pub enum DistError {
          scripts/setup.sh and rebuild, or train on the CPU with Gloo)"
     )]
     NcclUnavailable,
-    /// Switching autocast (mixed precision) on or off failed.
-    #[error("autocast: {0}")]
-    Autocast(String),
-    /// A tensor operation of the shim failed.
-    #[error("{0}")]
-    Op(String),
 }
 
 /// `Result` with [`DistError`].

@@ -32,9 +32,6 @@ extern "C" {
     pub fn fr_broadcast(g: *mut FrGroup, t: *mut C_tensor, root: c_int) -> *mut c_char;
     pub fn fr_all_gather(g: *mut FrGroup, input: *mut C_tensor, outputs: *mut *mut C_tensor, n: c_int) -> *mut c_char;
     pub fn fr_barrier(g: *mut FrGroup) -> *mut c_char;
-    pub fn fr_autocast_enter(device: c_int, dtype: c_int, state: *mut c_int) -> *mut c_char;
-    pub fn fr_autocast_exit(device: c_int, state: *const c_int) -> *mut c_char;
-    pub fn fr_grad_reset(t: *mut C_tensor) -> *mut c_char;
 }
 
 /// `Ok` for null, else the message (the string is freed).

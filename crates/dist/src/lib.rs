@@ -19,10 +19,8 @@
 //! # Ok(()) }
 //! ```
 
-pub mod autocast;
 pub mod config;
 pub mod error;
-pub mod grad;
 mod ffi;
 pub mod group;
 

@@ -19,6 +19,9 @@ pub enum ModelError {
     },
     #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
     Torch(#[from] tch::TchError),
+    /// An operation of facerec-ops (PReLU) failed; the message is libtorch's.
+    #[error("libtorch: {0}")]
+    Ops(#[from] facerec_ops::OpsError),
 }
 
 /// `Result` with [`ModelError`].

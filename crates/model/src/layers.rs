@@ -67,7 +67,7 @@ impl PRelu {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_prelu(&self.weight)?)
+        Ok(facerec_ops::prelu(x, &self.weight)?)
     }
 }
 

@@ -41,6 +41,10 @@ pub enum TrainError {
     Loss(#[from] facerec_losses::LossError),
     #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
     Torch(#[from] tch::TchError),
+    /// An operation of facerec-ops (autocast, dropping gradients) failed; the message is
+    /// libtorch's.
+    #[error("libtorch: {0}")]
+    Ops(#[from] facerec_ops::OpsError),
 }
 
 /// `Result` with [`TrainError`].
@@ -49,11 +53,5 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TrainError::Io { path: path.into(), source }
-    }
-
-    /// A libtorch operation of the project's shim (autocast, gradients) failed: reported as the
-    /// libtorch error it is, not as a distributed-training one.
-    pub(crate) fn shim(e: facerec_dist::DistError) -> Self {
-        TrainError::Torch(tch::TchError::Torch(e.to_string()))
     }
 }

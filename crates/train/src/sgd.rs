@@ -10,7 +10,7 @@
 
 use tch::Tensor;
 
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 
 /// One parameter and its momentum buffer.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl Sgd {
     /// zeroed buffers (one memset and one addition per parameter saved).
     pub fn zero_grad(&mut self) -> Result<()> {
         for p in &mut self.params {
-            facerec_dist::grad::clear_grad(&mut p.tensor).map_err(TrainError::shim)?;
+            facerec_ops::grad::clear_grad(&mut p.tensor)?;
         }
         Ok(())
     }

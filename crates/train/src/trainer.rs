@@ -539,8 +539,7 @@ impl Trainer {
             Precision::Fp32 => self.backbone.forward_t(&images, true)?, //   [batch, feature_dim]
             // bf16 autocast for the backbone only; the features come back as float32 for the
             // classifier, the center loss and the Eq. 4 update.
-            Precision::Bf16 => facerec_dist::autocast::bf16(self.device, || self.backbone.forward_t(&images, true))
-                .map_err(TrainError::shim)??
+            Precision::Bf16 => facerec_ops::autocast::bf16(self.device, || self.backbone.forward_t(&images, true))??
                 .f_to_kind(Kind::Float)?,
         };
         let softmax = self.head.forward(&features, &labels)?;

@@ -1,4 +1,4 @@
-//! Mixed precision: libtorch's autocast on the CPU or on CUDA, in bfloat16, through the shim
+//! Mixed precision: libtorch's autocast on the CPU or on CUDA, in bfloat16, through `cpp/ops.cpp`
 //! (tch only switches CUDA autocast on, in float16). Inside [`bf16`], matrix multiplies and
 //! convolutions run in bfloat16 while precision-sensitive ops (softmax, losses, reductions)
 //! stay in float32, as `torch.autocast(device_type, dtype=torch.bfloat16)` does in PyTorch.
@@ -7,7 +7,7 @@ use std::ffi::c_int;
 
 use tch::Device;
 
-use crate::error::{DistError, Result};
+use crate::error::{OpsError, Result};
 use crate::ffi;
 
 /// Runs `f` with bfloat16 autocast on `device`'s type (the previous setting is restored after,
@@ -26,16 +26,16 @@ impl Guard {
     fn enter(device: Device) -> Result<Self> {
         let device = c_int::from(device.is_cuda());
         let mut state = [0; 2];
-        // SAFETY: `state` has the two ints the shim writes; errors come back as owned strings.
+        // SAFETY: `state` has the two ints ops.cpp writes; errors come back as owned strings.
         unsafe { ffi::take_error(ffi::fr_autocast_enter(device, 0, state.as_mut_ptr())) }
-            .map_err(DistError::Autocast)?;
+            .map_err(OpsError::Autocast)?;
         Ok(Guard { device, state })
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        // SAFETY: restores what `enter` saved; the shim does not keep the pointer.
+        // SAFETY: restores what `enter` saved; ops.cpp does not keep the pointer.
         if let Err(msg) =
             unsafe { ffi::take_error(ffi::fr_autocast_exit(self.device, self.state.as_ptr())) }
         {

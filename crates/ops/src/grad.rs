@@ -2,15 +2,15 @@
 
 use tch::Tensor;
 
-use crate::error::{DistError, Result};
+use crate::error::{OpsError, Result};
 use crate::ffi;
 
 /// Drops `t`'s gradient, as `p.grad = None` does in PyTorch (what `optimizer.zero_grad()` does by
 /// default): the next backward hands its gradient over instead of adding it into a zeroed
 /// buffer, which saves a memset and an addition per parameter and step.
 pub fn clear_grad(t: &mut Tensor) -> Result<()> {
-    // SAFETY: a live tensor handle; the shim only resets the gradient it holds.
-    unsafe { ffi::take_error(ffi::fr_grad_reset(t.as_mut_ptr())) }.map_err(DistError::Op)
+    // SAFETY: a live tensor handle; ops.cpp only resets the gradient it holds.
+    unsafe { ffi::take_error(ffi::fr_grad_reset(t.as_mut_ptr())) }.map_err(OpsError::Op)
 }
 
 #[cfg(test)]
