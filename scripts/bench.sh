@@ -2,6 +2,7 @@
 # Every benchmark, one command, each against its reference in the same run:
 #   - training step and feature extraction, facerec vs PyTorch-in-Python; GFLOP/s vs the
 #     machine's sgemm peak; center-loss overhead; loader vs the step (scripts/bench_train.sh)
+#   - PReLU's fused backward vs libtorch's (cargo bench -p facerec-ops --bench prelu)
 #   - aligned crops per second vs Python OpenCV (scripts/bench_align.sh)
 #   - LFW 6,000-pair scoring time (scripts/bench_eval.sh)
 #   - data-parallel scaling, 1 vs 2 processes, Gloo all-reduce vs torch.distributed
@@ -21,6 +22,7 @@ f=target/release/facerec
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%F)"
 
 echo; echo "### training step, extraction, peak, center loss, loader"; scripts/bench_train.sh
+echo; echo "### PReLU forward + backward, facerec-ops vs libtorch"; cargo bench --locked -q -p facerec-ops --bench prelu
 echo; echo "### alignment"; scripts/bench_align.sh
 echo; echo "### LFW scoring"; scripts/bench_eval.sh
 echo; echo "### data parallel"; scripts/bench_dist.sh

@@ -77,10 +77,10 @@ fn main() -> ExitCode {
         || (matches!(cli.command, Command::Train(_))
             && facerec_dist::DistConfig::from_env().ok().flatten().is_some_and(|d| d.rank > 0));
     logging::init(quiet, cli.verbose);
-    // Commands that run models keep freed tensor memory mapped (see facerec_model::memory):
+    // Commands that run models keep freed tensor memory mapped (see facerec_ops::memory):
     // the same large blocks come back every step.
     if matches!(cli.command, Command::Train(_) | Command::Bench(_) | Command::Eval(_) | Command::Embed(_) | Command::Compare(_)) {
-        let kept = facerec_model::memory::keep_freed_memory();
+        let kept = facerec_ops::memory::keep_freed_memory();
         tracing::debug!(kept, "malloc keeps freed memory for reuse");
     }
     let result = match cli.command {

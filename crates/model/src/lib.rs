@@ -12,7 +12,6 @@ pub mod face_resnet;
 pub mod iresnet;
 pub mod layers;
 pub mod lenet_pp;
-pub mod memory;
 pub mod saved;
 pub mod mtcnn;
 pub mod weights;

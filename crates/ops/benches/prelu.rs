@@ -26,6 +26,9 @@ fn time(f: impl Fn(&Tensor, &Tensor) -> Tensor, x: &Tensor, w: &Tensor, g: &Tens
 fn main() {
     let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
     tch::set_num_threads(threads);
+    // As the facerec binary does: without it, page faults of the fresh 80 MiB tensors would
+    // dominate both sides.
+    facerec_ops::memory::keep_freed_memory();
     println!("prelu forward + backward, float32 CPU, {threads} threads (best of 10)");
     let (mut ours_total, mut theirs_total) = (0.0, 0.0);
     // [C, H, W] after each PReLU of Face-ResNet on 112x96 (widths 32..512), and how many there are.

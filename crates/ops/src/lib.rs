@@ -4,7 +4,8 @@
 //! - [`autocast::bf16`]: run a closure under bfloat16 autocast on the CPU or CUDA (tch only
 //!   switches CUDA autocast on, in float16);
 //! - [`grad::clear_grad`]: drop a parameter's gradient, as PyTorch's `zero_grad()` does;
-//! - [`prelu::prelu`]: PReLU whose backward is one fused pass on the CPU.
+//! - [`prelu::prelu`]: PReLU whose backward is one fused pass on the CPU;
+//! - [`memory::keep_freed_memory`]: keep the memory of freed CPU tensors mapped for reuse.
 //!
 //! No `unsafe` reaches callers: the C++ side catches every exception and returns it as a
 //! message, which becomes an [`OpsError`].
@@ -13,6 +14,7 @@ pub mod autocast;
 pub mod error;
 mod ffi;
 pub mod grad;
+pub mod memory;
 pub mod prelu;
 
 pub use error::{OpsError, Result};

@@ -33,7 +33,7 @@ fn main() {
         "with glibc's defaults a 96 MiB block is mmap'ed afresh, expected about {pages} faults, saw {default} \
          (is MALLOC_MMAP_MAX_ or GLIBC_TUNABLES set?)"
     );
-    assert!(facerec_model::memory::keep_freed_memory(), "mallopt was refused");
+    assert!(facerec_ops::memory::keep_freed_memory(), "mallopt was refused");
     drop(Tensor::ones([24 << 20], (Kind::Float, Device::Cpu))); // grows the heap once
     let kept = faults_of_a_second_allocation();
     assert!(kept < pages / 20, "after keep_freed_memory a reallocation faulted {kept} pages of {pages}");
