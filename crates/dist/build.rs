@@ -16,7 +16,7 @@ fn main() {
     for f in ["cpp/shim.cpp", "cpp/shim.h"] {
         println!("cargo:rerun-if-changed={f}");
     }
-    for v in ["LIBTORCH", "DEP_TCH_LIBTORCH_LIB", "GLOO_INCLUDE", "CUDA_HOME", "FACEREC_DIST_NCCL"] {
+    for v in ["LIBTORCH", "DEP_TCH_LIBTORCH_LIB", "DEP_FACEREC_OPS_INCLUDE", "GLOO_INCLUDE", "CUDA_HOME", "FACEREC_DIST_NCCL"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
 
@@ -45,6 +45,8 @@ fn main() {
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .include(&gloo)
+        // guarded.h: the error convention shared with facerec-ops.
+        .include(std::env::var("DEP_FACEREC_OPS_INCLUDE").unwrap_or_else(|_| fail("DEP_FACEREC_OPS_INCLUDE is unset (facerec-ops' build script sets it)")))
         .file("cpp/shim.cpp");
 
     let nccl = match std::env::var("FACEREC_DIST_NCCL").as_deref() {

@@ -6,7 +6,10 @@ use std::path::Path;
 
 fn main() {
     facerec_build::link_libtorch();
-    for f in ["cpp/ops.cpp", "cpp/ops.h"] {
+    // For dependents' C++ (facerec-dist's shim): the error convention of cpp/guarded.h.
+    let cpp = Path::new(env!("CARGO_MANIFEST_DIR")).join("cpp");
+    println!("cargo:include={}", cpp.display());
+    for f in ["cpp/ops.cpp", "cpp/ops.h", "cpp/guarded.h"] {
         println!("cargo:rerun-if-changed={f}");
     }
     for v in ["LIBTORCH", "DEP_TCH_LIBTORCH_LIB"] {

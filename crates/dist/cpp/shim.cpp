@@ -3,8 +3,9 @@
 // USE_C10D_NCCL) and four collectives that block until done or until the group's timeout.
 //
 // The C API (shim.h) never lets a C++ exception cross into Rust: every entry point catches
-// everything and returns a malloc'd error string (NULL on success) that the caller frees with
-// fr_string_free. Tensors are passed as `at::Tensor*`, which is what tch's `C_tensor` is.
+// everything and returns a malloc'd error string (NULL on success; facerec-ops' guarded.h) that
+// the caller frees with fr_ops_string_free. Tensors are passed as `at::Tensor*`, which is what
+// tch's `C_tensor` is.
 
 #include <chrono>
 #include <cstdlib>
@@ -25,6 +26,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include "guarded.h"  // from facerec-ops (DEP_FACEREC_OPS_INCLUDE)
 #include "shim.h"
 
 struct fr_group {
@@ -39,30 +41,7 @@ struct fr_group {
 
 namespace {
 
-char* dup_error(const char* what) {
-  const char* msg = (what != nullptr && what[0] != '\0') ? what : "unknown C++ exception";
-  char* out = static_cast<char*>(std::malloc(std::strlen(msg) + 1));
-  if (out != nullptr) {
-    std::strcpy(out, msg);
-  }
-  return out;
-}
-
-// Runs `body`, turning every exception into an error string.
-template <typename F>
-char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    // what_without_backtrace: the message, not a C++ stack trace.
-    return dup_error(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return dup_error(e.what());
-  } catch (...) {
-    return dup_error("unknown C++ exception");
-  }
-}
+using facerec::guarded;
 
 // Waits for a collective; Work::wait throws on failure and on timeout.
 void finish(const c10::intrusive_ptr<c10d::Work>& work, const fr_group* g) {
@@ -106,7 +85,6 @@ int fr_has_nccl(void) {
 #endif
 }
 
-void fr_string_free(char* s) { std::free(s); }
 
 char* fr_group_new(const char* master_addr, uint16_t master_port, int rank, int world, int64_t timeout_ms,
                    int kind, int device_index, fr_group** out) {

@@ -1,5 +1,6 @@
 // The C API of facerec-dist's shim over c10d (see shim.cpp). Every function that can fail
-// returns NULL on success or a malloc'd error message to free with fr_string_free.
+// returns NULL on success or a malloc'd error message to free with fr_ops_string_free
+// (facerec-ops).
 #ifndef FACEREC_DIST_SHIM_H
 #define FACEREC_DIST_SHIM_H
 
@@ -20,7 +21,6 @@ typedef struct fr_group fr_group;
 
 // 1 when the shim was compiled with ProcessGroupNCCL.
 int fr_has_nccl(void);
-void fr_string_free(char* s);
 
 // Rendezvous through a TCPStore at master_addr:master_port (rank 0 hosts it) and create the
 // process group; every wait is bounded by timeout_ms. device_index: the CUDA device (NCCL).

@@ -1,7 +1,8 @@
 //! The shim's C API (`cpp/shim.h`). Every function that can fail returns null on success or an
-//! error message allocated with `malloc`, which [`take_error`] copies and frees.
+//! error message allocated with `malloc` (facerec-ops' `guarded.h`), which [`take_error`]
+//! copies and frees.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 
 use torch_sys::C_tensor;
 
@@ -16,7 +17,6 @@ pub const BACKEND_NCCL: c_int = 1;
 
 extern "C" {
     pub fn fr_has_nccl() -> c_int;
-    pub fn fr_string_free(s: *mut c_char);
     pub fn fr_group_new(
         master_addr: *const c_char,
         master_port: u16,
@@ -34,17 +34,4 @@ extern "C" {
     pub fn fr_barrier(g: *mut FrGroup) -> *mut c_char;
 }
 
-/// `Ok` for null, else the message (the string is freed).
-///
-/// # Safety
-/// `err` is null or a string returned by one of the shim's functions, not freed yet.
-pub unsafe fn take_error(err: *mut c_char) -> Result<(), String> {
-    if err.is_null() {
-        return Ok(());
-    }
-    // SAFETY: non-null strings from the shim are NUL-terminated malloc'd copies.
-    let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
-    // SAFETY: freed once, by the allocator that made it.
-    unsafe { fr_string_free(err) };
-    Err(msg)
-}
+pub use facerec_ops::take_error;

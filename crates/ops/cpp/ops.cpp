@@ -1,8 +1,8 @@
 // facerec-ops: libtorch operations that tch does not offer.
 //
-// The C API (ops.h) never lets a C++ exception cross into Rust: every entry point catches
-// everything and returns a malloc'd error string (NULL on success) that the caller frees with
-// fr_ops_string_free. Tensors are passed as `at::Tensor*`, which is what tch's `C_tensor` is.
+// The C API (ops.h) never lets a C++ exception cross into Rust: every entry point runs in
+// facerec::guarded (guarded.h), which returns a malloc'd error string (NULL on success) that the
+// caller frees with fr_ops_string_free. Tensors are passed as `at::Tensor*`, which is what tch's `C_tensor` is.
 
 #include <algorithm>
 #include <cstdlib>
@@ -14,34 +14,12 @@
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "guarded.h"
 #include "ops.h"
 
 namespace {
 
-char* dup_error(const char* what) {
-  const char* msg = (what != nullptr && what[0] != '\0') ? what : "unknown C++ exception";
-  char* out = static_cast<char*>(std::malloc(std::strlen(msg) + 1));
-  if (out != nullptr) {
-    std::strcpy(out, msg);
-  }
-  return out;
-}
-
-// Runs `body`, turning every exception into an error string.
-template <typename F>
-char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    // what_without_backtrace: the message, not a C++ stack trace.
-    return dup_error(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return dup_error(e.what());
-  } catch (...) {
-    return dup_error("unknown C++ exception");
-  }
-}
+using facerec::guarded;
 
 at::DeviceType autocast_device(int device) { return device == 1 ? at::kCUDA : at::kCPU; }
 

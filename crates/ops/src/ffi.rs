@@ -13,10 +13,12 @@ extern "C" {
     pub fn fr_prelu(x: *mut C_tensor, weight: *mut C_tensor, out: *mut *mut C_tensor) -> *mut c_char;
 }
 
-/// `Ok` for null, else the message (the string is freed).
+/// `Ok` for null, else the message (the string is freed): the Rust side of `cpp/guarded.h`, for
+/// this crate's C functions and for other crates' C++ built on that header (facerec-dist).
 ///
 /// # Safety
-/// `err` is null or a string returned by one of this crate's C functions, not freed yet.
+/// `err` is null or a string returned by a C function that reports errors through
+/// `facerec::guarded`, not freed yet.
 pub unsafe fn take_error(err: *mut c_char) -> Result<(), String> {
     if err.is_null() {
         return Ok(());

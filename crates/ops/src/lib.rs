@@ -18,4 +18,5 @@ pub mod memory;
 pub mod prelu;
 
 pub use error::{OpsError, Result};
+pub use ffi::take_error;
 pub use prelu::prelu;
