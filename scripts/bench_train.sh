@@ -21,55 +21,39 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { prin
 # facerec and PyTorch alternate, ROUNDS times (default 3), and each side's median round counts:
 # neither a burst of load from the VM's neighbours nor one lucky process decides the ratio
 # (PyTorch's own LeNets++ step ranges from 184 to 245 images/s between processes here).
-row() { # label "facerec rounds" "pytorch rounds"
-    local ours theirs
-    ours=$(echo "$2" | median) theirs=$(echo "$3" | median)
-    printf '%-34s facerec %8.1f img/s   pytorch %8.1f img/s   ratio %sx   (rounds: facerec%s; pytorch%s)\n' "$1" "$ours" \
-        "$theirs" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", a / b }')" "$2" "$3"
-}
 # PY_ENV: variables for the PyTorch side only (e.g. facerec's allocator settings, below).
-compare() { # label config batch classes [extra --set]
-    local label=$1 config=$2 batch=$3 classes=$4; shift 4
+compare() { # label config batch steps [arguments both sides take: --classes, --extract, --set ...]
+    local label=$1 config=$2 batch=$3 n=$4; shift 4
     local ours="" theirs="" r
-    local sets=()
-    while [[ $# -gt 0 ]]; do sets+=("$1" "$2"); shift 2; done
     for r in $(seq "$rounds"); do
-        ours+=" $("$f" -q bench "$config" --batch "$batch" --classes "$classes" --steps "$steps" --threads "$threads" \
-            "${sets[@]}" | speed)"
+        ours+=" $("$f" -q bench "$config" --batch "$batch" --steps "$n" --threads "$threads" "$@" | speed)"
         theirs+=" $(env ${PY_ENV:-} "$py" scripts/reference/bench_train.py --config "$config" --batch "$batch" \
-            --classes "$classes" --steps "$steps" --threads "$threads" "${sets[@]}" | speed)"
+            --steps "$n" --threads "$threads" "$@" | speed)"
     done
-    row "$label" "$ours" "$theirs"
+    local a b
+    a=$(echo "$ours" | median) b=$(echo "$theirs" | median)
+    printf '%-34s facerec %8.1f img/s   pytorch %8.1f img/s   ratio %sx   (rounds: facerec%s; pytorch%s)\n' "$label" "$a" "$b" \
+        "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }')" "$ours" "$theirs"
 }
 
 paper=(--set 'model.backbone.widths=[32,64,128,256,512]' --set 'model.backbone.blocks=[1,2,5,3]' --set model.backbone.feature_dim=512)
 
 echo "== training step, facerec / PyTorch-in-Python (median of $rounds alternating rounds each)"
-compare "LeNets++ (MNIST), batch 64" configs/mnist_lenetpp_center.toml 64 10
-compare "Face-ResNet small, batch 64" configs/lfw_faceresnet_small_center.toml 64 1000
-compare "Face-ResNet (paper), batch 32" configs/lfw_faceresnet_small_center.toml 32 1000 "${paper[@]}"
+compare "LeNets++ (MNIST), batch 64" configs/mnist_lenetpp_center.toml 64 "$steps" --classes 10
+compare "Face-ResNet small, batch 64" configs/lfw_faceresnet_small_center.toml 64 "$steps" --classes 1000
+compare "Face-ResNet (paper), batch 32" configs/lfw_faceresnet_small_center.toml 32 "$steps" --classes 1000 "${paper[@]}"
 # Like for like: PyTorch with the allocator settings facerec makes itself (keep_freed_memory,
 # docs/design.md), so that the ratio shows what is left once both keep their memory mapped.
 PY_ENV="MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647" \
-    compare "  same, PyTorch with facerec malloc" configs/lfw_faceresnet_small_center.toml 32 1000 "${paper[@]}"
+    compare "  same, PyTorch with facerec malloc" configs/lfw_faceresnet_small_center.toml 32 "$steps" --classes 1000 "${paper[@]}"
 
 echo "== Face-ResNet (paper) step against the machine's sgemm peak"
 "$f" -q bench configs/lfw_faceresnet_small_center.toml --batch 32 --classes 1000 --steps "$steps" --threads "$threads" --peak \
     "${paper[@]}" | tail -n 1
 
 echo "== feature extraction (image + mirror, inference mode), facerec / PyTorch-in-Python"
-for which in small paper; do
-    sets=() xb=64 xs=$steps
-    [[ $which == paper ]] && sets=("${paper[@]}") xb=32 xs=3
-    ours="" theirs=""
-    for r in $(seq "$rounds"); do
-        ours+=" $("$f" -q bench configs/lfw_faceresnet_small_center.toml --batch $xb --steps $xs --threads "$threads" \
-            --extract "${sets[@]}" | speed)"
-        theirs+=" $("$py" scripts/reference/bench_train.py --config configs/lfw_faceresnet_small_center.toml --batch $xb \
-            --steps $xs --threads "$threads" --extract "${sets[@]}" | speed)"
-    done
-    row "Face-ResNet $which, batch $xb" "$ours" "$theirs"
-done
+compare "Face-ResNet small, batch 64" configs/lfw_faceresnet_small_center.toml 64 "$steps" --extract
+compare "Face-ResNet paper, batch 32" configs/lfw_faceresnet_small_center.toml 32 3 --extract "${paper[@]}"
 
 echo "== center-loss overhead: its own work (loss, gradient, Eq. 4 update) as a share of a step"
 for classes in 10000 100000; do
