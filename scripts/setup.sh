@@ -8,11 +8,16 @@
 #   - Debian's libgloo-dev (Gloo headers for the c10d shim), when it is missing;
 #   - CUDA's crt and CCCL headers from the wheel's cuda-toolkit release (a few MB), so that the
 #     c10d shim compiles ProcessGroupNCCL (the torch wheel ships NCCL's header but not these);
+#   - LFW: linked from $FACEREC_DATA/lfw when there is a copy, else downloaded from the official
+#     site and checked (scripts/fetch_data.py); its 5-point landmarks made with MTCNN when the
+#     copy has none (scripts/lfw_landmarks.sh, which builds target/release/facerec);
 # then links them into the checkout: `.deps -> $FACEREC_CACHE` and `data/<name>` links.
 # A second run finds everything in place and returns in seconds.
 #
 # Environment: FACEREC_CACHE (default ~/.cache/facerec), FACEREC_DATA (default ../shared/data),
-#              FACEREC_PYTHON (the interpreter that makes the venv, default python3).
+#              FACEREC_PYTHON (the interpreter that makes the venv, default python3),
+#              FACEREC_LFW_URL (a folder URL with lfw-deepfunneled.tgz and pairs.txt, default
+#              http://vis-www.cs.umass.edu/lfw/).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -146,11 +151,46 @@ ln -sfn "$cache" "$repo/.deps"
 mkdir -p "$repo/data"
 ln -sfn "$mnist" "$repo/data/mnist"
 ln -sfn "$mtcnn" "$repo/data/mtcnn"
-for d in lfw att_faces; do
-    if [[ -d $shared_data/$d ]]; then
-        ln -sfn "$(cd "$shared_data/$d" && pwd)" "$repo/data/$d"
+if [[ -d $shared_data/att_faces ]]; then
+    ln -sfn "$(cd "$shared_data/att_faces" && pwd)" "$repo/data/att_faces"
+else
+    say "warning: $shared_data/att_faces not found; set FACEREC_DATA to the folder that holds att_faces/"
+fi
+
+# --- LFW (deep-funneled) ----------------------------------------------------------------------
+# A copy in $FACEREC_DATA/lfw (default ../shared/data/lfw) is linked as it is. Without one,
+# scripts/fetch_data.py downloads lfw-deepfunneled.tgz and pairs.txt from the official site
+# (or $FACEREC_LFW_URL), checks their md5s, unpacks the images and checks them all against one
+# manifest checksum, into $cache/lfw. A copy without landmarks_5pt.tsv gets one from
+# scripts/lfw_landmarks.sh (MTCNN through `facerec detect`; it builds target/release/facerec).
+# Without LFW the set-up still finishes (MNIST needs none of it), and says what to put where;
+# the tests that need LFW then fail, naming data/lfw.
+lfw=
+if [[ -d $shared_data/lfw/images && -f $shared_data/lfw/pairs.txt ]]; then
+    given=$(cd "$shared_data/lfw" && pwd)
+    if [[ -f $given/landmarks_5pt.tsv ]]; then
+        lfw=$given
     else
-        say "warning: $shared_data/$d not found; set FACEREC_DATA to the folder that holds $d/"
+        # The copy stays untouched: the landmarks go next to links to it in the cache.
+        lfw=$cache/lfw-given
+        mkdir -p "$lfw"
+        ln -sfn "$given/images" "$lfw/images"
+        ln -sfn "$given/pairs.txt" "$lfw/pairs.txt"
+        [[ $(readlink "$lfw/.source" 2>/dev/null) == "$given" ]] || rm -f "$lfw/landmarks_5pt.tsv"
+        ln -sfn "$given" "$lfw/.source"
     fi
-done
-say "ready: libtorch $torch_version at $torch_dir, MNIST at $mnist, MTCNN at $mtcnn"
+else
+    [[ -n ${FACEREC_DATA:-} ]] && say "$shared_data/lfw has no images/ and pairs.txt; setting LFW up in $cache/lfw"
+    if "$venv/bin/python" "$repo/scripts/fetch_data.py" lfw "$cache/lfw" ${FACEREC_LFW_URL:+--url "$FACEREC_LFW_URL"}; then
+        lfw=$cache/lfw
+    else
+        say "warning: LFW is not set up (see above); MNIST works without it, the LFW tests and face experiments do not"
+        rm -f "$repo/data/lfw"
+    fi
+fi
+if [[ -n $lfw ]]; then
+    # Needs .deps and data/mtcnn, linked above.
+    [[ -f $lfw/landmarks_5pt.tsv ]] || "$repo/scripts/lfw_landmarks.sh" "$lfw"
+    ln -sfn "$lfw" "$repo/data/lfw"
+fi
+say "ready: libtorch $torch_version at $torch_dir, MNIST at $mnist, MTCNN at $mtcnn${lfw:+, LFW at $lfw}"
