@@ -138,6 +138,9 @@ fn corrupt_images_missing_landmarks_and_degenerate_points_fail_or_are_skipped() 
     // 3. degenerate landmarks
     let degenerate = PathBuf::from("Adrien_Brody/Adrien_Brody_0003.jpg");
     lms.entries.get_mut(&degenerate).unwrap().landmarks.0 = [[50.0, 50.0]; 5];
+    // 4. collinear landmarks: all five on the line y = x / 2 + 100
+    let collinear = PathBuf::from("Adrien_Brody/Adrien_Brody_0002.jpg");
+    lms.entries.get_mut(&collinear).unwrap().landmarks.0 = [[100.0, 150.0], [120.0, 160.0], [110.0, 155.0], [90.0, 145.0], [130.0, 165.0]];
     let ds = FaceDataset::from_folders(&images)?;
     assert_eq!(ds.len(), 10);
 
@@ -150,11 +153,12 @@ fn corrupt_images_missing_landmarks_and_degenerate_points_fail_or_are_skipped() 
     assert!(!dir.path().join("c/index.json").exists(), "a failed build leaves no cache");
 
     let report = build(&ds, &lms, Template::CaffeFace, &dir.path().join("c"), OnBad::Skip, &|_| {})?;
-    assert_eq!(report.written, 7);
+    assert_eq!(report.written, 6);
     let reasons: Vec<String> = report.skipped.iter().map(|e| e.to_string()).collect();
-    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("Abdullah_Gul_0002.jpg") && r.contains("cannot decode")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("Adrien_Brody_0003.jpg") && r.contains("degenerate")), "{reasons:?}");
-    assert_eq!(CropCache::open(&dir.path().join("c"))?.len(), 7);
+    assert!(reasons.iter().any(|r| r.contains("Adrien_Brody_0002.jpg") && r.contains("one line")), "{reasons:?}");
+    assert_eq!(CropCache::open(&dir.path().join("c"))?.len(), 6);
     Ok(())
 }
