@@ -11,12 +11,13 @@
 //!   records `1..label[0]` are images (label = identity, data = JPEG of an aligned 112x112 face),
 //!   and each identity record's label is its `[start, end)` range of image records.
 //! - **Evaluation `.bin`** (`lfw.bin`, `cfp_fp.bin`, `agedb_30.bin`): a pickle of
-//!   `(bins, issame_list)`, `bins` the encoded images (pair i is images 2i and 2i + 1).
+//!   `(bins, issame_list)`, `bins` the encoded images (pair i is images 2i and 2i + 1). Read and
+//!   written with `serde-pickle`: every protocol (0 to 5), Python 2's `str` (how insightface's
+//!   files were made) read as bytes, as insightface's `pickle.load(f, encoding="bytes")` does.
 //!
 //! Both can be written from an identity-folder dataset too (for round-trip tests and for
 //! tools that expect them).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -26,7 +27,8 @@ use crate::error::{DataError, Result};
 use crate::image_io::decode_rgb;
 use crate::loader::Source;
 use crate::normalize::normalize_pixel;
-use crate::pickle::{self, Value};
+use serde::ser::{Serialize, Serializer};
+use serde_pickle::Value;
 
 const MAGIC: u32 = 0xced7_230a;
 const HEADER: usize = 24;
@@ -357,16 +359,19 @@ impl EvalBin {
 
     /// Parses `.bin` bytes.
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let Value::Tuple(items) = pickle::loads(bytes)? else {
+        let value = serde_pickle::value_from_slice(bytes, serde_pickle::DeOptions::new())
+            .map_err(|e| format!("not a readable pickle: {e}"))?;
+        let Value::Tuple(items) = value else {
             return Err("expected a pickled (bins, issame_list) tuple".into());
         };
-        let [Value::List(bins), Value::List(same)] = &items[..] else {
-            return Err("expected a pickled (bins, issame_list) tuple of two lists".into());
+        let two_lists = || "expected a pickled (bins, issame_list) tuple of two lists".to_string();
+        let [Value::List(bins), Value::List(same)] = <[Value; 2]>::try_from(items).map_err(|_| two_lists())? else {
+            return Err(two_lists());
         };
         let images = bins
-            .iter()
+            .into_iter()
             .map(|v| match v {
-                Value::Bytes(b) => Ok(b.clone()),
+                Value::Bytes(b) => Ok(b),
                 _ => Err("bins must hold byte strings".to_string()),
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -374,7 +379,7 @@ impl EvalBin {
             .iter()
             .map(|v| match v {
                 Value::Bool(b) => Ok(*b),
-                Value::Int(i) => Ok(*i != 0),
+                Value::I64(i) => Ok(*i != 0),
                 _ => Err("issame_list must hold booleans".to_string()),
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -384,9 +389,23 @@ impl EvalBin {
         Ok(EvalBin { images, issame })
     }
 
-    /// Writes the `.bin` file.
+    /// Writes the `.bin` file: pickle protocol 3, `(list of bytes, list of bools)`, which
+    /// Python 3 reads with `pickle.load(f, encoding="bytes")` as insightface does.
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::fsutil::atomic_write(path, |w| w.write_all(&pickle::dumps_bins_issame(&self.images, &self.issame)))
+        let bins: Vec<PyBytes> = self.images.iter().map(|b| PyBytes(b)).collect();
+        crate::fsutil::atomic_write(path, |w| {
+            serde_pickle::to_writer(w, &(bins, &self.issame), serde_pickle::SerOptions::new())
+                .map_err(|e| std::io::Error::other(format!("pickling: {e}")))
+        })
+    }
+}
+
+/// An image as a Python `bytes` object (a plain `&[u8]` would pickle as a list of ints).
+struct PyBytes<'a>(&'a [u8]);
+
+impl Serialize for PyBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
     }
 }
 
@@ -411,6 +430,31 @@ mod tests {
         assert_eq!(u32::from_le_bytes(rec[second + 4..second + 8].try_into().unwrap()) >> 29, 1);
         assert!(read_record(&rec[..rec.len() - 4], second).unwrap_err().contains("truncated"));
         assert!(read_record(&rec, 1).unwrap_err().contains("magic"));
+    }
+
+    #[test]
+    fn eval_bins_round_trip_and_python2_pickles_read() {
+        let bin = EvalBin { images: vec![b"abc".to_vec(), vec![7u8; 300]], issame: vec![true] };
+        let mut bytes = Vec::new();
+        serde_pickle::to_writer(&mut bytes, &(vec![PyBytes(b"abc"), PyBytes(&[7u8; 300])], vec![true]), Default::default())
+            .unwrap();
+        assert_eq!(EvalBin::parse(&bytes).unwrap(), bin);
+        // (A Rust array would pickle as a tuple, which is not insightface's layout.)
+        let mut tuple = Vec::new();
+        serde_pickle::to_writer(&mut tuple, &(vec![PyBytes(b"ab"), PyBytes(b"c")], [true]), Default::default()).unwrap();
+        assert!(EvalBin::parse(&tuple).unwrap_err().contains("two lists"));
+        // Python 2, protocol 2, as insightface's files were written: (['ab', 'c'], [True]) with
+        // `str` opcodes and memo puts (`pickle.loads(b, encoding="bytes")` gives
+        // `([b'ab', b'c'], [True])`).
+        let py2 = b"\x80\x02]q\x00(U\x02abq\x01U\x01cq\x02e]q\x03\x88a\x86q\x04.";
+        let bin = EvalBin::parse(py2).unwrap();
+        assert_eq!((bin.images, bin.issame), (vec![b"ab".to_vec(), b"c".to_vec()], vec![true]));
+        // Python 3 writing bytes at protocol 2 goes through `_codecs.encode(text, "latin1")`.
+        let py3_p2 = b"\x80\x02]q\x00(c_codecs\nencode\nq\x01X\x02\x00\x00\x00abq\x02X\x06\x00\x00\x00latin1q\x03\x86q\x04Rq\x05h\x01X\x01\x00\x00\x00cq\x06h\x03\x86q\x07Rq\x08e]q\x09\x88a\x86q\x0a.";
+        assert_eq!(EvalBin::parse(py3_p2).unwrap().images, vec![b"ab".to_vec(), b"c".to_vec()]);
+        assert!(EvalBin::parse(b"\x80\x02]").unwrap_err().contains("not a readable pickle"));
+        assert!(EvalBin::parse(b"\x80\x02]q\x00U\x02aba]\x88a\x86.").unwrap_err().contains("two per pair"));
+        assert!(EvalBin::parse(b"\x80\x02cnumpy\ncore\n)R.").is_err());
     }
 
     #[test]

@@ -16,7 +16,6 @@ pub mod mnist;
 pub mod normalize;
 pub mod npy;
 pub mod paths;
-pub mod pickle;
 pub mod pixels;
 
 pub use error::{DataError, Result};

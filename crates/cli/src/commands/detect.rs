@@ -1,26 +1,31 @@
 //! `facerec detect`: MTCNN over a folder of identity folders, one 5-point landmarks row per image
 //! (the face whose box centre is nearest the image centre), written in the format of
-//! `landmarks_5pt.tsv` so that alignment can use it.
+//! `landmarks_5pt.tsv` so that alignment can use it. With `--draw DIR`, each photo is also
+//! written with its faces drawn on it (imageproc): box, five landmarks and score.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use ab_glyph::FontRef;
 use anyhow::{bail, Context};
 use clap::Args;
-use image::RgbImage;
+use image::{Rgb, RgbImage};
+use imageproc::drawing::{draw_filled_circle_mut, draw_hollow_rect_mut, draw_text_mut};
+use imageproc::rect::Rect;
 use rayon::prelude::*;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use facerec_data::dataset::FaceDataset;
 use facerec_data::landmarks::{LandmarkEntry, LandmarkFile, Landmarks, OnBad};
 use facerec_model::device::{describe, DeviceChoice};
-use facerec_model::mtcnn::{nearest_to_centre, Mtcnn};
+use facerec_model::mtcnn::{nearest_to_centre, Face, Mtcnn};
 
 pub const EXAMPLES: &str = "Examples:
   facerec detect --images data/lfw/images --out lfw_mtcnn.tsv
   facerec detect --images photos/ --out photos_5pt.tsv --skip-bad
-  facerec detect --images data/lfw/images --out sample.tsv --every 13 --compare data/lfw/landmarks_5pt.tsv";
+  facerec detect --images data/lfw/images --out sample.tsv --every 13 --compare data/lfw/landmarks_5pt.tsv
+  facerec detect --images photos/ --out photos_5pt.tsv --draw photos_drawn/";
 
 /// Images decoded ahead of the detector, per batch.
 const DECODE_BATCH: usize = 64;
@@ -28,6 +33,9 @@ const DECODE_BATCH: usize = 64;
 const LOG_EVERY: usize = 500;
 /// Names of skipped images printed.
 const SHOW_SKIPPED: usize = 5;
+/// `--draw` colours: the face whose landmarks are written, and any other face.
+pub const KEPT_COLOUR: Rgb<u8> = Rgb([0, 255, 0]);
+pub const OTHER_COLOUR: Rgb<u8> = Rgb([255, 255, 0]);
 
 #[derive(Debug, Args)]
 pub struct DetectArgs {
@@ -58,6 +66,11 @@ pub struct DetectArgs {
     /// Another landmarks file for the same images: print the distance to it.
     #[arg(long, value_name = "TSV")]
     pub compare: Option<PathBuf>,
+    /// Also write each decoded photo, with its faces drawn, as a PNG under DIR in the same
+    /// layout: box, five landmarks (radius-2 dots) and score, green (0, 255, 0) for the face
+    /// whose landmarks are written, yellow (255, 255, 0) for the others.
+    #[arg(long, value_name = "DIR")]
+    pub draw: Option<PathBuf>,
 }
 
 /// Why an image got no landmarks.
@@ -86,6 +99,10 @@ pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<()> {
         span.pb_start();
     }
 
+    let font = match &args.draw {
+        Some(_) => Some(FontRef::try_from_slice(dejavu::sans::regular()).context("loading the DejaVu Sans font")?),
+        None => None,
+    };
     let start = Instant::now();
     let mut detect_time = Duration::ZERO;
     let mut entries: Vec<(PathBuf, LandmarkEntry)> = Vec::with_capacity(total);
@@ -122,9 +139,12 @@ pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<()> {
                             .with_context(|| format!("detecting faces in {}", root.join(&rel).display()))?;
                         detect_time += t.elapsed();
                         detected += 1;
-                        nearest_to_centre(&faces, img.width(), img.height())
-                            .map(|f| LandmarkEntry { landmarks: f.landmarks, score: Some(f.score) })
-                            .ok_or(Bad::NoFace)
+                        let kept = nearest_to_centre(&faces, img.width(), img.height());
+                        if let (Some(dir), Some(font)) = (&args.draw, &font) {
+                            let path = dir.join(&rel).with_extension("png");
+                            facerec_data::image_io::write_png(&path, &draw_faces(img, &faces, kept, font))?;
+                        }
+                        kept.map(|f| LandmarkEntry { landmarks: f.landmarks, score: Some(f.score) }).ok_or(Bad::NoFace)
                     }
                     Err(msg) => Err(Bad::Decode(msg)),
                 };
@@ -179,6 +199,25 @@ pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<()> {
         compare(&entries, other)?;
     }
     Ok(())
+}
+
+/// `img` with every face drawn: the others in [`OTHER_COLOUR`] first, then `kept` in
+/// [`KEPT_COLOUR`], its landmarks last so that nothing covers them.
+pub fn draw_faces(mut img: RgbImage, faces: &[Face], kept: Option<&Face>, font: &FontRef) -> RgbImage {
+    let is_kept = |f: &Face| kept.is_some_and(|k| std::ptr::eq(k, f));
+    let others = faces.iter().filter(|f| !is_kept(f)).map(|f| (f, OTHER_COLOUR));
+    for (face, colour) in others.chain(kept.map(|f| (f, KEPT_COLOUR))) {
+        let [x1, y1, x2, y2] = face.bbox.map(|v| v.round() as i32);
+        let rect = Rect::at(x1, y1).of_size((x2 - x1).max(1) as u32, (y2 - y1).max(1) as u32);
+        draw_hollow_rect_mut(&mut img, rect, colour);
+        // The score above the box, or inside it at the top edge of the image.
+        let label_y = if y1 >= 14 { y1 - 14 } else { y1 + 2 };
+        draw_text_mut(&mut img, colour, x1 + 2, label_y, 12.0, font, &format!("{:.2}", face.score));
+        for [x, y] in face.landmarks.0 {
+            draw_filled_circle_mut(&mut img, (x.round() as i32, y.round() as i32), 2, colour);
+        }
+    }
+    img
 }
 
 /// Prints the median and mean, over the images in both, of the mean distance between
