@@ -17,6 +17,15 @@
 //! number of samples of class j in the batch. Classes absent from the batch do not move. The
 //! work is O(batch x dim) whatever the number of classes: the batch's labels are made unique
 //! and the sums gathered with `index_add_`.
+//!
+//! **alpha and caffe-face.** caffe-face's layer has no alpha: its backward stores `dc_j` as the
+//! gradient of the center table (not scaled by `loss_weight`) and the solver applies it like
+//! any weight's, `v = 0.9 v + lr_t * lr_mult * (dc + decay_mult * wd * c)`, `c -= v`. Its alpha
+//! is the current learning rate times the layer's `lr_mult` (1): 0.01 (MNIST) or 0.1 (faces) at
+//! the start, decaying with the schedule, with momentum on top (which also moves centers of
+//! classes absent from the batch, as does the face prototxt's `decay_mult: 2`). Here alpha is
+//! fixed, with no momentum and no decay: the paper's Eq. 4 as written; setting it to
+//! `lr * lr_mult` reproduces caffe-face's first step only.
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
@@ -30,7 +39,8 @@ use crate::softmax::check_labels;
 pub struct CenterLossConfig {
     /// Weight of L_C in `L_S + lambda * L_C` (the paper's face model: 0.003). 0 = softmax only.
     pub lambda: f64,
-    /// Center learning rate of Eq. 4, in [0, 1] (the paper: 0.5).
+    /// Center learning rate of Eq. 4, in [0, 1] (the paper: 0.5); fixed for the whole run
+    /// (caffe-face has none: see the module docs).
     pub alpha: f64,
 }
 
@@ -71,7 +81,8 @@ pub struct CenterLossOutput {
 
 impl CenterLoss {
     /// A zero-initialised `[num_classes, feature_dim]` center table named `centers` under `p`,
-    /// saved with the model but never given to the optimiser.
+    /// saved with the model but never given to the optimiser. (caffe-face fills its table
+    /// with the `xavier` filler instead.)
     pub fn new(p: &nn::Path, num_classes: i64, feature_dim: i64, config: CenterLossConfig) -> Result<Self> {
         config.validate()?;
         let centers = p.f_zeros_no_train("centers", &[num_classes, feature_dim])?;

@@ -1,7 +1,8 @@
 //! The softmax loss: a fully connected classifier on the features followed by the
 //! cross-entropy with the identity labels, averaged over the batch (caffe's
 //! `SoftmaxWithLoss`, normalised by the batch size). In Wen et al. (ECCV 2016) Eq. 2 this is
-//! L_S, the term that keeps features separable; the classifier is caffe-face's `fc6`/`ip2`.
+//! L_S, the term that keeps features separable; the classifier is caffe-face's `fc6`/`ip2`,
+//! always with a bias here (caffe-face's MNIST `ip2` has none).
 
 use tch::{nn, Kind, Tensor};
 

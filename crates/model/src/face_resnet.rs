@@ -3,8 +3,14 @@
 //! conv1a (32) and conv1b (64), 3x3 without padding, then a 2x2 max pool; then three more
 //! stages each of a 3x3 convolution (128, 256, 512, no padding), a max pool and residual blocks;
 //! residual units: 1, 2, 5, 3 blocks of two padded 3x3 convolutions with an identity shortcut;
-//! fc5 gives the 512-d feature. PReLU after every convolution; caffe's xavier initialisation.
-//! `widths` and `blocks` scale the network down for small machines.
+//! fc5 gives the 512-d feature. PReLU after every convolution. `widths` and `blocks` scale the
+//! network down for small machines.
+//!
+//! Initialisation is caffe's `xavier` for every layer (see [`crate::layers::caffe_xavier`]).
+//! caffe-face's prototxt uses it for conv1a..conv4 and fc5 only: it starts the residual units'
+//! convolutions from a gaussian of std 0.01 (smaller than xavier's `sqrt(1 / fan_in)`: 0.042 at
+//! 64 channels, 0.015 at 512), and gives them a bias with `lr_mult: 0`, which stays zero; here
+//! they have no bias.
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};

@@ -6,7 +6,8 @@ use tch::{nn, Tensor};
 
 use crate::error::Result;
 
-/// caffe's `xavier` filler (the one caffe-face's prototxts use): uniform in
+/// caffe's `xavier` filler (the one caffe-face's prototxts use, except for Face-ResNet's
+/// residual-unit convolutions, which start from a gaussian of std 0.01 there): uniform in
 /// `[-sqrt(3 / fan_in), sqrt(3 / fan_in)]`. Not Glorot's `fan_in + fan_out` variant.
 pub fn caffe_xavier(fan_in: i64) -> nn::Init {
     let bound = (3.0 / fan_in as f64).sqrt();

@@ -4,6 +4,11 @@
 //! connected layer to a 2-D feature so that features can be plotted. PReLU after every layer.
 //! Reference: caffe-face `mnist_example/mnist_train_test.prototxt` (ip1 of 2 outputs + PReLU;
 //! the classifier ip2 belongs to the softmax loss in `facerec-losses`).
+//!
+//! This follows the paper's table where the prototxt departs from it: caffe-face's third
+//! pooling is 3x3 with stride 2 (7x7 -> 3x3, so its ip1 sees 1,152 inputs), here it is 2x2 like
+//! the others (7x7 -> 4x4 with caffe's rounding up, 2,048 inputs); and caffe-face's ip2 has no
+//! bias (`bias_term: false`) while facerec's softmax head has one.
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};

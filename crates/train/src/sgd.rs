@@ -5,8 +5,10 @@
 //! momentum buffers for an exact resume, and tch's optimiser does not expose them. Parameters
 //! are kept sorted by name so that the update order, and the checkpoint, are deterministic.
 //! Weight decay applies to conv and fully connected weights only, the tensors of two or more
-//! dimensions: caffe-face gives biases and PReLU slopes `decay_mult: 0` (decaying a slope pulls
-//! it towards a plain ReLU), and batch-norm scales and shifts are not decayed either.
+//! dimensions: biases (`decay_mult: 0` in caffe-face too), PReLU slopes (decaying a slope pulls
+//! it towards a plain ReLU, which is why PReLU's authors do not; caffe-face does, by leaving
+//! its PReLU layers at caffe's default `decay_mult: 1`) and batch-norm scales and shifts are
+//! not decayed. Every parameter moves at the base rate (caffe-face gives biases `lr_mult: 2`).
 
 use tch::Tensor;
 
