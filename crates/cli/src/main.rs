@@ -6,6 +6,7 @@
 
 mod commands;
 mod logging;
+mod outcome;
 mod progress;
 
 use std::process::ExitCode;
@@ -104,7 +105,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(outcome::exit_code(&e))
         }
     }
 }

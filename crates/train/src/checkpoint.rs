@@ -39,6 +39,20 @@ pub struct TrainState {
     pub epoch_seen: f64,
     /// Seconds of training so far.
     pub elapsed_s: f64,
+    /// Sums over the steps since the last line of `steps.jsonl` (each line reports their means).
+    #[serde(default)]
+    pub log_window: LogWindow,
+}
+
+/// Running sums over the steps of one logging interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogWindow {
+    pub steps: usize,
+    pub loss: f64,
+    pub softmax_loss: f64,
+    pub center_loss: f64,
+    pub correct: f64,
+    pub seen: f64,
 }
 
 /// A loaded checkpoint.

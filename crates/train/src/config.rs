@@ -95,7 +95,7 @@ fn default_weight_decay() -> f64 {
 }
 
 /// `[schedule]`: how long to train and when to drop the learning rate. Give `epochs` or
-/// `steps`; `milestones` count in the same unit.
+/// `steps`; `milestones` count in the same unit. `warmup_steps` always counts steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
@@ -105,6 +105,9 @@ pub struct ScheduleConfig {
     pub milestones: Vec<usize>,
     #[serde(default = "default_gamma")]
     pub gamma: f64,
+    /// Steps over which the learning rate rises linearly to `optim.lr`; 0 for none.
+    #[serde(default)]
+    pub warmup_steps: usize,
 }
 
 fn default_gamma() -> f64 {
@@ -206,21 +209,23 @@ impl LfwEvalConfig {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// Write a line to `steps.jsonl` (and the log) every this many steps.
-    #[serde(default = "default_log_every")]
-    pub every_steps: usize,
+    /// Write a line to `steps.jsonl` (and the log) every this many steps, with the means of
+    /// the losses and accuracy over those steps. Unset: about 250 lines per run
+    /// ([`LogConfig::interval`]), so that short and long runs alike plot as curves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_steps: Option<usize>,
 }
 
-fn default_log_every() -> usize {
-    50
-}
+impl LogConfig {
+    /// Lines a run writes to `steps.jsonl` when `every_steps` is unset.
+    pub const AUTO_LINES: usize = 250;
 
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig { every_steps: default_log_every() }
+    /// The logging interval of a run of `total_steps` steps.
+    pub fn interval(&self, total_steps: usize) -> usize {
+        self.every_steps.unwrap_or_else(|| total_steps.div_ceil(Self::AUTO_LINES).max(1))
     }
 }
 
@@ -286,7 +291,7 @@ impl Config {
         if self.checkpoint.keep == 0 {
             return Err("checkpoint.keep must be at least 1".into());
         }
-        if self.log.every_steps == 0 {
+        if self.log.every_steps == Some(0) {
             return Err("log.every_steps must be at least 1".into());
         }
         let model_shape = self.model.backbone.input_shape();

@@ -283,7 +283,8 @@ impl Trainer {
         weights::copy_into(&self.named_variables(), &ck.model, false, &ck.path)?;
         self.sgd.set_momentum_buffers(ck.momentum).map_err(bad)?;
         self.state = ck.state;
-        // Metrics written after the checkpoint belong to the lost part of the run.
+        // Metrics and TensorBoard events written after the checkpoint belong to the lost part
+        // of the run.
         if self.is_main() {
             JsonLines::truncate_after(&self.run_dir.join("steps.jsonl"), self.state.step)?;
             JsonLines::truncate_after(&self.run_dir.join("metrics.jsonl"), self.state.step)?;
@@ -352,7 +353,7 @@ impl Trainer {
             (_, Some(n)) => (n, s.milestones.clone()),
             _ => unreachable!("validated: epochs or steps"),
         };
-        Ok((per_epoch, total, MultiStep { base: self.config.optim.lr, gamma: s.gamma, milestones }))
+        Ok((per_epoch, total, MultiStep { base: self.config.optim.lr, gamma: s.gamma, milestones, warmup: s.warmup_steps }))
     }
 
     /// Trains until the schedule ends (or the stop flag is set).
@@ -407,6 +408,7 @@ impl Trainer {
         let mut last_checkpoint = None;
         let mut saved_at = usize::MAX;
         let mut evaluated_at = usize::MAX;
+        let log_every = self.config.log.interval(total);
         let every_ck = self.config.checkpoint.every_steps;
         let every_eval = if self.config.eval.disabled { usize::MAX } else { self.config.eval.every_steps };
 
@@ -425,7 +427,7 @@ impl Trainer {
                 wait_time += wait;
                 self.state.elapsed_s += (step_time + wait).as_secs_f64();
                 observer.on_step(&StepStats { step_time, ..stats.clone() });
-                if self.state.step % self.config.log.every_steps == 0 || self.state.step == total {
+                if self.state.step % log_every == 0 || self.state.step == total {
                     self.log_step(&stats)?;
                 }
                 if every_eval > 0 && every_eval != usize::MAX && self.state.step % every_eval == 0 {
@@ -612,6 +614,13 @@ impl Trainer {
         self.state.epoch_loss_sum += loss * n as f64;
         self.state.epoch_correct += correct;
         self.state.epoch_seen += n as f64;
+        let w = &mut self.state.log_window;
+        w.steps += 1;
+        w.loss += loss;
+        w.softmax_loss += softmax_loss;
+        w.center_loss += center_value;
+        w.correct += correct;
+        w.seen += n as f64;
         Ok(StepStats {
             step: self.state.step,
             epoch: self.state.epoch,
@@ -626,33 +635,40 @@ impl Trainer {
         })
     }
 
+    /// One line of `steps.jsonl` (and TensorBoard, and the log): the means of the losses and
+    /// the accuracy over the steps since the previous line, and the rate of this step.
     fn log_step(&mut self, s: &StepStats) -> Result<()> {
+        let w = std::mem::take(&mut self.state.log_window);
+        let steps = w.steps.max(1) as f64;
+        let (loss, softmax, center, accuracy) =
+            (w.loss / steps, w.softmax_loss / steps, w.center_loss / steps, w.correct / w.seen.max(1.0));
         tracing::info!(
             step = s.step,
             epoch = s.epoch,
             lr = s.lr,
-            loss = format!("{:.4}", s.loss),
-            softmax = format!("{:.4}", s.softmax_loss),
-            center = format!("{:.4}", s.center_loss),
-            acc = format!("{:.3}", s.accuracy),
+            loss = format!("{loss:.4}"),
+            softmax = format!("{softmax:.4}"),
+            center = format!("{center:.4}"),
+            acc = format!("{accuracy:.3}"),
             "step"
         );
         let rec = record(&[
             ("step", s.step as f64),
             ("epoch", s.epoch as f64),
             ("lr", s.lr),
-            ("loss", s.loss),
-            ("softmax_loss", s.softmax_loss),
-            ("center_loss", s.center_loss),
-            ("accuracy", s.accuracy),
+            ("loss", loss),
+            ("softmax_loss", softmax),
+            ("center_loss", center),
+            ("accuracy", accuracy),
+            ("steps_averaged", steps),
             ("elapsed_s", self.state.elapsed_s),
         ]);
         if let Some(log) = &mut self.steps_log {
             log.write(&rec)?;
         }
         if let Some(ev) = &mut self.events {
-            for (tag, v) in [("train/loss", s.loss), ("train/softmax_loss", s.softmax_loss), ("train/center_loss", s.center_loss),
-                             ("train/accuracy", s.accuracy), ("train/lr", s.lr)] {
+            for (tag, v) in [("train/loss", loss), ("train/softmax_loss", softmax), ("train/center_loss", center),
+                             ("train/accuracy", accuracy), ("train/lr", s.lr)] {
                 ev.scalar(tag, s.step, v)?;
             }
         }

@@ -142,7 +142,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let schedule = MultiStep { base: config.optim.lr.min(1e-3), gamma: 1.0, milestones: vec![] };
+    let schedule = MultiStep { base: config.optim.lr.min(1e-3), gamma: 1.0, milestones: vec![], warmup: 0 };
     let device = trainer.device();
     let median = median_seconds(args.steps, device, |i| {
         let b = Batch { images: images.shallow_clone(), labels: labels.shallow_clone(), index: i, load_time: Default::default() };

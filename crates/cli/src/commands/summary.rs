@@ -2,43 +2,75 @@
 //!
 //! MNIST runs (`report.json`) get test accuracy and cluster statistics; face runs
 //! (`lfw_report.json`) get the LFW verification and identification numbers, and runs that
-//! differ only in their seed are summarised as mean ± standard deviation over the seeds.
+//! differ only in their seed are summarised as mean ± standard deviation over the seeds. Runs
+//! without a report are listed with what became of them (diverged at a step, interrupted with
+//! a checkpoint), so that one failed run never hides the others' results.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use facerec_train::checkpoint;
 use facerec_train::config::Config;
 use serde_json::Value;
 
+use crate::outcome::Diverged;
+
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
-    /// Run directories (each with a report.json or lfw_report.json written by `facerec train`).
+    /// Run directories (finished ones hold a report.json or lfw_report.json written by
+    /// `facerec train`; the others are listed as diverged or unfinished).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
 }
 
 pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
+    let mut mnist = Vec::new();
+    let mut faces = Vec::new();
+    let mut unfinished = Vec::new();
     for dir in &args.runs {
-        if !dir.join("report.json").is_file() && !dir.join("lfw_report.json").is_file() {
-            anyhow::bail!(
-                "{}: neither report.json (MNIST) nor lfw_report.json (faces): has `facerec train` finished this run?",
-                dir.display()
-            );
+        if dir.join("report.json").is_file() {
+            mnist.push(dir);
+        } else if dir.join("lfw_report.json").is_file() {
+            faces.push(dir);
+        } else {
+            unfinished.push(vec![run_name(dir), unfinished_status(dir)?]);
         }
     }
-    let (faces, mnist): (Vec<&PathBuf>, Vec<&PathBuf>) =
-        args.runs.iter().partition(|d| d.join("lfw_report.json").is_file() && !d.join("report.json").is_file());
+    let mut tables = 0;
     if !mnist.is_empty() {
         mnist_table(&mnist)?;
+        tables += 1;
     }
     if !faces.is_empty() {
-        if !mnist.is_empty() {
+        if tables > 0 {
             println!();
         }
         face_table(&faces)?;
+        tables += 1;
+    }
+    if !unfinished.is_empty() {
+        if tables > 0 {
+            println!();
+        }
+        print_table(&["run without results", "status"], &unfinished);
     }
     Ok(())
+}
+
+/// What became of a run directory that has no report: diverged (and where), stopped with a
+/// checkpoint, or not started.
+fn unfinished_status(dir: &Path) -> anyhow::Result<String> {
+    if !dir.is_dir() {
+        return Ok("no such run directory".into());
+    }
+    if let Some(d) = Diverged::read(dir)? {
+        return Ok(format!("diverged at step {}", d.step));
+    }
+    Ok(match checkpoint::list(dir).first() {
+        Some((step, _)) => format!("unfinished: checkpoint at step {step} (continue with `facerec train --resume`)"),
+        None => "unfinished: no checkpoint and no report".into(),
+    })
 }
 
 fn read_json(path: &Path) -> anyhow::Result<Value> {

@@ -18,8 +18,9 @@ use facerec_train::checkpoint;
 use facerec_train::config::{default_run_dir, Config};
 use facerec_train::data::DataConfig;
 use facerec_train::distributed::per_rank_batch;
-use facerec_train::{Evaluator, FitSummary, Observer, Outcome, StepStats, Trainer};
+use facerec_train::{Evaluator, FitSummary, Observer, Outcome, StepStats, TrainError, Trainer};
 
+use crate::outcome::Diverged;
 use crate::progress::Bar;
 
 pub const EXAMPLES: &str = "Examples:
@@ -60,6 +61,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
     // Only rank 0 deletes an old run; the others just skip the check it replaces.
     if main || !args.overwrite {
         prepare_run_dir(&run_dir, args.resume, args.overwrite)?;
+    }
+    if main {
+        // A divergence recorded by an earlier attempt no longer describes this run.
+        let stale = run_dir.join(Diverged::FILE);
+        if stale.is_file() {
+            std::fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
+        }
     }
 
     // Rank 0 opens the data first (it may build the crop caches); the others join the group,
@@ -118,7 +126,15 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
         RunEval::Lfw(e) => Some(e),
         RunEval::None => None,
     };
-    let summary = trainer.fit(train.source, train.flip, eval, &mut progress)?;
+    let summary = match trainer.fit(train.source, train.flip, eval, &mut progress) {
+        Ok(summary) => summary,
+        Err(e) => {
+            if let (TrainError::Diverged { step, .. }, true) = (&e, trainer.is_main()) {
+                Diverged { step: *step, message: e.to_string() }.write(&run_dir)?;
+            }
+            return Err(e.into());
+        }
+    };
     drop(progress);
     if !trainer.is_main() {
         return Ok(()); // rank 0 reports
