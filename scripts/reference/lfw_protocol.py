@@ -2,11 +2,19 @@
 """Independent numpy implementation of the LFW verification protocol, to check facerec's.
 
 Given features (.npy, [N, D] float32), the LFW-relative image path of each row, pairs.txt and
-the folds to use: cosine similarity per pair; for each fold, the accuracy-maximising threshold
-on the other folds (exhaustive over midpoints of the sorted training scores), applied to the
-fold. Prints JSON: per-fold accuracy and threshold, mean and (population) std.
+the folds to use, for each fold k of those:
+  - with --mirror, the representation of an image is its features concatenated with those of its
+    mirror image (row i of the --mirror file), as in Wen et al. 2016, sec. 4.1;
+  - with --pca P, a PCA to P dimensions is fitted on the images of the pairs of the *other*
+    chosen folds (each image once; mean removed; axes from an SVD of the centred data, not from a
+    covariance eigendecomposition as facerec does) and every image is projected on it;
+  - the score of a pair is the cosine similarity of its two representations;
+  - the threshold is the accuracy-maximising one on the other folds (exhaustive over midpoints of
+    the sorted training scores), and the fold's accuracy is measured with it.
+Prints JSON: per-fold accuracy and threshold, mean and (population) std.
 
-  lfw_protocol.py --features f.npy --index paths.txt --pairs data/lfw/pairs.txt --folds 1,2,3
+  lfw_protocol.py --features f.npy [--mirror m.npy] [--pca P] --index paths.txt \
+                  --pairs data/lfw/pairs.txt --folds 1,2,3
 """
 import argparse
 import json
@@ -40,28 +48,55 @@ def best_threshold(scores, same):
     return candidates[int(np.argmax(accs))]
 
 
+def cosine(x, a, b):
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.einsum("ij,ij->i", x[a], x[b])
+
+
+def pca_fit_project(x, fit_rows, dims):
+    """Projection of every row of x on the `dims` principal axes of x[fit_rows]."""
+    fit = x[fit_rows]
+    mean = fit.mean(axis=0)
+    _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    return (x - mean) @ vt[:dims].T
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--features", required=True)
+    ap.add_argument("--mirror", help="features of the mirrored images, same rows")
+    ap.add_argument("--pca", type=int, default=0, help="PCA dimensions fitted on the training folds")
     ap.add_argument("--index", required=True)
     ap.add_argument("--pairs", required=True)
     ap.add_argument("--folds", required=True, help="1-based, comma-separated")
     a = ap.parse_args()
     feats = np.load(a.features).astype(np.float64)
-    feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    if a.mirror:
+        mirror = np.load(a.mirror).astype(np.float64)
+        assert mirror.shape == feats.shape, (mirror.shape, feats.shape)
+        feats = np.concatenate([feats, mirror], axis=1)
     with open(a.index) as f:
         row = {l.strip(): i for i, l in enumerate(f) if l.strip()}
     folds = [int(x) - 1 for x in a.folds.split(",")]
     pairs = [p for p in read_pairs(a.pairs) if p[3] in folds]
-    scores = np.array([feats[row[p[0]]] @ feats[row[p[1]]] for p in pairs])
+    ia = np.array([row[p[0]] for p in pairs])
+    ib = np.array([row[p[1]] for p in pairs])
     same = np.array([p[2] for p in pairs])
     fold = np.array([p[3] for p in pairs])
+    plain = cosine(feats, ia, ib)
     accs, ths = [], []
     for k in folds:
-        t = best_threshold(scores[fold != k], same[fold != k])
-        accs.append(float(np.mean((scores[fold == k] >= t) == same[fold == k])))
+        train, test = fold != k, fold == k
+        if a.pca > 0:
+            fit_rows = np.unique(np.concatenate([ia[train], ib[train]]))
+            scores = cosine(pca_fit_project(feats, fit_rows, a.pca), ia, ib)
+        else:
+            scores = plain
+        t = best_threshold(scores[train], same[train])
+        accs.append(float(np.mean((scores[test] >= t) == same[test])))
         ths.append(float(t))
-    json.dump({"fold_accuracy": accs, "fold_threshold": ths, "mean": float(np.mean(accs)), "std": float(np.std(accs))}, sys.stdout)
+    json.dump({"fold_accuracy": accs, "fold_threshold": ths, "mean": float(np.mean(accs)), "std": float(np.std(accs)),
+               "pairs": len(pairs), "dims": int(feats.shape[1])}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -40,16 +40,17 @@ fn compare(template: Template, every: usize) -> Result {
         .status()
         .map_err(|e| format!("cannot run {} (run scripts/setup.sh): {e}", python().display()))?;
     assert!(status.success(), "reference script failed");
-    let reference = npy::read(&out)?;
+    let reference = npy::read::<u8, ndarray::Ix4>(&out)?;
     let (h, w) = template.size();
-    assert_eq!(reference.shape, vec![picked.len(), h as usize, w as usize, 3]);
+    assert_eq!(reference.shape(), &[picked.len(), h as usize, w as usize, 3]);
     let per = (h * w * 3) as usize;
     let mut worst = 0.0f64;
     let mut total = 0.0f64;
     for (i, rel) in picked.iter().enumerate() {
         let img = read_rgb(&lfw.join("images").join(rel))?;
         let ours = align(&img, &lms.entries[*rel].landmarks, template)?;
-        let theirs = &reference.data[i * per..(i + 1) * per];
+        let theirs = reference.index_axis(ndarray::Axis(0), i);
+        let theirs = theirs.as_slice().ok_or("crops not in C order")?;
         let mad = ours.iter().zip(theirs).map(|(&a, &b)| (f64::from(a) - f64::from(b)).abs()).sum::<f64>() / per as f64;
         worst = worst.max(mad);
         total += mad;

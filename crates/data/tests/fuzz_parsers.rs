@@ -11,6 +11,7 @@ use facerec_data::image_io::decode_rgb;
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::lfw::Pairs;
 use facerec_data::npy;
+use ndarray::IxDyn;
 use proptest::prelude::*;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
@@ -32,7 +33,8 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn all_parsers(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = IdxArray::parse(data);
-    let _ = npy::parse(data);
+    let _ = npy::parse::<f32, IxDyn>(data);
+    let _ = npy::parse::<u8, IxDyn>(data);
     let _ = Pairs::parse(&text, Path::new("pairs.txt"));
     let _ = LandmarkFile::parse(&text, Path::new("l.tsv"), OnBad::Fail);
     let _ = LandmarkFile::parse(&text, Path::new("l.tsv"), OnBad::Skip);
@@ -78,7 +80,7 @@ fn corpus_replays_without_panics_and_hostile_cases_are_rejected() {
             let text = String::from_utf8_lossy(&bytes);
             let ok = match target {
                 "idx" => IdxArray::parse(&bytes).is_ok(),
-                "npy" => npy::parse(&bytes).is_ok(),
+                "npy" => npy::parse::<f32, IxDyn>(&bytes).is_ok() || npy::parse::<u8, IxDyn>(&bytes).is_ok(),
                 "pairs" => Pairs::parse(&text, &path).is_ok(),
                 "landmarks" => LandmarkFile::parse(&text, &path, OnBad::Fail).is_ok(),
                 "list" => FaceDataset::parse_list(&text, &path, Path::new(".")).is_ok(),

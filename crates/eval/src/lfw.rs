@@ -26,7 +26,6 @@ use facerec_train::{Evaluator, ModelParts};
 
 use crate::error::{EvalError, Result};
 use crate::identification::{identify, IdentificationReport};
-use crate::plot;
 use crate::verification::{verify, PairRef, VerificationReport};
 
 /// What one evaluation found, with the protocol spelled out.
@@ -148,6 +147,12 @@ impl LfwEval {
         Ok(Tensor::f_cat(&out, 0)?)
     }
 
+    /// The normalised crops `[rows, C, H, W]` of the given cache rows, as the backbone sees them
+    /// (unmirrored).
+    pub fn crops(&self, rows: &[usize]) -> Result<Tensor> {
+        Ok(self.source.images_tensor(rows, &vec![false; rows.len()])?)
+    }
+
     fn forward(&self, backbone: &dyn Backbone, device: Device, rows: &[usize], flip: bool) -> Result<Tensor> {
         let images = self.source.images_tensor(rows, &vec![flip; rows.len()])?.f_to_device(device)?;
         Ok(backbone.forward_t(&images, false)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)
@@ -267,27 +272,14 @@ pub fn verify_external(features: &Tensor, index: &[PathBuf], pairs_path: &Path, 
 }
 
 impl LfwReport {
-    /// Writes `report.json`, `roc.png` and `scores.png` into `dir`.
+    /// Writes `lfw_report.json` and the figures of [`VerificationReport::figures`] into `dir`.
     pub fn write(&self, dir: &Path, name: &str) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| EvalError::Io { path: dir.to_path_buf(), source: e })?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| EvalError::Invalid(e.to_string()))?;
         facerec_data::fsutil::atomic_write_bytes(&dir.join("lfw_report.json"), &json)?;
-        let v = &self.verification;
-        let roc: Vec<(f64, f64)> = v.roc.iter().filter(|p| p.far > 0.0).map(|p| (p.far, p.tar)).collect();
-        plot::lines(
-            &dir.join("lfw_roc.png"),
-            &format!("{name}: LFW ROC (acc {:.2}% +- {:.2}, AUC {:.4})", 100.0 * v.accuracy_mean, 100.0 * v.accuracy_std, v.auc),
-            "false accept rate",
-            "true accept rate",
-            true,
-            &[(name.to_owned(), roc)],
-        )?;
-        plot::histograms(
-            &dir.join("lfw_scores.png"),
-            &format!("{name}: cosine scores of LFW pairs"),
-            "cosine similarity",
-            &[("same person".into(), v.same_scores.clone()), ("different people".into(), v.diff_scores.clone())],
-            40,
-        )
+        for (file, figure) in self.verification.figures(name) {
+            figure.draw(&dir.join(file))?;
+        }
+        Ok(())
     }
 }

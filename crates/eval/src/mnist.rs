@@ -11,8 +11,8 @@ use facerec_train::{Evaluator, ModelParts};
 
 use crate::clusters::{cluster_stats, ClusterStats};
 use crate::error::Result;
-use crate::features::extract;
-use crate::plot::scatter_2d;
+use crate::features::{extract, to_array2};
+use crate::plot::{scatter_2d_figure, Figure};
 
 /// The MNIST test set, ready to evaluate models on.
 pub struct MnistEval {
@@ -60,17 +60,22 @@ impl MnistEval {
 }
 
 impl MnistReport {
-    /// The scatter of 2-D features (first two dimensions otherwise), with `centers` marked.
-    pub fn write_scatter(&self, path: &Path, title: &str, centers: Option<&Tensor>) -> Result<()> {
+    /// The scatter of the 2-D features (the first two dimensions of wider ones), one colour per
+    /// digit, with `centers` marked.
+    pub fn scatter_figure(&self, title: &str, centers: Option<&Tensor>) -> Result<Figure> {
         let xy = |t: &Tensor| -> Result<Vec<(f32, f32)>> {
-            let t = t.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?.f_narrow(1, 0, 2)?.f_contiguous()?;
-            let flat = Vec::<f32>::try_from(t.f_flatten(0, -1)?)?;
-            Ok(flat.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+            let a = to_array2::<f32>(&t.f_narrow(1, 0, 2)?)?;
+            Ok(a.rows().into_iter().map(|r| (r[0], r[1])).collect())
         };
         let points = xy(&self.features)?;
         let labels = Vec::<i64>::try_from(&self.labels)?;
         let centers = centers.map(xy).transpose()?;
-        scatter_2d(path, title, &points, &labels, centers.as_deref())
+        Ok(scatter_2d_figure(title, &points, &labels, centers.as_deref()))
+    }
+
+    /// Draws [`MnistReport::scatter_figure`] into `path`.
+    pub fn write_scatter(&self, path: &Path, title: &str, centers: Option<&Tensor>) -> Result<()> {
+        self.scatter_figure(title, centers)?.draw(path)
     }
 }
 

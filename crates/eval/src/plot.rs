@@ -1,9 +1,16 @@
 //! PNG plots with plotters (bitmap backend, DejaVu Sans embedded so that no system font is
-//! needed): the 2-D feature scatter of the paper's Fig. 2/3, ROC curves and score histograms.
+//! needed): the 2-D feature scatter of the paper's Fig. 2/3, ROC curves, score histograms and
+//! training curves.
+//!
+//! Every plot is first described by a [`Figure`] (its series with their names, colours and
+//! points, the axis ranges): [`Figure::draw`] draws exactly that, and tests read it to check what
+//! a plot shows without looking at pixels.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use plotters::coord::ranged1d::{DiscreteRanged, SegmentValue, ValueFormatter};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -28,12 +35,94 @@ pub fn class_colour(class: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
+/// Opacity of scatter dots (dense clusters stay readable).
+pub const DOT_OPACITY: f64 = 0.6;
+/// Opacity of histogram bars (two overlaid sets stay visible).
+pub const BAR_OPACITY: f64 = 0.5;
+
+/// The x axis of a figure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum XAxis {
+    Linear,
+    Log,
+    /// `n` equal bins over the x range, for [`Marks::Bars`].
+    Bins(usize),
+}
+
+/// Where the legend goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Legend {
+    UpperRight,
+    LowerRight,
+}
+
+/// How one series is drawn, with its data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Marks {
+    /// Filled dots of radius 1 at [`DOT_OPACITY`] (a scatter of features).
+    Dots(Vec<(f64, f64)>),
+    /// Crosses 3 pixels wide (learned class centers).
+    Crosses(Vec<(f64, f64)>),
+    /// A polyline.
+    Line(Vec<(f64, f64)>),
+    /// A histogram of `values` on the figure's bins, binned by plotters (`Histogram`) when drawn;
+    /// `fractions[i]` is the share of the values in bin `i` as plotters bins them.
+    Bars { values: Vec<f64>, fractions: Vec<f64> },
+}
+
+/// One named, coloured series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub colour: RGBColor,
+    pub marks: Marks,
+}
+
+impl Series {
+    /// Number of points (or of values, for a histogram).
+    pub fn len(&self) -> usize {
+        match &self.marks {
+            Marks::Dots(p) | Marks::Crosses(p) | Marks::Line(p) => p.len(),
+            Marks::Bars { values, .. } => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The points of a dot, cross or line series (none for a histogram).
+    pub fn points(&self) -> &[(f64, f64)] {
+        match &self.marks {
+            Marks::Dots(p) | Marks::Crosses(p) | Marks::Line(p) => p,
+            Marks::Bars { .. } => &[],
+        }
+    }
+}
+
+/// Everything a plot shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub title: String,
+    /// Width and height in pixels.
+    pub size: (u32, u32),
+    pub x_label: String,
+    pub y_label: String,
+    pub x_axis: XAxis,
+    /// `(low, high)` of each axis.
+    pub x_range: (f64, f64),
+    pub y_range: (f64, f64),
+    pub legend: Legend,
+    pub series: Vec<Series>,
+}
+
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
     EvalError::Plot { path: path.to_path_buf(), msg: e.to_string() }
 }
 
-fn bounds(values: impl Iterator<Item = f32>) -> (f32, f32) {
-    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+/// The finite range of `values`, widened by 5 % on each side (or `(-1, 1)` when there is none).
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo > hi {
         return (-1.0, 1.0);
     }
@@ -41,153 +130,269 @@ fn bounds(values: impl Iterator<Item = f32>) -> (f32, f32) {
     (lo - pad, hi + pad)
 }
 
-/// Scatter of 2-D features coloured by class, with `centers` (if any) as black crosses.
-pub fn scatter_2d(
-    path: &Path,
-    title: &str,
-    points: &[(f32, f32)],
-    labels: &[i64],
-    centers: Option<&[(f32, f32)]>,
-) -> Result<()> {
-    register_font();
-    let root = BitMapBackend::new(path, (900, 900)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let all = || points.iter().chain(centers.unwrap_or(&[]));
-    let (x0, x1) = bounds(all().map(|p| p.0));
-    let (y0, y1) = bounds(all().map(|p| p.1));
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(|e| plot_err(path, e))?;
-    chart.configure_mesh().disable_mesh().label_style(("sans-serif", 14)).draw().map_err(|e| plot_err(path, e))?;
-    let classes = labels.iter().copied().max().unwrap_or(0).max(0) as usize + 1;
-    for c in 0..classes {
-        let colour = class_colour(c);
-        let pts = points.iter().zip(labels).filter(|(_, &l)| l == c as i64).map(|(p, _)| *p);
-        chart
-            .draw_series(pts.map(|p| Circle::new(p, 1, colour.mix(0.6).filled())))
-            .map_err(|e| plot_err(path, e))?
-            .label(format!("{c}"))
-            .legend(move |(x, y)| Circle::new((x, y), 5, colour.filled()));
+/// The bins of a histogram over `lo..hi`, as plotters' discrete coordinate: grid points
+/// `lo + k * width` for `k` in `0..bins`, a value falling into the last grid point at or below
+/// it (values at or above the last one into the last bin, values below `lo` into none). The
+/// range ends half a bin after the last grid point so that rounding cannot add a point.
+fn bin_coord(lo: f64, hi: f64, bins: usize) -> impl DiscreteRanged<ValueType = f64> + ValueFormatter<f64> + Clone {
+    let width = (hi - lo) / bins as f64;
+    (lo..lo + (bins as f64 - 0.5) * width).step(width).use_floor()
+}
+
+/// The share of `values` in each bin of [`bin_coord`] (NaN and infinite values are left out).
+fn bin_fractions(values: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<f64> {
+    let coord = bin_coord(lo, hi, bins);
+    let mut counts = vec![0usize; coord.size()];
+    for v in values.iter().filter(|v| v.is_finite()) {
+        if let Some(i) = coord.index_of(v) {
+            counts[i] += 1;
+        }
     }
+    let total = values.len().max(1) as f64;
+    counts.into_iter().map(|c| c as f64 / total).collect()
+}
+
+/// Scatter of 2-D features, one series and colour per class present in `labels` (in label
+/// order, coloured with [`class_colour`] of the label), and `centers` (if any) as black crosses.
+pub fn scatter_2d_figure(title: &str, points: &[(f32, f32)], labels: &[i64], centers: Option<&[(f32, f32)]>) -> Figure {
+    let wide = |p: &(f32, f32)| (f64::from(p.0), f64::from(p.1));
+    let all = || points.iter().chain(centers.unwrap_or(&[])).map(wide);
+    let classes: BTreeSet<i64> = labels.iter().copied().collect();
+    let mut series: Vec<Series> = classes
+        .iter()
+        .map(|&c| Series {
+            name: c.to_string(),
+            colour: class_colour(c.max(0) as usize),
+            marks: Marks::Dots(points.iter().zip(labels).filter(|(_, &l)| l == c).map(|(p, _)| wide(p)).collect()),
+        })
+        .collect();
     if let Some(centers) = centers {
-        chart
-            .draw_series(centers.iter().map(|&p| Cross::new(p, 8, BLACK.stroke_width(3))))
-            .map_err(|e| plot_err(path, e))?
-            .label("centers")
-            .legend(|(x, y)| Cross::new((x, y), 6, BLACK.stroke_width(2)));
+        series.push(Series { name: "centers".into(), colour: BLACK, marks: Marks::Crosses(centers.iter().map(wide).collect()) });
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    root.present().map_err(|e| plot_err(path, e))?;
-    Ok(())
+    Figure {
+        title: title.to_owned(),
+        size: (900, 900),
+        x_label: String::new(),
+        y_label: String::new(),
+        x_axis: XAxis::Linear,
+        x_range: bounds(all().map(|p| p.0)),
+        y_range: bounds(all().map(|p| p.1)),
+        legend: Legend::UpperRight,
+        series,
+    }
+}
+
+/// Scatter of 2-D features coloured by class, with `centers` (if any) as black crosses.
+pub fn scatter_2d(path: &Path, title: &str, points: &[(f32, f32)], labels: &[i64], centers: Option<&[(f32, f32)]>) -> Result<()> {
+    scatter_2d_figure(title, points, labels, centers).draw(path)
+}
+
+/// Several named curves (ROC curves, loss curves), coloured by position; on a log x axis the
+/// points with x <= 0 are left out.
+pub fn lines_figure(title: &str, x_label: &str, y_label: &str, log_x: bool, curves: &[(String, Vec<(f64, f64)>)]) -> Figure {
+    let series: Vec<Series> = curves
+        .iter()
+        .enumerate()
+        .map(|(i, (name, pts))| Series {
+            name: name.clone(),
+            colour: class_colour(i),
+            marks: Marks::Line(pts.iter().copied().filter(|p| !log_x || p.0 > 0.0).collect()),
+        })
+        .collect();
+    let (x0, x1) = bounds(series.iter().flat_map(|s| s.points().iter().map(|p| p.0)));
+    let x_range = if log_x {
+        let lo = x0.max(1e-6);
+        (lo, x1.max(lo * 10.0))
+    } else {
+        (x0, x1)
+    };
+    Figure {
+        title: title.to_owned(),
+        size: (900, 650),
+        x_label: x_label.to_owned(),
+        y_label: y_label.to_owned(),
+        x_axis: if log_x { XAxis::Log } else { XAxis::Linear },
+        x_range,
+        y_range: bounds(series.iter().flat_map(|s| s.points().iter().map(|p| p.1))),
+        legend: Legend::LowerRight,
+        series,
+    }
 }
 
 /// Line plot of several named curves (ROC curves, loss curves).
-pub fn lines(
-    path: &Path,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    log_x: bool,
-    curves: &[(String, Vec<(f64, f64)>)],
-) -> Result<()> {
-    register_font();
-    let root = BitMapBackend::new(path, (900, 650)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-    let xs = || curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.0)).filter(|x| !log_x || *x > 0.0);
-    let ys = || curves.iter().flat_map(|(_, c)| c.iter().map(|p| p.1));
-    let (x0, x1) = bounds(xs().map(|v| v as f32));
-    let (y0, y1) = bounds(ys().map(|v| v as f32));
-    let mut builder = ChartBuilder::on(&root);
-    builder.caption(title, ("sans-serif", 24)).margin(15).x_label_area_size(45).y_label_area_size(65);
-    macro_rules! draw {
-        ($chart:expr) => {{
-            let mut chart = $chart;
-            chart
-                .configure_mesh()
-                .x_desc(x_label)
-                .y_desc(y_label)
-                .label_style(("sans-serif", 14))
-                .draw()
-                .map_err(|e| plot_err(path, e))?;
-            for (i, (name, pts)) in curves.iter().enumerate() {
-                let colour = class_colour(i);
-                let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| !log_x || p.0 > 0.0).collect();
-                chart
-                    .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                    .map_err(|e| plot_err(path, e))?
-                    .label(name.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 14))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
-                .map_err(|e| plot_err(path, e))?;
-        }};
+pub fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, log_x: bool, curves: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    lines_figure(title, x_label, y_label, log_x, curves).draw(path)
+}
+
+/// Overlaid histograms of named value sets (same-person vs different-person scores) on `bins`
+/// common bins, each bar the fraction of its set.
+pub fn histogram_figure(title: &str, x_label: &str, sets: &[(String, Vec<f64>)], bins: usize) -> Figure {
+    let bins = bins.max(1);
+    let (lo, hi) = bounds(sets.iter().flat_map(|(_, v)| v.iter().copied()));
+    let series: Vec<Series> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, (name, values))| Series {
+            name: name.clone(),
+            colour: class_colour(i),
+            marks: Marks::Bars { values: values.clone(), fractions: bin_fractions(values, lo, hi, bins) },
+        })
+        .collect();
+    let top = series
+        .iter()
+        .flat_map(|s| match &s.marks {
+            Marks::Bars { fractions, .. } => fractions.clone(),
+            _ => Vec::new(),
+        })
+        .fold(0.0f64, f64::max);
+    Figure {
+        title: title.to_owned(),
+        size: (900, 650),
+        x_label: x_label.to_owned(),
+        y_label: "fraction of pairs".to_owned(),
+        x_axis: XAxis::Bins(bins),
+        x_range: (lo, hi),
+        y_range: (0.0, if top > 0.0 { top * 1.05 } else { 1.0 }),
+        legend: Legend::UpperRight,
+        series,
     }
-    if log_x {
-        let lo = (x0 as f64).max(1e-6);
-        let chart = builder
-            .build_cartesian_2d((lo..(x1 as f64).max(lo * 10.0)).log_scale(), (y0 as f64)..(y1 as f64))
-            .map_err(|e| plot_err(path, e))?;
-        draw!(chart);
-    } else {
-        let chart = builder.build_cartesian_2d((x0 as f64)..(x1 as f64), (y0 as f64)..(y1 as f64)).map_err(|e| plot_err(path, e))?;
-        draw!(chart);
-    }
-    root.present().map_err(|e| plot_err(path, e))?;
-    Ok(())
 }
 
 /// Overlaid histograms of named score sets (same-person vs different-person scores).
 pub fn histograms(path: &Path, title: &str, x_label: &str, sets: &[(String, Vec<f64>)], bins: usize) -> Result<()> {
-    let (lo, hi) = bounds(sets.iter().flat_map(|(_, v)| v.iter().map(|&x| x as f32)));
-    let (lo, hi) = (lo as f64, hi as f64);
-    let width = (hi - lo) / bins as f64;
-    let curves: Vec<(String, Vec<(f64, f64)>)> = sets
-        .iter()
-        .map(|(name, values)| {
-            let mut counts = vec![0usize; bins];
-            for &v in values {
-                let b = (((v - lo) / width) as usize).min(bins - 1);
-                counts[b] += 1;
-            }
-            let total = values.len().max(1) as f64;
-            let pts = counts
-                .iter()
-                .enumerate()
-                .flat_map(|(i, &c)| {
-                    let (a, b) = (lo + i as f64 * width, lo + (i + 1) as f64 * width);
-                    let h = c as f64 / total;
-                    [(a, h), (b, h)]
-                })
-                .collect();
-            (name.clone(), pts)
-        })
-        .collect();
-    lines(path, title, x_label, "fraction of pairs", false, &curves)
+    histogram_figure(title, x_label, sets, bins).draw(path)
 }
 
-/// `training.png` (losses over steps, from `steps.jsonl`) and `evaluation.png` (each evaluation
-/// metric that is an accuracy over steps, from `metrics.jsonl`) in a run directory. Returns the
-/// files written.
-pub fn training_curves(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+impl Figure {
+    /// Draws the figure into a PNG at `path`.
+    pub fn draw(&self, path: &Path) -> Result<()> {
+        register_font();
+        let root = BitMapBackend::new(path, self.size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.caption(&self.title, ("sans-serif", 24)).margin(15).x_label_area_size(45).y_label_area_size(65);
+        let (x0, x1) = self.x_range;
+        let (y0, y1) = self.y_range;
+        let position = match self.legend {
+            Legend::UpperRight => SeriesLabelPosition::UpperRight,
+            Legend::LowerRight => SeriesLabelPosition::LowerRight,
+        };
+        // The same drawing on a linear and on a logarithmic x coordinate.
+        macro_rules! draw {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                let mut mesh = chart.configure_mesh();
+                mesh.x_desc(&self.x_label).y_desc(&self.y_label).label_style(("sans-serif", 14));
+                if matches!(self.x_axis, XAxis::Bins(_)) || self.x_label.is_empty() {
+                    mesh.disable_mesh();
+                }
+                mesh.draw().map_err(|e| plot_err(path, e))?;
+                for s in &self.series {
+                    let colour = s.colour;
+                    let drawn = match &s.marks {
+                        Marks::Dots(pts) => chart
+                            .draw_series(pts.iter().map(|p| Circle::new(*p, 1, colour.mix(DOT_OPACITY).filled())))
+                            .map_err(|e| plot_err(path, e))?
+                            .legend(move |(x, y)| Circle::new((x, y), 5, colour.filled())),
+                        Marks::Crosses(pts) => chart
+                            .draw_series(pts.iter().map(|p| Cross::new(*p, 8, colour.stroke_width(3))))
+                            .map_err(|e| plot_err(path, e))?
+                            .legend(move |(x, y)| Cross::new((x, y), 6, colour.stroke_width(2))),
+                        Marks::Line(pts) => chart
+                            .draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
+                            .map_err(|e| plot_err(path, e))?
+                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))),
+                        Marks::Bars { .. } => {
+                            return Err(plot_err(path, "a histogram needs a binned x axis"));
+                        }
+                    };
+                    drawn.label(s.name.clone());
+                }
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .label_font(("sans-serif", 14))
+                    .position(position)
+                    .draw()
+                    .map_err(|e| plot_err(path, e))?;
+            }};
+        }
+        match self.x_axis {
+            XAxis::Linear => {
+                let chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| plot_err(path, e))?;
+                draw!(chart);
+            }
+            XAxis::Log => {
+                let chart = builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(|e| plot_err(path, e))?;
+                draw!(chart);
+            }
+            XAxis::Bins(bins) => self.draw_histograms(builder, path, bins, position)?,
+        }
+        root.present().map_err(|e| plot_err(path, e))?;
+        Ok(())
+    }
+
+    /// The bars of every histogram series, binned by plotters' `Histogram` on [`bin_coord`].
+    fn draw_histograms<DB: DrawingBackend>(
+        &self,
+        mut builder: ChartBuilder<'_, '_, DB>,
+        path: &Path,
+        bins: usize,
+        position: SeriesLabelPosition,
+    ) -> Result<()> {
+        let (x0, x1) = self.x_range;
+        let (y0, y1) = self.y_range;
+        let coord = bin_coord(x0, x1, bins);
+        let mut chart = builder.build_cartesian_2d(coord.into_segmented(), y0..y1).map_err(|e| plot_err(path, e))?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .x_label_formatter(&|v| match v {
+                SegmentValue::Exact(x) | SegmentValue::CenterOf(x) => format!("{x:.2}"),
+                SegmentValue::Last => String::new(),
+            })
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| plot_err(path, e))?;
+        for s in &self.series {
+            let Marks::Bars { values, .. } = &s.marks else {
+                return Err(plot_err(path, format!("series {:?} is not a histogram on a binned x axis", s.name)));
+            };
+            let colour = s.colour;
+            let share = 1.0 / values.len().max(1) as f64;
+            chart
+                .draw_series(
+                    Histogram::vertical(&chart)
+                        .style(colour.mix(BAR_OPACITY).filled())
+                        .margin(0)
+                        .data(values.iter().filter(|v| v.is_finite()).map(|&v| (v, share))),
+                )
+                .map_err(|e| plot_err(path, e))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], colour.mix(BAR_OPACITY).filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(position)
+            .draw()
+            .map_err(|e| plot_err(path, e))?;
+        Ok(())
+    }
+}
+
+/// The figures of `training.png` (losses over steps, from `steps.jsonl`; the center loss only
+/// when it is ever non-zero) and `evaluation.png` (each evaluation metric that is an accuracy,
+/// its `_std` companions left out, over steps, from `metrics.jsonl`) of a run directory, with the
+/// files they go to. A file whose records are missing gives no figure.
+pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
     use facerec_train::metrics::read_records;
-    let mut written = Vec::new();
+    let mut figures = Vec::new();
     let steps_path = run_dir.join("steps.jsonl");
     if steps_path.exists() {
         let records = read_records(&steps_path)?;
@@ -199,9 +404,7 @@ pub fn training_curves(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         if center.iter().any(|p| p.1 != 0.0) {
             curves.push(("center loss".to_owned(), center));
         }
-        let path = run_dir.join("training.png");
-        lines(&path, "training losses", "step", "loss", false, &curves)?;
-        written.push(path);
+        figures.push((run_dir.join("training.png"), lines_figure("training losses", "step", "loss", false, &curves)));
     }
     let metrics_path = run_dir.join("metrics.jsonl");
     if metrics_path.exists() {
@@ -209,17 +412,58 @@ pub fn training_curves(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
             .into_iter()
             .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("eval"))
             .collect();
-        let keys: std::collections::BTreeSet<String> =
+        let keys: BTreeSet<String> =
             records.iter().flat_map(|r| r.keys().filter(|k| k.contains("accuracy") && !k.ends_with("_std")).cloned()).collect();
         let curves: Vec<(String, Vec<(f64, f64)>)> = keys
             .iter()
             .map(|k| (k.clone(), records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(k)?.as_f64()?))).collect()))
             .collect();
         if curves.iter().any(|c| !c.1.is_empty()) {
-            let path = run_dir.join("evaluation.png");
-            lines(&path, "evaluation during training", "step", "accuracy", false, &curves)?;
-            written.push(path);
+            let figure = lines_figure("evaluation during training", "step", "accuracy", false, &curves);
+            figures.push((run_dir.join("evaluation.png"), figure));
         }
     }
+    Ok(figures)
+}
+
+/// Draws [`training_figures`] into the run directory; returns the files written.
+pub fn training_curves(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (path, figure) in training_figures(run_dir)? {
+        figure.draw(&path)?;
+        written.push(path);
+    }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_bins_by_hand() {
+        // Values 0, 0.1, 0.2, 0.9, 1.0 widen to (-0.05, 1.05); 4 bins of 0.275 start at
+        // -0.05, 0.225, 0.5, 0.775: counts 3, 0, 0, 2 -> fractions .6, 0, 0, .4.
+        let f = histogram_figure("t", "x", &[("a".into(), vec![0.0, 0.1, 0.2, 0.9, 1.0])], 4);
+        let Marks::Bars { fractions, .. } = &f.series[0].marks else { panic!("{f:?}") };
+        assert_eq!(fractions.len(), 4);
+        let want = [0.6, 0.0, 0.0, 0.4];
+        assert!(fractions.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12), "{fractions:?}");
+        assert!((f.x_range.0 + 0.05).abs() < 1e-12 && (f.x_range.1 - 1.05).abs() < 1e-12, "{:?}", f.x_range);
+        assert!((f.y_range.1 - 0.6 * 1.05).abs() < 1e-12);
+        // A value on a bin edge goes to the bin above it (floor), NaN nowhere.
+        assert_eq!(bin_fractions(&[0.5, f64::NAN], 0.0, 1.0, 2), vec![0.0, 0.5]);
+        // Many bins: exactly `bins` of them, whatever the rounding of the range.
+        for bins in [3, 7, 10, 40, 97] {
+            assert_eq!(bin_fractions(&[0.3], -0.1, 0.7, bins).len(), bins);
+        }
+    }
+
+    #[test]
+    fn log_axis_leaves_out_non_positive_x() {
+        let f = lines_figure("roc", "far", "tar", true, &[("m".into(), vec![(0.0, 0.0), (0.01, 0.5), (1.0, 1.0)])]);
+        assert_eq!(f.x_axis, XAxis::Log);
+        assert_eq!(f.series[0].points(), &[(0.01, 0.5), (1.0, 1.0)]);
+        assert!(f.x_range.0 > 0.0 && f.x_range.0 < 0.01 && f.x_range.1 >= 1.0, "{:?}", f.x_range);
+    }
 }

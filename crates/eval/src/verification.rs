@@ -5,11 +5,14 @@
 //! Accuracy's std is the population std over folds (numpy's `np.std`, as LFW results are
 //! usually reported). The ROC uses the cosine scores without PCA.
 
-use serde::Serialize;
+use ndarray::Array2;
 use rayon::prelude::*;
+use serde::Serialize;
 use tch::{Kind, Tensor};
 
 use crate::error::{EvalError, Result};
+use crate::features::to_array2;
+use crate::plot::{self, Figure};
 
 /// One pair: rows of the feature matrix, whether it is the same person, its fold (0-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,33 +61,42 @@ pub struct VerificationReport {
     pub diff_scores: Vec<f64>,
 }
 
+impl VerificationReport {
+    /// `lfw_roc.png` (the ROC on a log FAR axis, the FAR = 0 points left out) and
+    /// `lfw_scores.png` (histograms of the same-person and different-person scores).
+    pub fn figures(&self, name: &str) -> Vec<(&'static str, Figure)> {
+        let roc: Vec<(f64, f64)> = self.roc.iter().filter(|p| p.far > 0.0).map(|p| (p.far, p.tar)).collect();
+        let roc = plot::lines_figure(
+            &format!("{name}: LFW ROC (acc {:.2}% +- {:.2}, AUC {:.4})", 100.0 * self.accuracy_mean, 100.0 * self.accuracy_std, self.auc),
+            "false accept rate",
+            "true accept rate",
+            true,
+            &[(name.to_owned(), roc)],
+        );
+        let scores = plot::histogram_figure(
+            &format!("{name}: cosine scores of LFW pairs"),
+            "cosine similarity",
+            &[("same person".into(), self.same_scores.clone()), ("different people".into(), self.diff_scores.clone())],
+            40,
+        );
+        vec![("lfw_roc.png", roc), ("lfw_scores.png", scores)]
+    }
+}
+
 /// Cosine similarity of each pair, from `[N, D]` features.
 ///
 /// Works on one f32 copy of the rows with f64 accumulation, without feature-sized temporaries:
 /// for LFW's 7,701 images x 1,024 dimensions the tensor route (convert to f64, normalise,
 /// gather both sides) allocated some 250 MB and took most of the scoring time.
 pub fn cosine_scores(features: &Tensor, pairs: &[PairRef]) -> Result<Vec<f64>> {
-    let (rows, d) = rows_of::<f32>(features, Kind::Float)?;
-    Ok(cosine_of_rows(&rows, d, pairs))
+    Ok(cosine_of_rows(&to_array2::<f32>(features)?, pairs))
 }
 
-/// The rows of a `[N, D]` tensor as one contiguous host buffer of `T` (kind `kind`).
-fn rows_of<T: tch::kind::Element>(features: &Tensor, kind: Kind) -> Result<(Vec<T>, usize)> {
-    let size = features.size();
-    let [_, d] = size[..] else {
-        return Err(EvalError::Invalid(format!("features must be [N, D], got {size:?}")));
-    };
-    let flat = features.f_to_device(tch::Device::Cpu)?.f_to_kind(kind)?.f_contiguous()?.f_view([-1])?;
-    let numel = flat.numel();
-    let mut rows = vec![T::ZERO; numel];
-    flat.f_copy_data(&mut rows, numel)?;
-    Ok((rows, d as usize))
-}
-
-fn cosine_of_rows<T: Copy + Into<f64> + Send + Sync>(rows: &[T], d: usize, pairs: &[PairRef]) -> Vec<f64> {
-    let row = |i: usize| &rows[i * d..(i + 1) * d];
-    let n = rows.len() / d.max(1);
-    let norms: Vec<f64> = (0..n).into_par_iter().map(|i| dot(row(i), row(i)).sqrt().max(1e-12)).collect();
+fn cosine_of_rows<T: Copy + Into<f64> + Send + Sync>(rows: &Array2<T>, pairs: &[PairRef]) -> Vec<f64> {
+    let rows = rows.as_standard_layout(); // no copy: `to_array2` gives C order
+    let (flat, d) = (rows.as_slice().expect("a standard-layout array is one slice"), rows.ncols());
+    let row = |i: usize| &flat[i * d..(i + 1) * d];
+    let norms: Vec<f64> = (0..rows.nrows()).into_par_iter().map(|i| dot(row(i), row(i)).sqrt().max(1e-12)).collect();
     pairs.par_iter().map(|p| dot(row(p.a), row(p.b)) / (norms[p.a] * norms[p.b])).collect()
 }
 
@@ -157,8 +169,7 @@ fn pca_fold_scores(features: &Tensor, pairs: &[PairRef], folds: &[usize], dims: 
         let mean = sum.f_div_scalar(n)?; // of the fit rows, relative to `shift`
         let cov = scatter.f_sub(&mean.f_tr()?.f_matmul(&mean)?.f_mul_scalar(n)?)?.f_div_scalar(n.max(2.0) - 1.0)?;
         let projected = y.f_sub(&mean)?.f_matmul(&principal_axes(&cov, dims)?)?;
-        let (rows, k) = rows_of::<f64>(&projected, Kind::Double)?;
-        out.push(cosine_of_rows(&rows, k, &local));
+        out.push(cosine_of_rows(&to_array2::<f64>(&projected)?, &local));
     }
     Ok(out)
 }

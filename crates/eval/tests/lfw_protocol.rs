@@ -1,18 +1,28 @@
-//! The LFW protocol on real LFW images and a (randomly initialised) Face-ResNet, checked against
-//! an independent numpy implementation (`scripts/reference/lfw_protocol.py`), and its
-//! bad-input behaviour.
+//! The LFW protocols on real LFW images and a (randomly initialised) Face-ResNet, checked against
+//! independent numpy implementations (`scripts/reference/lfw_protocol.py` for verification, with
+//! and without mirrored features and PCA; `scripts/reference/lfw_identification.py` for rank-1
+//! and CMC), and their bad-input behaviour.
+//!
+//! The expected numbers all come from those scripts, run here on the features facerec computed:
+//! what is compared is the protocol (pairing, mirror concatenation, PCA fitted on the other
+//! folds, thresholds, gallery and probes, ranks), not the network.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use facerec_data::align::Template;
+use facerec_eval::features::to_array2;
 use facerec_eval::lfw::{verify_external, LfwEval};
+use facerec_eval::verification::VerificationReport;
 use facerec_model::face_resnet::FaceResnetConfig;
-use facerec_model::BackboneConfig;
+use facerec_model::{Backbone, BackboneConfig};
 use facerec_train::config::LfwEvalConfig;
-use tch::{nn, Device};
+use tch::{nn, Device, Kind, Tensor};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Feature size of [`small_net`].
+const DIM: i64 = 32;
 
 fn lfw_config(cache: &Path, folds: Vec<usize>) -> Result<LfwEvalConfig> {
     let lfw = facerec_data::paths::require("lfw")?;
@@ -29,15 +39,69 @@ fn lfw_config(cache: &Path, folds: Vec<usize>) -> Result<LfwEvalConfig> {
     })
 }
 
+/// A small randomly initialised Face-ResNet (`DIM`-d features); its variables live in `vs`.
+fn small_net(vs: &nn::VarStore) -> Result<Box<dyn Backbone>> {
+    tch::manual_seed(5);
+    let small = FaceResnetConfig { widths: [4, 8, 8, 16, 16], blocks: [0, 0, 0, 0], feature_dim: DIM, ..Default::default() };
+    Ok(BackboneConfig::FaceResnet(small).build(&vs.root())?)
+}
+
+/// Runs a reference script of `scripts/reference/` and parses the JSON it prints.
+fn reference(script: &str, args: &[&str]) -> Result<serde_json::Value> {
+    let python = std::env::var("FACEREC_PYTHON").unwrap_or_else(|_| ".deps/venv/bin/python".into());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference").join(script);
+    let out = Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {python} (the Python environment that scripts/setup.sh makes): {e}"))?;
+    assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Writes `[N, D]` features as float32 `.npy` and returns its path as a string.
+fn save(dir: &Path, name: &str, t: &Tensor) -> Result<String> {
+    let path = dir.join(name);
+    facerec_data::npy::write(&path, &to_array2::<f32>(t)?)?;
+    Ok(path.to_str().ok_or("non-UTF-8 temp path")?.to_owned())
+}
+
+fn save_index(dir: &Path, paths: &[PathBuf]) -> Result<String> {
+    let index = dir.join("index.txt");
+    std::fs::write(&index, paths.iter().map(|p| format!("{}\n", p.display())).collect::<String>())?;
+    Ok(index.to_str().ok_or("non-UTF-8 temp path")?.to_owned())
+}
+
+fn folds_arg(folds: &[usize]) -> String {
+    folds.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Per-fold accuracy must be equal (each is a count over the fold's pairs), thresholds within
+/// 1e-6 (PCA axes from an SVD there, from an eigendecomposition here), std equal to rounding.
+fn assert_same_folds(ours: &VerificationReport, reference: &serde_json::Value, what: &str) {
+    assert_eq!(reference["fold_accuracy"].as_array().map(Vec::len), Some(ours.fold_accuracy.len()), "{what}: {reference}");
+    for (k, (acc, th)) in ours.fold_accuracy.iter().zip(&ours.fold_threshold).enumerate() {
+        let ra = reference["fold_accuracy"][k].as_f64().unwrap();
+        let rt = reference["fold_threshold"][k].as_f64().unwrap();
+        assert_eq!(*acc, ra, "{what}: fold {} accuracy", ours.folds[k]);
+        assert!((th - rt).abs() < 1e-6, "{what}: fold {} threshold {th} vs {rt}", ours.folds[k]);
+    }
+    assert!((ours.accuracy_std - reference["std"].as_f64().unwrap()).abs() < 1e-12, "{what}");
+    assert!((ours.accuracy_mean - reference["mean"].as_f64().unwrap()).abs() < 1e-12, "{what}");
+}
+
+/// Largest absolute difference of two tensors.
+fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+    Ok(f64::try_from((a - b).abs().max().to_kind(Kind::Double))?)
+}
+
 #[test]
 fn verification_matches_an_independent_numpy_implementation() -> Result {
     let dir = tempfile::tempdir()?;
     let cfg = lfw_config(dir.path(), vec![2, 5, 9])?;
     let eval = LfwEval::new(&cfg, Template::CaffeFace, &|_| {})?;
-    tch::manual_seed(5);
     let vs = nn::VarStore::new(Device::Cpu);
-    let small = FaceResnetConfig { widths: [4, 8, 8, 16, 16], blocks: [0, 0, 0, 0], feature_dim: 32, ..Default::default() };
-    let net = BackboneConfig::FaceResnet(small).build(&vs.root())?;
+    let net = small_net(&vs)?;
     let report = eval.run(net.as_ref(), Device::Cpu)?;
     assert_eq!(report.verification.folds, vec![2, 5, 9]);
     assert_eq!(report.verification.pairs, 1800);
@@ -46,30 +110,12 @@ fn verification_matches_an_independent_numpy_implementation() -> Result {
     // The same features through the numpy reference.
     let rows: Vec<usize> = (0..eval.paths().len()).collect();
     let feats = eval.features(net.as_ref(), Device::Cpu, &rows)?;
-    let (n, d) = (feats.size()[0] as usize, feats.size()[1] as usize);
-    let values = Vec::<f32>::try_from(feats.flatten(0, -1))?;
-    let npy = dir.path().join("f.npy");
-    facerec_data::npy::write_f32(&npy, &[n, d], &values)?;
-    let index = dir.path().join("index.txt");
-    std::fs::write(&index, eval.paths().iter().map(|p| format!("{}\n", p.display())).collect::<String>())?;
-    let python = std::env::var("FACEREC_PYTHON").unwrap_or_else(|_| ".deps/venv/bin/python".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference/lfw_protocol.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .args(["--features", npy.to_str().unwrap(), "--index", index.to_str().unwrap()])
-        .args(["--pairs", cfg.pairs.to_str().unwrap(), "--folds", "2,5,9"])
-        .output()
-        .map_err(|e| format!("cannot run {python} (run scripts/setup.sh): {e}"))?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let reference: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let n = feats.size()[0];
+    let f = save(dir.path(), "f.npy", &feats)?;
+    let index = save_index(dir.path(), eval.paths())?;
+    let reference = reference("lfw_protocol.py", &["--features", &f, "--index", &index, "--pairs", cfg.pairs.to_str().unwrap(), "--folds", "2,5,9"])?;
     let v = &report.verification;
-    for (k, (acc, th)) in v.fold_accuracy.iter().zip(&v.fold_threshold).enumerate() {
-        let ra = reference["fold_accuracy"][k].as_f64().unwrap();
-        let rt = reference["fold_threshold"][k].as_f64().unwrap();
-        assert_eq!(*acc, ra, "fold {k} accuracy");
-        assert!((th - rt).abs() < 1e-6, "fold {k} threshold {th} vs {rt}");
-    }
-    assert!((v.accuracy_std - reference["std"].as_f64().unwrap()).abs() < 1e-12);
+    assert_same_folds(v, &reference, "plain features");
 
     // Features from a file give the same result as features from the model.
     let ext = verify_external(&feats, eval.paths(), &cfg.pairs, &cfg.folds, 0)?;
@@ -77,10 +123,103 @@ fn verification_matches_an_independent_numpy_implementation() -> Result {
     // ... and a missing row is an error that lists the image.
     let mut short: Vec<PathBuf> = eval.paths().to_vec();
     let dropped = short.remove(0);
-    let err = verify_external(&feats.narrow(0, 1, n as i64 - 1), &short, &cfg.pairs, &cfg.folds, 0)
-        .unwrap_err()
-        .to_string();
+    let err = verify_external(&feats.narrow(0, 1, n - 1), &short, &cfg.pairs, &cfg.folds, 0).unwrap_err().to_string();
     assert!(err.contains("no feature row") && err.contains(&dropped.display().to_string()), "{err}");
+    Ok(())
+}
+
+/// The paper's protocol in full (Wen et al. 2016, sec. 4.1 and 4.2): all 10 folds, features of
+/// image and mirror concatenated, PCA fitted on the 9 training folds, threshold from the same 9.
+#[test]
+fn mirrored_features_and_pca_on_the_training_folds_match_numpy() -> Result {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = lfw_config(dir.path(), Vec::new())?;
+    cfg.flip = true;
+    cfg.pca = 24;
+    let eval = LfwEval::new(&cfg, Template::CaffeFace, &|_| {})?;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = small_net(&vs)?;
+    let report = eval.run(net.as_ref(), Device::Cpu)?;
+    let v = &report.verification;
+    assert_eq!(v.folds, (1..=10).collect::<Vec<_>>());
+    assert_eq!((v.pairs, v.pca), (6000, 24));
+    assert!(report.protocol.contains("image+mirror concatenated") && report.protocol.contains("PCA to 24"), "{}", report.protocol);
+
+    let rows: Vec<usize> = (0..eval.paths().len()).collect();
+    let feats = eval.features(net.as_ref(), Device::Cpu, &rows)?;
+    assert_eq!(feats.size(), vec![rows.len() as i64, 2 * DIM]);
+    let (image, mirror) = (feats.narrow(1, 0, DIM), feats.narrow(1, DIM, DIM));
+
+    // The second half is the backbone on the horizontally flipped crops (flipped here by
+    // libtorch, not by the crop source), the first half the backbone on the crops themselves.
+    let _guard = tch::no_grad_guard();
+    for chunk in rows.chunks(1024) {
+        let (at, len) = (chunk[0] as i64, chunk.len() as i64);
+        let crops = eval.crops(chunk)?;
+        let direct = net.forward_t(&crops, false)?;
+        let flipped = net.forward_t(&crops.flip([3]), false)?;
+        assert!(max_diff(&direct, &image.narrow(0, at, len))? < 1e-5, "rows {at}..: image features");
+        assert!(max_diff(&flipped, &mirror.narrow(0, at, len))? < 1e-5, "rows {at}..: mirror features");
+        // ... and a mirror is not the image (else the check above would prove nothing).
+        assert!(max_diff(&direct, &flipped)? > 1e-3, "rows {at}..: mirrored crops give the image's features");
+    }
+
+    let (f, m) = (save(dir.path(), "image.npy", &image)?, save(dir.path(), "mirror.npy", &mirror)?);
+    let index = save_index(dir.path(), eval.paths())?;
+    let folds = folds_arg(&v.folds);
+    let pairs = cfg.pairs.to_str().unwrap();
+    let common = ["--features", &f, "--mirror", &m, "--index", &index, "--pairs", pairs, "--folds", &folds];
+
+    // Mirror concatenation and PCA fitted per fold on the other nine.
+    let with_pca = reference("lfw_protocol.py", &[&common[..], &["--pca", "24"]].concat())?;
+    assert_eq!(with_pca["dims"].as_i64(), Some(2 * DIM));
+    assert_same_folds(v, &with_pca, "mirror + PCA");
+    // Mirror concatenation alone, through facerec's scoring of external features.
+    let plain = reference("lfw_protocol.py", &common)?;
+    let ours = verify_external(&feats, eval.paths(), &cfg.pairs, &[], 0)?;
+    assert_same_folds(&ours, &plain, "mirror, no PCA");
+    // PCA changes the scores (else the comparison above would not test it).
+    assert_ne!(ours.fold_threshold, v.fold_threshold);
+    Ok(())
+}
+
+#[test]
+fn identification_matches_an_independent_numpy_implementation() -> Result {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = lfw_config(dir.path(), vec![3, 8])?;
+    cfg.flip = true;
+    cfg.identification = true;
+    let eval = LfwEval::new(&cfg, Template::CaffeFace, &|_| {})?;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = small_net(&vs)?;
+    let report = eval.run(net.as_ref(), Device::Cpu)?;
+    let ours = report.identification.ok_or("identification was asked for")?;
+
+    let rows: Vec<usize> = (0..eval.paths().len()).collect();
+    let feats = eval.features(net.as_ref(), Device::Cpu, &rows)?;
+    let (f, m) = (save(dir.path(), "image.npy", &feats.narrow(1, 0, DIM))?, save(dir.path(), "mirror.npy", &feats.narrow(1, DIM, DIM))?);
+    let index = save_index(dir.path(), eval.paths())?;
+    let theirs = reference(
+        "lfw_identification.py",
+        &["--features", &f, "--mirror", &m, "--index", &index, "--pairs", cfg.pairs.to_str().unwrap()]
+            .into_iter()
+            .chain(["--images", cfg.images.to_str().unwrap(), "--folds", "3,8", "--max-rank", "10"])
+            .collect::<Vec<_>>(),
+    )?;
+    eprintln!("identification: ours {ours:?}\nnumpy {theirs}");
+    assert_eq!(theirs["identities"].as_u64(), Some(ours.identities as u64));
+    assert_eq!(theirs["gallery"].as_u64(), Some(ours.gallery as u64));
+    assert_eq!(theirs["probes"].as_u64(), Some(ours.probes as u64));
+    assert!(ours.probes > 100 && ours.gallery > 100, "{ours:?}");
+    let cmc: Vec<f64> = theirs["cmc"].as_array().ok_or("no cmc")?.iter().filter_map(|x| x.as_f64()).collect();
+    assert_eq!(cmc.len(), ours.cmc.len());
+    // Fractions of the same probe count: equal up to the division's rounding.
+    for (k, (a, b)) in ours.cmc.iter().zip(&cmc).enumerate() {
+        assert!((a - b).abs() < 1e-12, "rank {}: {a} vs {b}", k + 1);
+    }
+    assert_eq!(ours.rank1, ours.cmc[0]);
+    // A random network still ranks: the curve rises (else it would not tell ranks apart).
+    assert!(ours.cmc[9] > ours.cmc[0], "{:?}", ours.cmc);
     Ok(())
 }
 

@@ -31,8 +31,8 @@ fn faces() -> Result<Tensor> {
 }
 
 fn save_npy(path: &Path, t: &Tensor) -> Result {
-    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-    facerec_data::npy::write_f32(path, &shape, &Vec::<f32>::try_from(t.flatten(0, -1))?)?;
+    let array: ndarray::ArrayD<f32> = (&t.to_kind(Kind::Float)).try_into()?;
+    facerec_data::npy::write(path, &array)?;
     Ok(())
 }
 
@@ -83,8 +83,9 @@ fn pytorch_weights_load_by_name_and_give_the_same_embeddings() -> Result {
     // ... with one it loads by name.
     let loaded = load_backbone(&w, Device::Cpu, Some(&config()))?;
     let ours = tch::no_grad(|| loaded.backbone.forward_t(&x, false))?;
-    let theirs = facerec_data::npy::read(&fi)?;
-    let theirs = Tensor::f_from_slice(&theirs.to_f32())?.f_view([8, 64])?;
+    let theirs = facerec_data::npy::read::<f32, ndarray::Ix2>(&fi)?;
+    assert_eq!(theirs.dim(), (8, 64));
+    let theirs = Tensor::try_from(&theirs)?;
     let diff = f64::try_from((ours - theirs).abs().max().to_kind(Kind::Double))?;
     eprintln!("PyTorch -> facerec: max abs diff {diff:.2e}");
     assert!(diff <= 1e-4, "max abs diff {diff}");

@@ -109,7 +109,7 @@ fn detections_match_facenet_pytorch() -> Result {
         let img = read_rgb(&lfw.join("images").join(rel))?;
         let path = dir.path().join(format!("{i}.npy"));
         let (w, h) = (img.width() as usize, img.height() as usize);
-        std::fs::write(&path, npy::encode(npy::Dtype::U8, &[h, w, 3], img.as_raw()))?;
+        npy::write(&path, &ndarray::ArrayView3::from_shape((h, w, 3), img.as_raw().as_slice())?)?;
         arrays.push(path);
         ours.push(mtcnn.detect(&img)?);
     }

@@ -157,8 +157,7 @@ fn write(out: &Path, emb: &Tensor, files: &[PathBuf]) -> anyhow::Result<()> {
     let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     match out.extension().and_then(|e| e.to_str()) {
         Some("npy") => {
-            let shape: Vec<usize> = emb.size().iter().map(|&s| s as usize).collect();
-            facerec_data::npy::write_f32(out, &shape, &Vec::<f32>::try_from(emb.f_flatten(0, -1)?)?)?;
+            facerec_data::npy::write(out, &facerec_eval::features::to_array2::<f32>(emb)?)?;
             let index = out.with_extension("txt");
             facerec_data::fsutil::atomic_write_bytes(&index, (paths.join("\n") + "\n").as_bytes())?;
         }

@@ -150,20 +150,15 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
 }
 
 fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig) -> anyhow::Result<()> {
-    let arr = facerec_data::npy::read(features)?;
-    let [n, d] = arr.shape[..] else {
-        bail!("{}: expected a 2-D array [N, D], got shape {:?}", features.display(), arr.shape);
-    };
-    if arr.dtype != facerec_data::npy::Dtype::F32 {
-        bail!("{}: expected float32 features", features.display());
-    }
+    // float32 [N, D]; another dtype or shape is an error that names the file
+    let arr = facerec_data::npy::read::<f32, ndarray::Ix2>(features)?;
     let index: Vec<PathBuf> = std::fs::read_to_string(index_path)
         .with_context(|| format!("reading {}", index_path.display()))?
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| PathBuf::from(l.trim()))
         .collect();
-    let t = tch::Tensor::f_from_slice(&arr.to_f32())?.f_view([n as i64, d as i64])?;
+    let t = facerec_eval::features::from_array2(&arr)?;
     let t0 = std::time::Instant::now();
     let v = verify_external(&t, &index, &lfw.pairs, &lfw.folds, lfw.pca)?;
     println!(
