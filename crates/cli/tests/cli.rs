@@ -500,3 +500,282 @@ fn launch_stops_every_rank_when_one_dies() -> Result {
     assert_ne!(unsafe { libc::kill(pid0, 0) }, 0, "rank 0 (pid {pid0}) survived the launcher");
     Ok(())
 }
+
+// --- Issue 17: compare's features, .bin sets of the other template, eval --out, --overwrite,
+// error chains ------------------------------------------------------------------------------
+
+/// A small Face-ResNet (112x96) with random weights, saved as a backbone file.
+fn random_face_model(path: &Path) -> Result {
+    use facerec_model::face_resnet::FaceResnetConfig;
+    let config = facerec_model::BackboneConfig::FaceResnet(FaceResnetConfig {
+        widths: [4, 8, 8, 16, 16],
+        blocks: [0, 0, 0, 0],
+        feature_dim: 16,
+        ..Default::default()
+    });
+    std::fs::create_dir_all(path.parent().ok_or("a file path")?)?;
+    tch::manual_seed(5);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    config.build(&(vs.root() / "backbone"))?;
+    let vars = facerec_model::weights::strip_prefix(&vs.variables(), "backbone");
+    facerec_model::saved::save_backbone(path, &config, &vars)?;
+    Ok(())
+}
+
+/// Ten pairs of LFW's fold 1 (five same, five different) as two insightface `.bin` sets of PNG
+/// crops aligned with the landmarks file: `lfw112.bin` (insightface template, 112x112) and
+/// `lfw96.bin` (caffe-face, 112x96).
+fn lfw_bins(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    use facerec_data::align::{align, Template};
+    let lfw = facerec_data::paths::require("lfw")?;
+    let pairs = facerec_data::lfw::Pairs::read(&lfw.join("pairs.txt"))?;
+    let landmarks = LandmarkFile::read(&lfw.join("landmarks_5pt.tsv"), OnBad::Fail)?;
+    let fold: Vec<_> = pairs.of_folds(&[0]);
+    let chosen: Vec<_> =
+        fold.iter().filter(|p| p.same).take(5).chain(fold.iter().filter(|p| !p.same).take(5)).collect();
+    let mut paths = Vec::new();
+    for template in [Template::Insightface, Template::CaffeFace] {
+        let (h, w) = template.size();
+        let mut bin = facerec_data::insightface::EvalBin { images: Vec::new(), issame: Vec::new() };
+        for p in &chosen {
+            for rel in [&p.a, &p.b] {
+                let img = facerec_data::image_io::read_rgb(&lfw.join("images").join(rel))?;
+                let crop = align(&img, &landmarks.entries[rel].landmarks, template)?;
+                let crop = image::RgbImage::from_raw(w, h, crop).ok_or("crop size")?;
+                let mut png = Vec::new();
+                crop.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+                bin.images.push(png);
+            }
+            bin.issame.push(p.same);
+        }
+        let path = dir.join(format!("lfw{w}.bin"));
+        bin.write(&path)?;
+        paths.push(path);
+    }
+    Ok((paths[0].clone(), paths[1].clone()))
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    Ok(serde_json::from_slice(&std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?)?)
+}
+
+#[test]
+fn eval_scores_a_112x112_bin_with_a_112x96_model_and_writes_the_report_to_out() -> Result {
+    let dir = tempfile::tempdir()?;
+    random_face_model(&dir.path().join("m/model.safetensors"))?;
+    let (wide, narrow) = lfw_bins(dir.path())?;
+    for (bin, out) in [(&wide, "r112"), (&narrow, "r96")] {
+        let o = facerec(&["eval", "--model", "m/model.safetensors", "--bin", bin.to_str().unwrap(), "--out", out, "-q"], dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("over 10 pairs"), "{}", text(&o));
+        for f in ["lfw_report.json", "lfw_roc.png", "lfw_scores.png"] {
+            assert!(dir.path().join(out).join(f).is_file(), "{out}/{f} missing");
+        }
+    }
+    // Columns 8..104 of the 112x112 crops are the 112x96 crops (up to the rounding of a few
+    // pixels by the warp): the same scores, so the same thresholds and accuracy.
+    let (a, b) = (read_json(&dir.path().join("r112/lfw_report.json"))?, read_json(&dir.path().join("r96/lfw_report.json"))?);
+    assert_eq!(a["flip"], true);
+    assert!(a["protocol"].as_str().unwrap().contains("lfw112.bin"), "{}", a["protocol"]);
+    let (va, vb) = (&a["verification"], &b["verification"]);
+    assert_eq!(va["accuracy_mean"], vb["accuracy_mean"]);
+    let (ta, tb) = (va["fold_threshold"].as_array().unwrap(), vb["fold_threshold"].as_array().unwrap());
+    assert_eq!(ta.len(), 10);
+    for (x, y) in ta.iter().zip(tb) {
+        let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+        assert!((x - y).abs() < 1e-2, "thresholds {ta:?} vs {tb:?}");
+    }
+    // Without --out nothing is written.
+    let o = facerec(&["eval", "--model", "m/model.safetensors", "--bin", wide.to_str().unwrap(), "-q"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!dir.path().join("lfw_report.json").exists());
+    Ok(())
+}
+
+#[test]
+fn compare_computes_the_features_its_threshold_was_chosen_on() -> Result {
+    let mtcnn = facerec_data::paths::require("mtcnn")?;
+    let images = facerec_data::paths::require("lfw")?.join("images");
+    let dir = tempfile::tempdir()?;
+    random_face_model(&dir.path().join("m/model.safetensors"))?;
+    let (wide, _) = lfw_bins(dir.path())?;
+    for (out, extra) in [("flip", None), ("noflip", Some("--no-flip"))] {
+        let mut args = vec!["eval", "--model", "m/model.safetensors", "--bin", wide.to_str().unwrap(), "--out", out, "-q"];
+        args.extend(extra);
+        let o = facerec(&args, dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let (a, b) = (images.join("Zico/Zico_0001.jpg"), images.join("Zico/Zico_0002.jpg"));
+    let compare = |extra: &[&str]| -> Result<(f64, f64, String)> {
+        let mut args = vec!["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--model", "m/model.safetensors"];
+        args.extend(["--weights", mtcnn.to_str().unwrap(), "-q"]);
+        args.extend(extra);
+        let o = facerec(&args, dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+        let line = String::from_utf8(o.stdout)?;
+        let nums: Vec<f64> = line.split_whitespace().filter_map(|w| w.trim_end_matches(':').parse().ok()).collect();
+        Ok((nums[0], nums[1], line))
+    };
+    let mean_threshold = |out: &str| -> Result<f64> {
+        let r = read_json(&dir.path().join(out).join("lfw_report.json"))?;
+        let ts: Vec<f64> = r["verification"]["fold_threshold"].as_array().unwrap().iter().filter_map(|t| t.as_f64()).collect();
+        Ok(ts.iter().sum::<f64>() / ts.len() as f64)
+    };
+    // A report of image+mirror features: compare uses the mirror too, as without a report.
+    let (cos_flip, th, line) = compare(&["--report", "flip/lfw_report.json"])?;
+    assert!(line.contains("features of image and mirror"), "{line}");
+    assert!((th - mean_threshold("flip")?).abs() < 1e-4, "{line}");
+    assert_eq!(compare(&["--threshold", "0.5"])?.0, cos_flip);
+    // A report made without the mirror: compare leaves it out too.
+    let (cos_plain, th, line) = compare(&["--report", "noflip/lfw_report.json"])?;
+    assert!(line.contains("features of the image alone"), "{line}");
+    assert!((th - mean_threshold("noflip")?).abs() < 1e-4, "{line}");
+    assert_eq!(compare(&["--threshold", "0.5", "--no-flip"])?.0, cos_plain);
+    assert_ne!(cos_flip, cos_plain, "the two settings must compute different features");
+    // Asking for other features than the report's threshold was chosen on is refused.
+    let o = facerec(
+        &["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--model", "m/model.safetensors", "--report", "flip/lfw_report.json", "--no-flip"],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--threshold"), "{}", text(&o));
+    Ok(())
+}
+
+/// An `.npy` of `[rows, cols]` little-endian float32, written by hand (format 1.0).
+fn write_npy_f32(path: &Path, rows: usize, cols: usize, data: &[f32]) -> Result {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
+/// Pseudo-random features (8-d) for the images of LFW's folds 1 and 2: `feats.npy` and
+/// `feats.txt`.
+fn folds12_features(dir: &Path) -> Result<PathBuf> {
+    let pairs = facerec_data::lfw::Pairs::read(&facerec_data::paths::require("lfw")?.join("pairs.txt"))?;
+    let images = pairs.images(&[0, 1]);
+    let mut state = 12345u64;
+    let data: Vec<f32> = (0..images.len() * 8)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    write_npy_f32(&dir.join("feats.npy"), images.len(), 8, &data)?;
+    std::fs::write(dir.join("feats.txt"), images.iter().map(|p| format!("{}\n", p.display())).collect::<String>())?;
+    Ok(dir.join("feats.npy"))
+}
+
+#[test]
+fn eval_features_writes_its_report_to_out_and_compare_will_not_guess_its_features() -> Result {
+    let pairs = facerec_data::paths::require("lfw")?.join("pairs.txt");
+    let dir = tempfile::tempdir()?;
+    folds12_features(dir.path())?;
+    let o = facerec(
+        &["eval", "--features", "feats.npy", "--index", "feats.txt", "--folds", "1,2", "--pairs", pairs.to_str().unwrap(), "--out", "ext"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    for f in ["lfw_report.json", "lfw_roc.png", "lfw_scores.png"] {
+        assert!(dir.path().join("ext").join(f).is_file(), "ext/{f} missing");
+    }
+    let report = read_json(&dir.path().join("ext/lfw_report.json"))?;
+    let acc = report["verification"]["accuracy_mean"].as_f64().unwrap();
+    assert!(text(&o).contains(&format!("{:.2}%", 100.0 * acc)), "{}", text(&o));
+    assert_eq!(report["verification"]["pairs"], 1200);
+    assert!(report["flip"].is_null() && report["protocol"].as_str().unwrap().contains("feats.npy"), "{report}");
+    // Features computed elsewhere: compare cannot know how to compute them, and says so before
+    // any work (the model is not even read).
+    let o = facerec(&["compare", "a.jpg", "b.jpg", "--model", "none.safetensors", "--report", "ext/lfw_report.json"], dir.path());
+    assert!(!o.status.success());
+    assert!(text(&o).contains("ext/lfw_report.json") && text(&o).contains("--threshold"), "{}", text(&o));
+    Ok(())
+}
+
+#[test]
+fn overwrite_clears_every_file_a_run_wrote() -> Result {
+    let pairs = facerec_data::paths::require("lfw")?.join("pairs.txt");
+    let dir = tempfile::tempdir()?;
+    let cfg = mnist_config(dir.path(), 0.01)?;
+    let cfg = cfg.to_str().unwrap();
+    // Everything a run writes: an MNIST run's files, and an LFW report in the run directory
+    // (as `facerec eval <run>` writes it), from features to keep the test quick.
+    assert!(facerec(&["train", cfg, "--name", "x", "-q"], dir.path()).status.success());
+    folds12_features(dir.path())?;
+    let o = facerec(
+        &["eval", "--features", "feats.npy", "--index", "feats.txt", "--folds", "1,2", "--pairs", pairs.to_str().unwrap(), "--out", "runs/x"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let run = dir.path().join("runs/x");
+    std::fs::write(run.join("notes.txt"), "the user's own file")?;
+    let listing = || -> Result<Vec<String>> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&run)?.map(|e| Ok(e?.file_name().to_string_lossy().into_owned())).collect::<Result<_>>()?;
+        names.sort();
+        Ok(names)
+    };
+    let before = listing()?;
+    for f in ["checkpoints", "report.json", "features.png", "training.png", "lfw_report.json", "lfw_roc.png"] {
+        assert!(before.iter().any(|n| n == f), "{f} missing from {before:?}");
+    }
+    assert!(before.iter().any(|n| n.starts_with("events.out.tfevents.")), "{before:?}");
+    // `--overwrite` with data that cannot be read: the old run is gone before the data fails.
+    let empty = dir.path().join("no-mnist-here");
+    std::fs::create_dir(&empty)?;
+    let o = facerec(&["train", cfg, "--name", "x", "--overwrite", "--set", &format!("data.dir={}", empty.display()), "-q"], dir.path());
+    assert!(!o.status.success(), "{}", text(&o));
+    assert_eq!(listing()?, vec!["notes.txt".to_string()], "left behind by --overwrite (run wrote {before:?})");
+    Ok(())
+}
+
+#[test]
+fn error_chains_say_each_cause_once() -> Result {
+    // From the command line.
+    let dir = tempfile::tempdir()?;
+    let o = facerec(&["train", "nope.toml"], dir.path());
+    assert!(!o.status.success());
+    let err = String::from_utf8(o.stderr)?;
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("nope.toml"), "{err}");
+
+    // Every variant of every crate's error that wraps another error, as `main` prints it.
+    let io = || std::io::Error::other("disk on fire");
+    let torch = || tch::TchError::Torch("shape mismatch".into());
+    let ops = || facerec_ops::OpsError::Op("shape mismatch".into());
+    let path = PathBuf::from("x.bin");
+    let errors: Vec<anyhow::Error> = vec![
+        facerec_data::DataError::Io { path: path.clone(), error: io() }.into(),
+        facerec_data::DataError::Torch(torch()).into(),
+        facerec_model::ModelError::Io { path: path.clone(), error: io() }.into(),
+        facerec_model::ModelError::Torch(torch()).into(),
+        facerec_model::ModelError::Ops(ops()).into(),
+        facerec_losses::LossError::Torch(torch()).into(),
+        facerec_train::TrainError::Io { path: path.clone(), error: io() }.into(),
+        facerec_train::TrainError::Torch(torch()).into(),
+        facerec_train::TrainError::Ops(ops()).into(),
+        facerec_train::TrainError::Data(facerec_data::DataError::Io { path: path.clone(), error: io() }).into(),
+        facerec_train::TrainError::Model(facerec_model::ModelError::Ops(ops())).into(),
+        facerec_eval::EvalError::Io { path: path.clone(), error: io() }.into(),
+        facerec_eval::EvalError::Torch(torch()).into(),
+        facerec_eval::EvalError::Data(facerec_data::DataError::Torch(torch())).into(),
+        facerec_eval::EvalError::Train(facerec_train::TrainError::Io { path: path.clone(), error: io() }).into(),
+        facerec_train::TrainError::from(tch::TchError::Torch("shape mismatch".into())).into(),
+    ];
+    for e in errors {
+        let shown = format!("{:#}", e.context("reading x.bin"));
+        let cause = if shown.contains("disk on fire") { "disk on fire" } else { "shape mismatch" };
+        assert_eq!(shown.matches(cause).count(), 1, "{shown}");
+    }
+    Ok(())
+}

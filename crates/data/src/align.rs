@@ -47,13 +47,23 @@ impl Template {
         }
     }
 
+    /// The template whose crops are `height` x `width`, if any.
+    pub fn of_size(height: u32, width: u32) -> Option<Self> {
+        [Template::CaffeFace, Template::Insightface].into_iter().find(|t| t.size() == (height, width))
+    }
+
     /// The five target points.
     pub fn points(self) -> [[f64; 2]; 5] {
-        let dx = match self {
-            Template::CaffeFace => 0.0,
-            Template::Insightface => 8.0,
-        };
+        let dx = f64::from(self.x_offset());
         CAFFE_FACE_112X96.map(|[x, y]| [x + dx, y])
+    }
+
+    /// How many pixels right of caffe-face's the template puts the face (same rows).
+    fn x_offset(self) -> u32 {
+        match self {
+            Template::CaffeFace => 0,
+            Template::Insightface => 8,
+        }
     }
 }
 
@@ -207,6 +217,27 @@ pub fn align(img: &RgbImage, landmarks: &Landmarks, template: Template) -> Resul
     Ok(warp(img, &sim, h, w))
 }
 
+/// An aligned crop (`img`, made with one of the templates) as the input of a backbone that
+/// takes `height` x `width` images: the crop itself when the sizes match, else the crop of the
+/// other template cut from it. The 112x112 insightface template is caffe-face's 112x96 one shifted
+/// right by 8 pixels, so columns 8..104 of an insightface crop are the caffe-face crop; the other
+/// way round needs pixels the crop does not hold (`None`), as does any other size.
+pub fn fit_aligned(img: &RgbImage, height: u32, width: u32) -> Option<Vec<u8>> {
+    if (img.height(), img.width()) == (height, width) {
+        return Some(img.as_raw().clone());
+    }
+    let from = Template::of_size(img.height(), img.width())?;
+    let to = Template::of_size(height, width)?;
+    // How far right `from` puts the face compared with `to`: the target's first column.
+    let left = from.x_offset().checked_sub(to.x_offset())? as usize;
+    let (w, want) = (img.width() as usize, width as usize);
+    if height != img.height() || left + want > w {
+        return None;
+    }
+    let rows = img.as_raw().chunks_exact(3 * w);
+    Some(rows.flat_map(|row| &row[3 * left..3 * (left + want)]).copied().collect())
+}
+
 /// `HWC` RGB bytes to planar `CHW`.
 pub fn hwc_to_chw(hwc: &[u8], height: usize, width: usize) -> Vec<u8> {
     let plane = height * width;
@@ -300,5 +331,28 @@ mod tests {
         let hwc = [1, 2, 3, 4, 5, 6]; // one row, two pixels
         assert_eq!(flip_hwc(&hwc, 2), vec![4, 5, 6, 1, 2, 3]);
         assert_eq!(hwc_to_chw(&hwc, 1, 2), vec![1, 4, 2, 5, 3, 6]);
+    }
+
+    #[test]
+    fn an_insightface_crop_holds_the_caffe_face_crop_at_columns_8_to_104() {
+        // A smooth image (so that a 1/32-pixel rounding of the warp's coordinates moves a value by
+        // at most one level) and a tilted face in it.
+        let img = RgbImage::from_fn(250, 250, |x, y| image::Rgb([x as u8, y as u8, ((x + y) / 2) as u8]));
+        let face = Landmarks([[100.3, 110.2], [148.9, 104.7], [126.1, 135.5], [106.0, 160.4], [146.2, 156.9]]);
+        let caffe = align(&img, &face, Template::CaffeFace).unwrap();
+        let insight = align(&img, &face, Template::Insightface).unwrap();
+        let wide = RgbImage::from_raw(112, 112, insight).unwrap();
+        let cut = fit_aligned(&wide, 112, 96).unwrap();
+        assert_eq!(cut.len(), caffe.len());
+        // The two warps see the same source points up to rounding of the shifted coordinates.
+        let off = cut.iter().zip(&caffe).filter(|(a, b)| a != b).count();
+        let worst = cut.iter().zip(&caffe).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+        assert!(worst <= 1 && off * 1000 <= cut.len(), "{off} of {} values differ, by up to {worst}", cut.len());
+        // Same size: the crop itself; caffe-face to insightface or other sizes: no.
+        let narrow = RgbImage::from_raw(96, 112, caffe.clone()).unwrap();
+        assert_eq!(fit_aligned(&narrow, 112, 96), Some(caffe));
+        assert_eq!(fit_aligned(&narrow, 112, 112), None);
+        assert_eq!(fit_aligned(&wide, 100, 96), None);
+        assert_eq!(Template::of_size(112, 96), Some(Template::CaffeFace));
     }
 }

@@ -10,14 +10,13 @@
 //! leaves a cache that looks complete. A cache whose fingerprint differs from the request is
 //! rebuilt.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::align::{align, hwc_to_chw, Template};
 use crate::dataset::{FaceDataset, Sample};
@@ -62,23 +61,47 @@ pub struct CacheIndex {
     pub fingerprint: u64,
 }
 
-/// A fingerprint of the inputs of a cache: template, samples and their landmarks.
+/// A fingerprint of the inputs of a cache: template, samples and their landmarks. It names the
+/// cache's folder and is stored in its index, so it must not change with the platform or the Rust
+/// version (as `DefaultHasher` may): it is the first 8 bytes, read little-endian, of the SHA-256
+/// of this encoding (strings as UTF-8 preceded by their byte length as a u64, numbers
+/// little-endian):
+///
+/// `"facerec crop cache"`, `VERSION` (u32), the template's config name (`caffe_face`), the
+/// dataset root; then per sample its path (as stored, relative to the root), its label (i64), and
+/// a byte 0 (no landmarks) or 1 followed by the ten landmark coordinates (f32, x then y).
 pub fn fingerprint(dataset: &FaceDataset, landmarks: &LandmarkFile, template: Template) -> u64 {
-    let mut h = DefaultHasher::new();
-    VERSION.hash(&mut h);
-    format!("{template:?}").hash(&mut h);
-    dataset.root.hash(&mut h);
+    fn text(h: &mut Sha256, s: &str) {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    let mut h = Sha256::new();
+    text(&mut h, "facerec crop cache");
+    h.update(VERSION.to_le_bytes());
+    text(
+        &mut h,
+        match template {
+            Template::CaffeFace => "caffe_face",
+            Template::Insightface => "insightface",
+        },
+    );
+    text(&mut h, &dataset.root.to_string_lossy());
     for s in &dataset.samples {
-        s.path.hash(&mut h);
-        s.label.hash(&mut h);
-        if let Some(e) = landmarks.entries.get(&s.path) {
-            for p in e.landmarks.0 {
-                p[0].to_bits().hash(&mut h);
-                p[1].to_bits().hash(&mut h);
+        text(&mut h, &s.path.to_string_lossy());
+        h.update(s.label.to_le_bytes());
+        match landmarks.entries.get(&s.path) {
+            None => h.update([0u8]),
+            Some(e) => {
+                h.update([1u8]);
+                for v in e.landmarks.0.as_flattened() {
+                    h.update(v.to_le_bytes());
+                }
             }
         }
     }
-    h.finish()
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h.finalize()[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// Runs `f` over the samples in chunks, in parallel within a chunk, handing each result to
@@ -296,4 +319,48 @@ pub fn write_crops(
         |_, ()| Ok(()),
     )?;
     Ok(BuildReport { written: written.into_inner(), skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::landmarks::{LandmarkEntry, Landmarks};
+
+    #[test]
+    fn fingerprint_is_the_specified_hash_of_the_inputs() {
+        let dataset = FaceDataset {
+            root: PathBuf::from("/data/faces"),
+            samples: vec![
+                Sample { path: PathBuf::from("Ann/Ann_0001.jpg"), label: 0 },
+                Sample { path: PathBuf::from("Bob/Bob_0001.jpg"), label: 1 },
+            ],
+            identities: vec!["Ann".into(), "Bob".into()],
+        };
+        let points = [[30.5, 51.25], [65.5, 51.5], [48.0, 71.75], [33.5, 92.25], [62.75, 92.0]];
+        let entry = LandmarkEntry { landmarks: Landmarks(points), score: Some(0.9) };
+        let landmarks =
+            LandmarkFile { entries: HashMap::from([(PathBuf::from("Ann/Ann_0001.jpg"), entry)]), skipped: Vec::new() };
+        // The same encoding with Python's hashlib (Bob has no landmarks):
+        //   import hashlib, struct
+        //   h = hashlib.sha256()
+        //   def text(s): b = s.encode(); h.update(struct.pack('<Q', len(b)) + b)
+        //   text("facerec crop cache"); h.update(struct.pack('<I', 1)); text("caffe_face"); text("/data/faces")
+        //   text("Ann/Ann_0001.jpg"); h.update(struct.pack('<q', 0))
+        //   h.update(b'\x01' + struct.pack('<10f', 30.5, 51.25, 65.5, 51.5, 48.0, 71.75, 33.5, 92.25, 62.75, 92.0))
+        //   text("Bob/Bob_0001.jpg"); h.update(struct.pack('<q', 1)); h.update(b'\x00')
+        //   hex(struct.unpack('<Q', h.digest()[:8])[0])  # 0x7cf8a5a8e20b4c58
+        assert_eq!(VERSION, 1, "the pinned value below encodes version 1");
+        let fp = fingerprint(&dataset, &landmarks, Template::CaffeFace);
+        assert_eq!(fp, 0x7cf8_a5a8_e20b_4c58);
+        // Every input counts.
+        assert_ne!(fingerprint(&dataset, &landmarks, Template::Insightface), fp);
+        let relabelled = FaceDataset {
+            samples: vec![dataset.samples[0].clone(), Sample { label: 0, ..dataset.samples[1].clone() }],
+            ..dataset.clone()
+        };
+        assert_ne!(fingerprint(&relabelled, &landmarks, Template::CaffeFace), fp);
+        assert_ne!(fingerprint(&dataset, &LandmarkFile { entries: HashMap::new(), skipped: Vec::new() }, Template::CaffeFace), fp);
+    }
 }

@@ -4,13 +4,15 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong while reading or preparing data. Each variant names the file
 /// (and line, where there is one) and what was expected, so a user can fix the input.
+///
+/// A variant that wraps another error (I/O, libtorch) prints that error's message itself and does
+/// not also return it as `source()`: `main` prints the chain with `{:#}`, which would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: not found{hint}")]
     Missing { path: PathBuf, hint: String },
@@ -25,19 +27,26 @@ pub enum DataError {
     #[error("{0}")]
     Invalid(String),
     #[error("libtorch: {}", torch_message(.0))]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
 }
 
 /// `Result` with [`DataError`].
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
 
+// By hand rather than `#[from]`, which would also make the wrapped error the `source()`.
+impl From<tch::TchError> for DataError {
+    fn from(e: tch::TchError) -> Self {
+        DataError::Torch(e)
+    }
+}
+
 impl DataError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         let path = path.into();
-        if source.kind() == std::io::ErrorKind::NotFound {
+        if error.kind() == std::io::ErrorKind::NotFound {
             DataError::Missing { path, hint: String::new() }
         } else {
-            DataError::Io { path, source }
+            DataError::Io { path, error }
         }
     }
 

@@ -3,17 +3,19 @@
 use std::path::PathBuf;
 
 /// What can go wrong evaluating.
+///
+/// A variant that wraps another error (I/O, libtorch) prints that error's message itself and does
+/// not also return it as `source()`: `main` prints the chain with `{:#}`, which would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error("{0}")]
     Invalid(String),
     #[error("{path}: {msg}")]
     Input { path: PathBuf, msg: String },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("plot {path}: {msg}")]
     Plot { path: PathBuf, msg: String },
@@ -24,11 +26,18 @@ pub enum EvalError {
     #[error(transparent)]
     Train(#[from] facerec_train::TrainError),
     #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
 }
 
 /// `Result` with [`EvalError`].
 pub type Result<T, E = EvalError> = std::result::Result<T, E>;
+
+// By hand rather than `#[from]`, which would also make the wrapped error the `source()`.
+impl From<tch::TchError> for EvalError {
+    fn from(e: tch::TchError) -> Self {
+        EvalError::Torch(e)
+    }
+}
 
 impl From<EvalError> for facerec_train::TrainError {
     fn from(e: EvalError) -> Self {

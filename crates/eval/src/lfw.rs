@@ -32,6 +32,10 @@ use crate::verification::{verify, PairRef, VerificationReport};
 #[derive(Debug, Clone, Serialize)]
 pub struct LfwReport {
     pub protocol: String,
+    /// Whether each feature is the image's and its mirror's concatenated (`eval.lfw.flip`), as
+    /// `facerec compare` must compute them to use the thresholds; `None` for features computed
+    /// elsewhere.
+    pub flip: Option<bool>,
     pub verification: VerificationReport,
     pub identification: Option<IdentificationReport>,
 }
@@ -75,7 +79,7 @@ impl LfwEval {
             for id in &test_ids {
                 let dir = config.images.join(id);
                 let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                    .map_err(|e| EvalError::Io { path: dir.clone(), source: e })?
+                    .map_err(|e| EvalError::Io { path: dir.clone(), error: e })?
                     .filter_map(|e| e.ok().map(|e| PathBuf::from(id).join(e.file_name())))
                     .filter(|p| facerec_data::image_io::is_image_path(p))
                     .collect();
@@ -178,7 +182,7 @@ impl LfwEval {
         } else {
             None
         };
-        Ok(LfwReport { protocol: self.protocol(), verification, identification })
+        Ok(LfwReport { protocol: self.protocol(), flip: Some(self.config.flip), verification, identification })
     }
 }
 
@@ -197,7 +201,8 @@ impl Evaluator for LfwEval {
 
 /// Verification on an insightface evaluation `.bin` (`lfw.bin`, `cfp_fp.bin`, `agedb_30.bin`):
 /// images already aligned, pair `i` = images `2i` and `2i + 1`, and, as insightface's
-/// `verification.py` does, 10 folds of consecutive pairs.
+/// `verification.py` does, 10 folds of consecutive pairs. A 112x96 model scores a 112x112 set
+/// on columns 8..104 of its crops (see `facerec_data::align::fit_aligned`).
 pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bool, pca: usize, batch: usize) -> Result<VerificationReport> {
     let bin = facerec_data::insightface::EvalBin::read(path)?;
     let shape = backbone.input_shape();
@@ -205,13 +210,14 @@ pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bo
     let mut pixels = Vec::with_capacity(per * bin.images.len());
     for (i, bytes) in bin.images.iter().enumerate() {
         let img = facerec_data::image_io::decode_rgb(bytes, &path.join(format!("#{i}")))?;
-        if [3, i64::from(img.height()), i64::from(img.width())] != shape {
+        // A 112x112 (insightface) crop holds the 112x96 (caffe-face) one.
+        let Some(hwc) = facerec_data::align::fit_aligned(&img, shape[1] as u32, shape[2] as u32) else {
             return Err(EvalError::Input {
                 path: path.to_path_buf(),
                 msg: format!("image {i} is {}x{}, the model takes {shape:?}", img.height(), img.width()),
             });
-        }
-        pixels.extend(facerec_data::align::hwc_to_chw(img.as_raw(), shape[1] as usize, shape[2] as usize));
+        };
+        pixels.extend(facerec_data::align::hwc_to_chw(&hwc, shape[1] as usize, shape[2] as usize));
     }
     let n = bin.images.len();
     let source = PixelSource::new(pixels.into(), vec![0; n], 1, shape)?;
@@ -274,7 +280,7 @@ pub fn verify_external(features: &Tensor, index: &[PathBuf], pairs_path: &Path, 
 impl LfwReport {
     /// Writes `lfw_report.json` and the figures of [`VerificationReport::figures`] into `dir`.
     pub fn write(&self, dir: &Path, name: &str) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| EvalError::Io { path: dir.to_path_buf(), source: e })?;
+        std::fs::create_dir_all(dir).map_err(|e| EvalError::Io { path: dir.to_path_buf(), error: e })?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| EvalError::Invalid(e.to_string()))?;
         facerec_data::fsutil::atomic_write_bytes(&dir.join("lfw_report.json"), &json)?;
         for (file, figure) in self.verification.figures(name) {

@@ -1,6 +1,9 @@
 //! The one error type of `facerec-losses`.
 
 /// What can go wrong computing a loss or updating centers.
+///
+/// A variant that wraps another error (I/O, libtorch) prints that error's message itself and does
+/// not also return it as `source()`: `main` prints the chain with `{:#}`, which would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum LossError {
     #[error("invalid loss setting: {0}")]
@@ -10,8 +13,15 @@ pub enum LossError {
     #[error("label {label} out of range: the loss has {classes} classes")]
     Label { label: i64, classes: i64 },
     #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
 }
 
 /// `Result` with [`LossError`].
 pub type Result<T, E = LossError> = std::result::Result<T, E>;
+
+// By hand rather than `#[from]`, which would also make the wrapped error the `source()`.
+impl From<tch::TchError> for LossError {
+    fn from(e: tch::TchError) -> Self {
+        LossError::Torch(e)
+    }
+}

@@ -1,6 +1,9 @@
 //! The one error type of `facerec-model`.
 
 /// What can go wrong building, running, saving or loading a backbone.
+///
+/// A variant that wraps another error (I/O, libtorch) prints that error's message itself and does
+/// not also return it as `source()`: `main` prints the chain with `{:#}`, which would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("invalid backbone configuration: {0}")]
@@ -11,18 +14,30 @@ pub enum ModelError {
     Weights { path: std::path::PathBuf, msg: String },
     #[error("{path}: not found; {hint}")]
     MissingWeights { path: std::path::PathBuf, hint: &'static str },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// An operation of facerec-ops (PReLU) failed; the message is libtorch's.
     #[error("libtorch: {0}")]
-    Ops(#[from] facerec_ops::OpsError),
+    Ops(facerec_ops::OpsError),
 }
 
 /// `Result` with [`ModelError`].
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+// By hand rather than `#[from]`, which would also make the wrapped error the `source()`.
+impl From<tch::TchError> for ModelError {
+    fn from(e: tch::TchError) -> Self {
+        ModelError::Torch(e)
+    }
+}
+
+impl From<facerec_ops::OpsError> for ModelError {
+    fn from(e: facerec_ops::OpsError) -> Self {
+        ModelError::Ops(e)
+    }
+}

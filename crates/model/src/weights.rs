@@ -91,7 +91,7 @@ fn checksum<'a>(items: impl Iterator<Item = (&'a str, &'a [u8])>) -> u32 {
 
 /// Reads a safetensors file.
 pub fn load(path: &Path) -> Result<(Vec<(String, Tensor)>, BTreeMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
     from_bytes(&bytes, path)
 }
 

@@ -3,15 +3,17 @@
 use std::path::PathBuf;
 
 /// What can stop a training run. Each variant says what to change.
+///
+/// A variant that wraps another error (I/O, libtorch) prints that error's message itself and does
+/// not also return it as `source()`: `main` prints the chain with `{:#}`, which would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("{path}: {msg}")]
     Config { path: PathBuf, msg: String },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
@@ -40,18 +42,31 @@ pub enum TrainError {
     #[error(transparent)]
     Loss(#[from] facerec_losses::LossError),
     #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// An operation of facerec-ops (autocast, dropping gradients) failed; the message is
     /// libtorch's.
     #[error("libtorch: {0}")]
-    Ops(#[from] facerec_ops::OpsError),
+    Ops(facerec_ops::OpsError),
 }
 
 /// `Result` with [`TrainError`].
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
+// By hand rather than `#[from]`, which would also make the wrapped error the `source()`.
+impl From<tch::TchError> for TrainError {
+    fn from(e: tch::TchError) -> Self {
+        TrainError::Torch(e)
+    }
+}
+
+impl From<facerec_ops::OpsError> for TrainError {
+    fn from(e: facerec_ops::OpsError) -> Self {
+        TrainError::Ops(e)
+    }
+}
+
 impl TrainError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.into(), source }
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        TrainError::Io { path: path.into(), error }
     }
 }

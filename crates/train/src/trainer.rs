@@ -288,6 +288,7 @@ impl Trainer {
         if self.is_main() {
             JsonLines::truncate_after(&self.run_dir.join("steps.jsonl"), self.state.step)?;
             JsonLines::truncate_after(&self.run_dir.join("metrics.jsonl"), self.state.step)?;
+            crate::tensorboard::truncate_after(&self.run_dir, self.state.step)?;
         }
         tracing::info!(step = self.state.step, epoch = self.state.epoch, "resumed from {}", ck.path.display());
         Ok(())

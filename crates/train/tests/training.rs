@@ -234,3 +234,42 @@ fn tensorboard_reads_the_event_file() -> Result {
     assert_eq!(got.trim(), format!("32 1 32 {}", (last.1 * 1e4).round() / 1e4), "TensorBoard saw: {got}");
     Ok(())
 }
+
+#[test]
+fn resume_drops_the_tensorboard_events_past_the_checkpoint() -> Result {
+    // A run that logged 32 steps but kept no checkpoint after step 10 (as if it crashed before
+    // writing them) resumes from step 10 and logs steps 11..32 again.
+    let dir = tempfile::tempdir()?;
+    train(config("")?, dir.path(), None, false)?;
+    for (step, path) in checkpoint::list(dir.path()) {
+        if step > 10 {
+            std::fs::remove_file(path)?;
+        }
+    }
+    assert_eq!(train(config("")?, dir.path(), None, true)?, Outcome::Finished);
+    // TensorBoard's own reader over the directory, without its clean-up of out-of-order steps
+    // (other readers, such as its Rust data server, do not have one): each step once, with the
+    // values of steps.jsonl.
+    let python = std::env::var("FACEREC_PYTHON").unwrap_or_else(|_| ".deps/venv/bin/python".into());
+    let code = format!(
+        "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator as E\n\
+         a = E('{}', purge_orphaned_data=False); a.Reload()\n\
+         print(' '.join(f'{{s.step}}:{{s.value!r}}' for s in a.Scalars('train/loss')))",
+        dir.path().display()
+    );
+    let out = std::process::Command::new(&python).args(["-c", &code]).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<(u64, f64)> = String::from_utf8(out.stdout)?
+        .split_whitespace()
+        .map(|w| {
+            let (s, v) = w.split_once(':').ok_or("step:value")?;
+            Ok((s.parse()?, v.parse()?))
+        })
+        .collect::<Result<_>>()?;
+    let logged = losses(dir.path())?;
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), (1..=32).collect::<Vec<_>>(), "TensorBoard saw: {got:?}");
+    for ((step, tb), (_, json)) in got.iter().zip(&logged) {
+        assert!((tb - json).abs() <= 1e-6 * json.abs().max(1.0), "step {step}: TensorBoard {tb}, steps.jsonl {json}");
+    }
+    Ok(())
+}

@@ -12,12 +12,14 @@ use facerec_data::normalize::normalize_u8;
 use facerec_model::device::DeviceChoice;
 use facerec_model::mtcnn::{nearest_to_centre, Mtcnn};
 use facerec_model::saved::load_backbone;
+use facerec_model::Backbone;
+use serde::Deserialize;
 
 use crate::commands::train::template_for;
 
 pub const EXAMPLES: &str = "Examples:
   facerec compare a.jpg b.jpg --model runs/lfw_faceresnet_small_center/model.safetensors
-  facerec compare a.jpg b.jpg --model model.safetensors --threshold 0.45";
+  facerec compare a.jpg b.jpg --model model.safetensors --threshold 0.45 --no-flip";
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -31,8 +33,13 @@ pub struct CompareArgs {
     #[arg(long)]
     pub threshold: Option<f64>,
     /// An LFW report to take the threshold from [default: lfw_report.json beside --model].
+    /// The features are then computed as that evaluation computed them (with the mirror or not).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Use each image's features alone, without its mirror's (with --threshold; a report's
+    /// threshold comes with its own setting).
+    #[arg(long)]
+    pub no_flip: bool,
     /// MTCNN weights folder.
     #[arg(long, default_value = "data/mtcnn")]
     pub weights: PathBuf,
@@ -40,29 +47,70 @@ pub struct CompareArgs {
     pub device: DeviceChoice,
 }
 
-/// The threshold the LFW evaluation chose (mean over folds), refusing a PCA-based one.
-fn report_threshold(path: &Path) -> anyhow::Result<f64> {
+/// The parts of an LFW report (`facerec_eval::lfw::LfwReport`) a threshold needs.
+#[derive(Deserialize)]
+struct ReportThresholds {
+    /// Absent in reports of features computed elsewhere (and of facerec before it was written).
+    flip: Option<bool>,
+    verification: FoldThresholds,
+}
+
+#[derive(Deserialize)]
+struct FoldThresholds {
+    pca: usize,
+    fold_threshold: Vec<Option<f64>>,
+}
+
+/// The threshold the LFW evaluation chose (mean over folds) and whether its features include
+/// the mirror's, refusing a PCA-based threshold or one for features computed elsewhere.
+fn report_threshold(path: &Path) -> anyhow::Result<(f64, bool)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: no LFW report to take a threshold from (pass --threshold)", path.display()))?;
-    let r: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let v = &r["verification"];
-    if v["pca"].as_u64().unwrap_or(0) > 0 {
+    let r: ReportThresholds =
+        serde_json::from_str(&text).with_context(|| format!("{}: not an LFW report of facerec eval", path.display()))?;
+    if r.verification.pca > 0 {
         bail!("{}: its thresholds are for PCA-projected features; pass --threshold", path.display());
     }
-    let ts: Vec<f64> = v["fold_threshold"].as_array().map(|a| a.iter().filter_map(|t| t.as_f64()).collect()).unwrap_or_default();
+    let Some(flip) = r.flip else {
+        bail!(
+            "{}: the report does not say whether its features include the mirror's (features computed \
+             elsewhere, or a report of an older facerec: evaluate the model again with facerec eval); pass --threshold",
+            path.display()
+        );
+    };
+    let ts: Vec<f64> = r.verification.fold_threshold.into_iter().flatten().collect();
     if ts.is_empty() {
         bail!("{}: no fold thresholds in the report", path.display());
     }
-    Ok(ts.iter().sum::<f64>() / ts.len() as f64)
+    Ok((ts.iter().sum::<f64>() / ts.len() as f64, flip))
+}
+
+/// The features of one normalised crop `[1, 3, H, W]`: the image's, then (with `flip`) its
+/// mirror's, concatenated as the LFW protocol does.
+fn features(backbone: &dyn Backbone, x: &Tensor, flip: bool) -> anyhow::Result<Tensor> {
+    tch::no_grad(|| -> anyhow::Result<Tensor> {
+        let mut parts = vec![backbone.forward_t(x, false)?];
+        if flip {
+            parts.push(backbone.forward_t(&x.f_flip([3])?, false)?);
+        }
+        Ok(Tensor::f_cat(&parts, 1)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)
+    })
 }
 
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
-    let threshold = match args.threshold {
-        Some(t) => t,
+    let (threshold, flip) = match args.threshold {
+        Some(t) => (t, !args.no_flip),
         None => {
             let report = args.report.clone().unwrap_or_else(|| args.model.with_file_name("lfw_report.json"));
-            report_threshold(&report)?
+            let (t, flip) = report_threshold(&report)?;
+            if args.no_flip && flip {
+                bail!(
+                    "{}: its threshold is for features of image and mirror; drop --no-flip or pass --threshold",
+                    report.display()
+                );
+            }
+            (t, flip)
         }
     };
     let loaded = load_backbone(&args.model, device, None).with_context(|| format!("loading {}", args.model.display()))?;
@@ -79,12 +127,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         let x = Tensor::f_from_slice(&normalize_u8(&hwc_to_chw(&crop, h as usize, w as usize)))?
             .f_view([1, 3, h, w])?
             .f_to_device(device)?;
-        // Image and mirror, concatenated: the features the LFW protocol (and its threshold) uses.
-        let f = tch::no_grad(|| -> anyhow::Result<Tensor> {
-            let a = loaded.backbone.forward_t(&x, false)?;
-            let b = loaded.backbone.forward_t(&x.f_flip([3])?, false)?;
-            Ok(Tensor::f_cat(&[a, b], 1)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)
-        })?;
+        let f = features(loaded.backbone.as_ref(), &x, flip)?;
         embeddings.push(f);
     }
     let (a, b) = (&embeddings[0], &embeddings[1]);
@@ -92,9 +135,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         / (f64::try_from(a.f_norm()?)? * f64::try_from(b.f_norm()?)?).max(1e-12);
     let same = cos >= threshold;
     println!(
-        "cosine similarity {cos:.4} {} threshold {threshold:.4}: {}",
+        "cosine similarity {cos:.4} {} threshold {threshold:.4}: {} ({})",
         if same { ">=" } else { "<" },
-        if same { "same person" } else { "different people" }
+        if same { "same person" } else { "different people" },
+        if flip { "features of image and mirror" } else { "features of the image alone" }
     );
     Ok(())
 }

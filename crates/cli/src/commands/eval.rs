@@ -58,7 +58,8 @@ pub struct EvalArgs {
     /// Also report identification (rank-1, CMC to rank 10).
     #[arg(long)]
     pub identification: bool,
-    /// Where to write lfw_report.json and the plots [default: the run directory].
+    /// Where to write lfw_report.json and the plots [default: the run directory, else the
+    /// current one; with --features or --bin, only when given].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// "auto", "cpu", "cuda" or "cuda:N".
@@ -111,7 +112,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
 
     if let Some(features) = &args.features {
         let index_path = args.index.as_ref().context("--features needs --index")?;
-        return external(features, index_path, &lfw);
+        return external(features, index_path, &lfw, args.out.as_deref());
     }
     let model_path = match (&args.model, &args.run) {
         (Some(m), _) => m.clone(),
@@ -131,6 +132,20 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
             v.auc,
             100.0 * v.eer
         );
+        if let Some(out) = &args.out {
+            let protocol = format!(
+                "insightface .bin {}, {} pairs in {} folds of consecutive pairs; threshold of each fold chosen on the \
+                 other {}; cosine similarity of {}",
+                bin.display(),
+                v.pairs,
+                v.folds.len(),
+                v.folds.len().saturating_sub(1),
+                features_in_words(lfw.flip, lfw.pca)
+            );
+            let report = LfwReport { protocol, flip: Some(lfw.flip), verification: v, identification: None };
+            report.write(out, &run_name(&model_path))?;
+            println!("report: {}", out.join("lfw_report.json").display());
+        }
         return Ok(());
     }
     lfw.validate().map_err(anyhow::Error::msg)?;
@@ -142,14 +157,27 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let report = eval.run(loaded.backbone.as_ref(), device)?;
     let out = args.out.clone().or_else(|| args.run.clone()).unwrap_or_else(|| PathBuf::from("."));
-    let name = model_path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    report.write(&out, &name)?;
+    report.write(&out, &run_name(&model_path))?;
     print_report(&report, &out);
     tracing::info!("evaluated in {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
 
-fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig) -> anyhow::Result<()> {
+/// The name plots give a model: its run directory's.
+fn run_name(model_path: &Path) -> String {
+    model_path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The features of a protocol, in words (as `LfwEval::protocol` says them).
+fn features_in_words(flip: bool, pca: usize) -> String {
+    format!(
+        "{}features{}",
+        if flip { "image+mirror concatenated " } else { "" },
+        if pca > 0 { format!(", PCA to {pca} fitted on the training folds") } else { String::new() }
+    )
+}
+
+fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig, out: Option<&Path>) -> anyhow::Result<()> {
     // float32 [N, D]; another dtype or shape is an error that names the file
     let arr = facerec_data::npy::read::<f32, ndarray::Ix2>(features)?;
     let index: Vec<PathBuf> = std::fs::read_to_string(index_path)
@@ -172,6 +200,21 @@ fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig) -> anyhow::
         100.0 * v.eer,
         t0.elapsed().as_secs_f64() * 1e3
     );
+    if let Some(out) = out {
+        let protocol = format!(
+            "LFW View-2 pairs, folds {} ({} pairs); threshold of each fold chosen on the other {}; cosine \
+             similarity of {} from {} (computed elsewhere)",
+            v.folds.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+            v.pairs,
+            v.folds.len().saturating_sub(1),
+            features_in_words(false, lfw.pca),
+            features.display()
+        );
+        let report = LfwReport { protocol, flip: None, verification: v, identification: None };
+        let name = features.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        report.write(out, &name)?;
+        println!("report: {}", out.join("lfw_report.json").display());
+    }
     Ok(())
 }
 

@@ -266,19 +266,49 @@ fn mnist_report(
     Ok(())
 }
 
-/// Refuses to mix two runs in one directory.
+/// Refuses to mix two runs in one directory. `overwrite` deletes every file a run writes there
+/// (and nothing else: the directory may hold the user's own files).
 fn prepare_run_dir(run_dir: &Path, resume: bool, overwrite: bool) -> anyhow::Result<()> {
-    let has_checkpoints = !checkpoint::list(run_dir).is_empty();
+    // Every file and folder a run writes into its directory, by writer, besides TensorBoard's
+    // event files (facerec_train::tensorboard finds those by their prefix). Add new outputs
+    // here: the CLI test `overwrite_clears_every_file_a_run_wrote` fails on one left behind.
+    const RUN_FILES: &[&str] = &[
+        // facerec_train::Trainer: the resolved config, metrics, checkpoints, the backbone.
+        "config.toml",
+        "steps.jsonl",
+        "metrics.jsonl",
+        "checkpoints",
+        "model.safetensors",
+        // facerec_eval: training curves, the LFW report and its plots (also `facerec eval <run>`).
+        "training.png",
+        "evaluation.png",
+        "lfw_report.json",
+        "lfw_roc.png",
+        "lfw_scores.png",
+        // This command's MNIST report.
+        "report.json",
+        "features.png",
+    ];
     if overwrite {
-        for name in ["checkpoints", "steps.jsonl", "metrics.jsonl", "report.json", "features.png", "model.safetensors"] {
-            let p = run_dir.join(name);
+        // Temporaries of an interrupted atomic write are named `.<file>.tmp-<pid>`.
+        let temporaries = std::fs::read_dir(run_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")).is_some_and(|(f, _)| RUN_FILES.contains(&f))
+        });
+        let paths: Vec<PathBuf> = RUN_FILES
+            .iter()
+            .map(|f| run_dir.join(f))
+            .chain(facerec_train::tensorboard::event_files(run_dir))
+            .chain(temporaries)
+            .collect();
+        for p in paths {
             if p.is_dir() {
                 std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
             } else if p.exists() {
                 std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
             }
         }
-    } else if has_checkpoints && !resume {
+    } else if !resume && !checkpoint::list(run_dir).is_empty() {
         bail!(
             "{} holds checkpoints of an earlier run: pass --resume to continue it or --overwrite to start again",
             run_dir.display()
