@@ -2,8 +2,9 @@
 //! `<run>/checkpoints/step-<step>.safetensors`:
 //! - every model variable (`backbone.*`, `head.*`, the center table `center.centers`),
 //! - the SGD momentum buffers (`momentum.<parameter name>`),
-//! - in the metadata: the [`TrainState`] (step, epoch, position in the epoch, the epoch's
-//!   running sums), the seed, the world size and the config it was trained with.
+//! - in the metadata: the [`TrainState`] (step, epoch, position in the epoch, the epoch's and
+//!   the logging interval's running sums), the world size and the config it was trained with
+//!   (which holds the seed).
 //!
 //! Files are written atomically (temporary file, fsync, rename) and carry a checksum; loading
 //! the latest falls back to the previous one when the newest is corrupt. The data order is a
@@ -53,6 +54,9 @@ pub struct LogWindow {
     pub center_loss: f64,
     pub correct: f64,
     pub seen: f64,
+    /// Sum of the steps' gradient norms (before clipping).
+    #[serde(default)]
+    pub grad_norm: f64,
 }
 
 /// A loaded checkpoint.

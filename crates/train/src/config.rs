@@ -85,6 +85,10 @@ pub struct OptimConfig {
     pub weight_decay: f64,
     /// Images per step, over all processes together.
     pub batch_size: usize,
+    /// Scale the gradients down when their global L2 norm exceeds this (PyTorch's
+    /// `clip_grad_norm_`); unset: no clipping. The norm is logged either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f64>,
 }
 
 fn default_momentum() -> f64 {
@@ -266,6 +270,11 @@ impl Config {
         if !(o.weight_decay >= 0.0 && o.weight_decay.is_finite()) {
             return Err(format!("optim.weight_decay must be >= 0, got {}", o.weight_decay));
         }
+        if let Some(c) = o.clip_grad_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(format!("optim.clip_grad_norm must be > 0, got {c}"));
+            }
+        }
         if o.batch_size == 0 {
             return Err("optim.batch_size must be at least 1".into());
         }
@@ -352,4 +361,51 @@ pub fn default_run_dir(config_path: &Path, name: Option<&str>) -> PathBuf {
         .or_else(|| config_path.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "run".to_owned());
     PathBuf::from("runs").join(stem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[data]
+kind = "mnist"
+dir = "nowhere"
+[model.backbone]
+name = "lenet_pp"
+[loss]
+lambda = 0.01
+alpha = 0.5
+[optim]
+lr = 0.05
+batch_size = 128
+[schedule]
+steps = 640
+"#;
+
+    fn error_of(overrides: &[&str]) -> String {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        Config::parse(MINIMAL, Path::new("x.toml"), &overrides).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn clip_and_log_settings_are_checked_with_their_key() {
+        for bad in ["optim.clip_grad_norm=0", "optim.clip_grad_norm=-1", "optim.clip_grad_norm=nan"] {
+            let msg = error_of(&[bad]);
+            assert!(msg.contains("x.toml") && msg.contains("optim.clip_grad_norm must be > 0"), "{bad}: {msg}");
+        }
+        assert!(error_of(&["log.every_steps=0"]).contains("log.every_steps must be at least 1"));
+        // Valid settings get as far as the data check.
+        let msg = error_of(&["optim.clip_grad_norm=5", "schedule.warmup_steps=128"]);
+        assert!(msg.contains("data.dir"), "{msg}");
+    }
+
+    #[test]
+    fn the_log_interval_defaults_to_about_250_lines() {
+        let log = LogConfig::default();
+        assert_eq!(log.interval(640), 3);
+        assert_eq!(log.interval(100), 1);
+        assert_eq!(log.interval(28_000), 112);
+        assert_eq!(LogConfig { every_steps: Some(7) }.interval(28_000), 7);
+    }
 }

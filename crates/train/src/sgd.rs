@@ -98,6 +98,26 @@ impl Sgd {
     }
 
     /// Momentum buffers by parameter name (those that exist yet).
+    /// The global L2 norm of the gradients (all parameters together, before weight decay), and
+    /// when it exceeds `max`, every gradient scaled by `max / (norm + 1e-6)`: PyTorch's
+    /// `torch.nn.utils.clip_grad_norm_`. Call it between the backward pass and [`Sgd::step`].
+    pub fn clip_grad_norm(&mut self, max: Option<f64>) -> Result<f64> {
+        let _guard = tch::no_grad_guard();
+        let grads: Vec<Tensor> = self.params.iter().map(|p| p.tensor.grad()).filter(Tensor::defined).collect();
+        if grads.is_empty() {
+            return Ok(0.0);
+        }
+        let norms = grads.iter().map(|g| g.f_norm()).collect::<std::result::Result<Vec<_>, _>>()?;
+        let norm = f64::try_from(Tensor::f_stack(&norms, 0)?.f_norm()?)?;
+        if let Some(max) = max.filter(|&m| norm > m) {
+            let scale = max / (norm + 1e-6);
+            for mut g in grads {
+                let _ = g.f_mul_scalar_(scale)?;
+            }
+        }
+        Ok(norm)
+    }
+
     pub fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
         self.params
             .iter()
@@ -126,6 +146,24 @@ impl Sgd {
 mod tests {
     use super::*;
     use tch::Kind;
+
+    #[test]
+    fn clips_the_global_gradient_norm_like_pytorch() {
+        // By hand: gradients (3) and (0, 4) have global norm 5; clipping to 1 scales both by
+        // 1 / (5 + 1e-6), as torch.nn.utils.clip_grad_norm_(params, 1.0) does.
+        let a = Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[1.0f64, 1.0]).set_requires_grad(true);
+        let mut sgd = Sgd::new(vec![("a.weight".into(), a.shallow_clone()), ("b.bias".into(), b.shallow_clone())], 0.0, 0.0);
+        let loss = || (&a * 3.0).sum(Kind::Double) + (&b * Tensor::from_slice(&[0.0f64, 4.0])).sum(Kind::Double);
+        loss().backward();
+        assert!((sgd.clip_grad_norm(Some(10.0)).unwrap() - 5.0).abs() < 1e-12);
+        assert!((f64::try_from(a.grad()).unwrap() - 3.0).abs() < 1e-12, "below the limit: untouched");
+        assert!((sgd.clip_grad_norm(Some(1.0)).unwrap() - 5.0).abs() < 1e-12);
+        let scale = 1.0 / (5.0 + 1e-6);
+        assert!((f64::try_from(a.grad()).unwrap() - 3.0 * scale).abs() < 1e-12);
+        assert!((Vec::<f64>::try_from(b.grad()).unwrap()[1] - 4.0 * scale).abs() < 1e-12);
+        assert!((sgd.clip_grad_norm(None).unwrap() - 5.0 * scale).abs() < 1e-9, "None measures only");
+    }
 
     #[test]
     fn matches_pytorch_sgd_by_hand() {

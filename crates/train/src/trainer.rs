@@ -429,7 +429,9 @@ impl Trainer {
                 self.state.elapsed_s += (step_time + wait).as_secs_f64();
                 observer.on_step(&StepStats { step_time, ..stats.clone() });
                 if self.state.step % log_every == 0 || self.state.step == total {
-                    self.log_step(&stats)?;
+                    // Every line goes to steps.jsonl; the terminal gets about ten of them.
+                    let announce = self.state.step % (log_every * 25) == 0 || self.state.step == total;
+                    self.log_step(&stats, announce)?;
                 }
                 if every_eval > 0 && every_eval != usize::MAX && self.state.step % every_eval == 0 {
                     self.evaluate(evaluator.as_deref_mut(), observer)?;
@@ -589,6 +591,7 @@ impl Trainer {
             let grads: Vec<Tensor> = self.sgd.params().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
             dist.all_reduce_flat(&grads, 1.0 / world, step, "averaging the gradients")?;
         }
+        let grad_norm = self.sgd.clip_grad_norm(self.config.optim.clip_grad_norm)?;
         if let Some(center) = &self.center {
             let features = features.f_detach()?;
             match &self.dist {
@@ -622,6 +625,7 @@ impl Trainer {
         w.center_loss += center_value;
         w.correct += correct;
         w.seen += n as f64;
+        w.grad_norm += grad_norm;
         Ok(StepStats {
             step: self.state.step,
             epoch: self.state.epoch,
@@ -638,21 +642,33 @@ impl Trainer {
 
     /// One line of `steps.jsonl` (and TensorBoard, and the log): the means of the losses and
     /// the accuracy over the steps since the previous line, and the rate of this step.
-    fn log_step(&mut self, s: &StepStats) -> Result<()> {
+    fn log_step(&mut self, s: &StepStats, announce: bool) -> Result<()> {
         let w = std::mem::take(&mut self.state.log_window);
         let steps = w.steps.max(1) as f64;
-        let (loss, softmax, center, accuracy) =
-            (w.loss / steps, w.softmax_loss / steps, w.center_loss / steps, w.correct / w.seen.max(1.0));
-        tracing::info!(
-            step = s.step,
-            epoch = s.epoch,
-            lr = s.lr,
-            loss = format!("{loss:.4}"),
-            softmax = format!("{softmax:.4}"),
-            center = format!("{center:.4}"),
-            acc = format!("{accuracy:.3}"),
-            "step"
-        );
+        let (loss, softmax, center, accuracy, grad_norm) =
+            (w.loss / steps, w.softmax_loss / steps, w.center_loss / steps, w.correct / w.seen.max(1.0), w.grad_norm / steps);
+        // tracing's levels are static per call site: one call site each.
+        macro_rules! step_line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    step = s.step,
+                    epoch = s.epoch,
+                    lr = s.lr,
+                    loss = format!("{loss:.4}"),
+                    softmax = format!("{softmax:.4}"),
+                    center = format!("{center:.4}"),
+                    acc = format!("{accuracy:.3}"),
+                    grad_norm = format!("{grad_norm:.3}"),
+                    "step"
+                )
+            };
+        }
+        if announce {
+            step_line!(tracing::Level::INFO);
+        } else {
+            step_line!(tracing::Level::DEBUG);
+        }
         let rec = record(&[
             ("step", s.step as f64),
             ("epoch", s.epoch as f64),
@@ -661,6 +677,7 @@ impl Trainer {
             ("softmax_loss", softmax),
             ("center_loss", center),
             ("accuracy", accuracy),
+            ("grad_norm", grad_norm),
             ("steps_averaged", steps),
             ("elapsed_s", self.state.elapsed_s),
         ]);
@@ -669,7 +686,7 @@ impl Trainer {
         }
         if let Some(ev) = &mut self.events {
             for (tag, v) in [("train/loss", loss), ("train/softmax_loss", softmax), ("train/center_loss", center),
-                             ("train/accuracy", accuracy), ("train/lr", s.lr)] {
+                             ("train/accuracy", accuracy), ("train/grad_norm", grad_norm), ("train/lr", s.lr)] {
                 ev.scalar(tag, s.step, v)?;
             }
         }

@@ -44,7 +44,8 @@ pub struct TrainArgs {
     /// Continue from the run directory's latest valid checkpoint.
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
-    /// Delete the run directory's checkpoints and metrics and start again.
+    /// Delete every file an earlier run wrote into the run directory (checkpoints, metrics,
+    /// reports, plots, TensorBoard events) and start again; other files are left alone.
     #[arg(long)]
     pub overwrite: bool,
 }
@@ -285,9 +286,10 @@ fn prepare_run_dir(run_dir: &Path, resume: bool, overwrite: bool) -> anyhow::Res
         "lfw_report.json",
         "lfw_roc.png",
         "lfw_scores.png",
-        // This command's MNIST report.
+        // This command's MNIST report, and its record of a divergence.
         "report.json",
         "features.png",
+        Diverged::FILE,
     ];
     if overwrite {
         // Temporaries of an interrupted atomic write are named `.<file>.tmp-<pid>`.
