@@ -91,6 +91,29 @@ fn train_writes_report_scatter_and_summary_prints_the_table() -> Result {
 }
 
 #[test]
+fn summary_lists_runs_without_results_and_prints_the_rest() -> Result {
+    let dir = tempfile::tempdir()?;
+    let cfg = mnist_config(dir.path(), 0.01)?;
+    let cfg = cfg.to_str().unwrap();
+    for name in ["done", "stopped"] {
+        let out = facerec(&["train", cfg, "--name", name, "-q", "--set", "checkpoint.every_steps=4"], dir.path());
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    // A run stopped after its last checkpoint has checkpoints but no report.
+    std::fs::remove_file(dir.path().join("runs/stopped/report.json"))?;
+    std::fs::create_dir_all(dir.path().join("runs/empty"))?;
+    let out = facerec(&["summary", "runs/done", "runs/stopped", "runs/empty", "runs/missing"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8(out.stdout)?;
+    let row = |name: &str| table.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_default().to_owned();
+    assert!(row("done").contains("features.png"), "{table}");
+    assert!(row("stopped").contains("unfinished: checkpoint at step 10"), "{table}");
+    assert!(row("empty").contains("unfinished: no checkpoint and no report"), "{table}");
+    assert!(row("missing").contains("no such run directory"), "{table}");
+    Ok(())
+}
+
+#[test]
 fn existing_run_needs_resume_or_overwrite_and_resume_finishes_it() -> Result {
     let dir = tempfile::tempdir()?;
     let cfg = mnist_config(dir.path(), 0.01)?;
