@@ -308,14 +308,7 @@ impl Figure {
                     };
                     drawn.label(s.name.clone());
                 }
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .label_font(("sans-serif", 14))
-                    .position(position)
-                    .draw()
-                    .map_err(|e| plot_err(path, e))?;
+                draw_legend(&mut chart, position, path)?;
             }};
         }
         match self.x_axis {
@@ -374,16 +367,24 @@ impl Figure {
                 .label(s.name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], colour.mix(BAR_OPACITY).filled()));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(position)
-            .draw()
-            .map_err(|e| plot_err(path, e))?;
-        Ok(())
+        draw_legend(&mut chart, position, path)
     }
+}
+
+/// The legend box of every figure, on any chart coordinate.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    path: &Path,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .position(position)
+        .draw()
+        .map_err(|e| plot_err(path, e))
 }
 
 /// The figures of `training.png` (losses over steps, from `steps.jsonl`; the center loss only
