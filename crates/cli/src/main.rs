@@ -32,9 +32,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Train a model from an experiment config (TOML).
+    ///
+    /// Exit codes: 0 trained to the end; 130 stopped by Ctrl-C after writing a checkpoint
+    /// (continue with --resume; a second Ctrl-C exits at once, without one); 3 diverged (a
+    /// non-finite loss, recorded in <run>/diverged.json); 1 any other error.
     #[command(after_help = commands::train::EXAMPLES)]
     Train(commands::train::TrainArgs),
     /// Run a command (train) as N data-parallel processes on this machine, torchrun-style.
+    ///
+    /// Ctrl-C reaches every rank once: they checkpoint and stop at the same step, and the launch
+    /// exits with 130 (a second Ctrl-C stops them at once, without a checkpoint). When a rank
+    /// fails, the others are stopped and the launch exits with 1.
     #[command(after_help = commands::launch::EXAMPLES)]
     Launch(commands::launch::LaunchArgs),
     /// Align a dataset's faces to crops (image files or a training cache), in parallel.
@@ -103,6 +111,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The command has said where it stopped and how to go on.
+        Err(e) if e.downcast_ref::<outcome::Interrupted>().is_some() => ExitCode::from(outcome::EXIT_INTERRUPTED),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(outcome::exit_code(&e))

@@ -130,6 +130,42 @@ fn existing_run_needs_resume_or_overwrite_and_resume_finishes_it() -> Result {
 }
 
 #[test]
+fn resume_refuses_changed_training_settings_unless_allowed_and_records_them() -> Result {
+    let dir = tempfile::tempdir()?;
+    let cfg = mnist_config(dir.path(), 0.01)?;
+    let cfg = cfg.to_str().unwrap();
+    let run = dir.path().join("runs/x");
+    assert!(facerec(&["train", cfg, "--name", "x", "-q"], dir.path()).status.success());
+    let trained_with = std::fs::read_to_string(run.join("config.toml"))?;
+    // 320 images, batch 32, 1 epoch: the checkpoint is at step 10.
+    let longer = ["--set", "schedule.epochs=2", "--set", "loss.lambda=0.5"];
+    let mut args = vec!["train", cfg, "--name", "x", "--resume", "-q"];
+    args.extend(longer);
+    let out = facerec(&args, dir.path());
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    assert!(msg.contains("loss.lambda 0.01 -> 0.5") && msg.contains("schedule.epochs 1 -> 2"), "{msg}");
+    assert!(msg.contains("--allow-changes"), "{msg}");
+    assert_eq!(std::fs::read_to_string(run.join("config.toml"))?, trained_with, "a refused resume changes nothing");
+    assert!(!run.join("changes.jsonl").exists());
+    // Logging settings may change freely (and are recorded).
+    let out = facerec(&["train", cfg, "--name", "x", "--resume", "-q", "--set", "log.every_steps=2"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    // Allowed, the run goes on with the new settings, and each change is recorded at step 10.
+    args.push("--allow-changes");
+    let out = facerec(&args, dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let changes: Vec<serde_json::Value> =
+        std::fs::read_to_string(run.join("changes.jsonl"))?.lines().map(serde_json::from_str).collect::<std::result::Result<_, _>>()?;
+    let keys: Vec<(&str, u64)> = changes.iter().map(|c| (c["key"].as_str().unwrap_or(""), c["step"].as_u64().unwrap_or(0))).collect();
+    assert_eq!(keys, [("log.every_steps", 10), ("loss.lambda", 10), ("schedule.epochs", 10)], "{changes:?}");
+    assert_eq!(changes[1]["to"], "0.5");
+    let report = read_json(&run.join("report.json"))?;
+    assert_eq!(report["steps"], 20, "trained on to the second epoch");
+    Ok(())
+}
+
+#[test]
 fn bad_config_fails_before_any_work_with_file_and_key() -> Result {
     let dir = tempfile::tempdir()?;
     let cfg = mnist_config(dir.path(), 0.01)?;
@@ -217,6 +253,15 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
     assert!(out.status.success(), "{}", text(&out));
     let again: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("lfw_report.json"))?)?;
     assert_eq!(again["verification"]["accuracy_mean"], report["verification"]["accuracy_mean"]);
+    // With other settings it writes beside the run's report, which stays as training left it.
+    let before = std::fs::read(run.join("lfw_report.json"))?;
+    let out = facerec(&["eval", "runs/face", "--pca", "8", "-q"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("runs/face/eval_pca8/lfw_report.json"), "{}", text(&out));
+    let pca: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("eval_pca8/lfw_report.json"))?)?;
+    assert_eq!(pca["verification"]["pca"], 8);
+    assert!(run.join("eval_pca8/lfw_roc.png").exists());
+    assert_eq!(std::fs::read(run.join("lfw_report.json"))?, before, "the run's own report must stay");
 
     // `facerec summary` lists the face run with its LFW accuracy and fold std.
     let out = facerec(&["summary", "runs/face"], dir.path());
@@ -473,6 +518,78 @@ fn a_killed_rank_makes_the_other_fail_clearly_not_hang() -> Result {
     assert!(msg.contains("error: distributed training, step") && msg.contains("rank 0 of 2"), "{msg}");
     assert!(msg.contains("another rank has exited"), "{msg}");
     assert!(waited < Duration::from_secs(15), "rank 0 took {waited:?} to notice");
+    Ok(())
+}
+
+/// Sends `signal` to every process of the group `pgid` (a terminal's Ctrl-C does this).
+fn signal_group(pgid: u32, signal: libc::c_int) {
+    // SAFETY: signals a process group this test created (its leader is a live child).
+    assert_eq!(unsafe { libc::kill(-(pgid as libc::pid_t), signal) }, 0, "signalling group {pgid}");
+}
+
+#[test]
+fn ctrl_c_to_the_whole_group_under_launch_checkpoints_every_rank_and_exits_130() -> Result {
+    // As a terminal does: SIGINT to the launcher's whole process group, once.
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir()?;
+    let cfg = mnist_config(dir.path(), 0.01)?;
+    let port = free_port().to_string();
+    let cfg_arg = cfg.display().to_string();
+    let mut args = vec!["launch", "--nproc", "2", "--master-port", &port, "--timeout", "60", "--", "train", &cfg_arg];
+    args.extend(["--name", "ctrl_c"]);
+    let rest = endless();
+    args.extend(rest.iter().map(String::as_str));
+    let mut launcher = command(&args, dir.path()).process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let run = dir.path().join("runs/ctrl_c");
+    if let Err(e) = wait_for("3 logged steps", Duration::from_secs(60), || steps_logged(&run) >= 3) {
+        launcher.kill()?;
+        let out = launcher.wait_with_output()?;
+        return Err(format!("{e}: {}", text(&out)).into());
+    }
+    signal_group(launcher.id(), libc::SIGINT);
+    let status = wait_at_most(&mut launcher, Duration::from_secs(60))?;
+    let out = launcher.wait_with_output()?;
+    let msg = text(&out);
+    let status = status.ok_or_else(|| format!("the launch still runs 60 s after Ctrl-C:\n{msg}"))?;
+    assert_eq!(status.code(), Some(130), "{msg}");
+    assert!(!msg.contains("interrupted twice") && !msg.contains("SIGSEGV"), "{msg}");
+    assert!(msg.contains("[rank 0] interrupted at step") && msg.contains("--resume"), "{msg}");
+    let ck = facerec_train::checkpoint::latest_valid(&run)?.ok_or_else(|| format!("no checkpoint after Ctrl-C:\n{msg}"))?;
+    assert_eq!(ck.world_size, 2);
+    Ok(())
+}
+
+#[test]
+fn a_single_train_under_a_group_wide_ctrl_c_exits_130_and_twice_exits_at_once() -> Result {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir()?;
+    let cfg = mnist_config(dir.path(), 0.01)?;
+    let cfg_arg = cfg.display().to_string();
+    for (name, signals) in [("once", 1), ("twice", 2)] {
+        let mut args = vec!["train", cfg_arg.as_str(), "--name", name];
+        let rest = endless();
+        args.extend(rest.iter().map(String::as_str));
+        let mut child = command(&args, dir.path()).process_group(0).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let run = dir.path().join("runs").join(name);
+        if let Err(e) = wait_for("3 logged steps", Duration::from_secs(60), || steps_logged(&run) >= 3) {
+            child.kill()?;
+            return Err(e);
+        }
+        for _ in 0..signals {
+            signal_group(child.id(), libc::SIGINT);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let status = wait_at_most(&mut child, Duration::from_secs(60))?;
+        let out = child.wait_with_output()?;
+        let msg = text(&out);
+        let status = status.ok_or_else(|| format!("{name}: still running 60 s after Ctrl-C:\n{msg}"))?;
+        // Exit code 130 either way, never a crash; a single Ctrl-C leaves a checkpoint.
+        assert_eq!(status.code(), Some(130), "{name}: {status:?}\n{msg}");
+        if signals == 1 {
+            assert!(msg.contains("interrupted at step"), "{msg}");
+            assert!(facerec_train::checkpoint::latest_valid(&run)?.is_some(), "{msg}");
+        }
+    }
     Ok(())
 }
 
@@ -740,6 +857,15 @@ fn overwrite_clears_every_file_a_run_wrote() -> Result {
         dir.path(),
     );
     assert!(o.status.success(), "{}", text(&o));
+    // A re-evaluation beside the run's report (as `facerec eval RUN --pca 8` writes it), and a
+    // resume with a changed setting (recorded in changes.jsonl).
+    let o = facerec(
+        &["eval", "--features", "feats.npy", "--index", "feats.txt", "--folds", "1,2", "--pairs", pairs.to_str().unwrap(), "--out", "runs/x/eval_pca8"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = facerec(&["train", cfg, "--name", "x", "--resume", "--set", "log.every_steps=2", "-q"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
     let run = dir.path().join("runs/x");
     std::fs::write(run.join("notes.txt"), "the user's own file")?;
     let listing = || -> Result<Vec<String>> {
@@ -749,7 +875,7 @@ fn overwrite_clears_every_file_a_run_wrote() -> Result {
         Ok(names)
     };
     let before = listing()?;
-    for f in ["checkpoints", "report.json", "features.png", "training.png", "lfw_report.json", "lfw_roc.png"] {
+    for f in ["checkpoints", "report.json", "features.png", "training.png", "lfw_report.json", "lfw_roc.png", "eval_pca8", "changes.jsonl"] {
         assert!(before.iter().any(|n| n == f), "{f} missing from {before:?}");
     }
     assert!(before.iter().any(|n| n.starts_with("events.out.tfevents.")), "{before:?}");

@@ -51,6 +51,9 @@ pub struct LfwEval {
     folds: Vec<usize>,
     /// Cache rows used by the pairs (sorted).
     pair_rows: Vec<usize>,
+    /// The verification of the last periodic evaluation ([`Evaluator::evaluate`]): a training
+    /// run ends with one of its final weights, which [`LfwEval::report`] reuses.
+    last: Option<VerificationReport>,
 }
 
 fn list_some(items: &[String]) -> String {
@@ -115,7 +118,7 @@ impl LfwEval {
         let mut pair_rows: Vec<usize> = pair_refs.iter().flat_map(|p| [p.a, p.b]).collect();
         pair_rows.sort_unstable();
         pair_rows.dedup();
-        Ok(LfwEval { config: config.clone(), source: cache.into_source()?, paths, pairs: pair_refs, folds, pair_rows })
+        Ok(LfwEval { config: config.clone(), source: cache.into_source()?, paths, pairs: pair_refs, folds, pair_rows, last: None })
     }
 
     /// The LFW-relative image path of each cache row.
@@ -139,6 +142,17 @@ impl LfwEval {
 
     /// Features `[rows, D]` (or `[rows, 2D]` with the mirror) of the given cache rows.
     pub fn features(&self, backbone: &dyn Backbone, device: Device, rows: &[usize]) -> Result<Tensor> {
+        self.features_with_progress(backbone, device, rows, &|_| {})
+    }
+
+    /// [`LfwEval::features`], calling `progress` with the number of images done after each batch.
+    pub fn features_with_progress(
+        &self,
+        backbone: &dyn Backbone,
+        device: Device,
+        rows: &[usize],
+        progress: &dyn Fn(u64),
+    ) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
         let mut out = Vec::new();
         for chunk in rows.chunks(self.config.batch_size.max(1)) {
@@ -147,8 +161,17 @@ impl LfwEval {
                 parts.push(self.forward(backbone, device, chunk, true)?);
             }
             out.push(Tensor::f_cat(&parts, 1)?);
+            progress(chunk.len() as u64);
         }
         Ok(Tensor::f_cat(&out, 0)?)
+    }
+
+    /// How many images [`LfwEval::report`] computes features of (for a progress bar).
+    pub fn images_to_embed(&self) -> usize {
+        match (&self.last, self.config.identification) {
+            (Some(_), false) => 0,
+            _ => self.paths.len(),
+        }
     }
 
     /// The normalised crops `[rows, C, H, W]` of the given cache rows, as the backbone sees them
@@ -176,9 +199,47 @@ impl LfwEval {
         let all: Vec<usize> = (0..self.paths.len()).collect();
         let feats = self.features(backbone, device, &all)?;
         let verification = verify(&feats, &self.pairs, &self.folds, self.config.pca)?;
+        self.with_identification(verification, Some(&feats), backbone, device, &|_| {})
+    }
+
+    /// The report of the model the last periodic evaluation saw (at the end of training: its
+    /// final weights, which `backbone` must be), reusing that evaluation's verification instead
+    /// of computing it again; without one, as [`LfwEval::run`]. `progress` gets the images
+    /// embedded ([`LfwEval::images_to_embed`] in all).
+    pub fn report(&mut self, backbone: &dyn Backbone, device: Device, progress: &dyn Fn(u64)) -> Result<LfwReport> {
+        match self.last.take() {
+            Some(verification) => self.with_identification(verification, None, backbone, device, progress),
+            None => {
+                let all: Vec<usize> = (0..self.paths.len()).collect();
+                let feats = self.features_with_progress(backbone, device, &all, progress)?;
+                let verification = verify(&feats, &self.pairs, &self.folds, self.config.pca)?;
+                self.with_identification(verification, Some(&feats), backbone, device, progress)
+            }
+        }
+    }
+
+    /// A report from `verification`, adding identification when configured (on `feats` of all
+    /// cache rows, computed here when not given).
+    fn with_identification(
+        &self,
+        verification: VerificationReport,
+        feats: Option<&Tensor>,
+        backbone: &dyn Backbone,
+        device: Device,
+        progress: &dyn Fn(u64),
+    ) -> Result<LfwReport> {
         let identification = if self.config.identification {
             let labels: Vec<i64> = self.source.labels().to_vec();
-            Some(identify(&feats, &labels, 10)?)
+            let computed;
+            let feats = match feats {
+                Some(f) => f,
+                None => {
+                    let all: Vec<usize> = (0..self.paths.len()).collect();
+                    computed = self.features_with_progress(backbone, device, &all, progress)?;
+                    &computed
+                }
+            };
+            Some(identify(feats, &labels, 10)?)
         } else {
             None
         };
@@ -190,12 +251,14 @@ impl Evaluator for LfwEval {
     fn evaluate(&mut self, model: &ModelParts<'_>) -> facerec_train::Result<Vec<(String, f64)>> {
         let r = self.verify_model(model.backbone, model.device)?;
         let tar = r.tar_at_far.iter().find(|t| t.far == 1e-3).map_or(f64::NAN, |t| t.tar);
-        Ok(vec![
+        let metrics = vec![
             ("lfw_accuracy".into(), r.accuracy_mean),
             ("lfw_accuracy_std".into(), r.accuracy_std),
             ("lfw_auc".into(), r.auc),
             ("lfw_tar_far1e-3".into(), tar),
-        ])
+        ];
+        self.last = Some(r);
+        Ok(metrics)
     }
 }
 

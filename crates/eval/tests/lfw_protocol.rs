@@ -235,3 +235,40 @@ fn pairs_that_name_missing_images_are_listed() -> Result {
     assert!(err.contains("No_Such_Person/No_Such_Person_0001.jpg") && err.contains("Adrien_Brody_0099.jpg"), "{err}");
     Ok(())
 }
+
+#[test]
+fn the_report_after_training_reuses_the_last_evaluation_instead_of_scoring_again() -> Result {
+    // A run's last periodic evaluation sees its final weights; the report that follows must
+    // reuse that verification (the same numbers as metrics.jsonl, and no second pass over the
+    // images). Shown here by asking for the report with another network than the one evaluated:
+    // the verification is the evaluated one's, and identification (which the periodic
+    // evaluation does not compute) comes from the network given.
+    use facerec_train::{Evaluator, ModelParts};
+    let dir = tempfile::tempdir()?;
+    let cfg = LfwEvalConfig { identification: true, ..lfw_config(dir.path(), vec![1, 2])? };
+    let mut eval = LfwEval::new(&cfg, Template::CaffeFace, &|_| {})?;
+    let (vs_a, vs_b) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let net_a = small_net(&vs_a)?;
+    tch::manual_seed(99);
+    let small = FaceResnetConfig { widths: [4, 8, 8, 16, 16], blocks: [0, 0, 0, 0], feature_dim: DIM, ..Default::default() };
+    let net_b = BackboneConfig::FaceResnet(small).build(&vs_b.root())?;
+    let head = facerec_losses::SoftmaxLoss::new(&(vs_a.root() / "head"), DIM, 10);
+    let parts = ModelParts { backbone: net_a.as_ref(), head: &head, centers: None, device: Device::Cpu };
+    let metrics = eval.evaluate(&parts)?;
+    let of_a = eval.run(net_a.as_ref(), Device::Cpu)?;
+    let of_b = eval.run(net_b.as_ref(), Device::Cpu)?;
+    assert_ne!(of_a.verification.fold_threshold, of_b.verification.fold_threshold, "two different networks");
+
+    let embedded = std::cell::Cell::new(0u64);
+    assert_eq!(eval.images_to_embed(), eval.paths().len(), "identification still needs every image");
+    let report = eval.report(net_b.as_ref(), Device::Cpu, &|n| embedded.set(embedded.get() + n))?;
+    assert_eq!(report.verification.fold_threshold, of_a.verification.fold_threshold, "the evaluation's verification");
+    assert_eq!(report.verification.accuracy_mean, metrics[0].1);
+    assert_eq!(embedded.get() as usize, eval.paths().len(), "progress counts every image embedded");
+    let (ia, ib) = (report.identification.as_ref().ok_or("identification")?, of_b.identification.as_ref().ok_or("b")?);
+    assert_eq!(ia.cmc, ib.cmc, "identification of the network given");
+    // Used once: a second report scores afresh.
+    let again = eval.report(net_b.as_ref(), Device::Cpu, &|_| {})?;
+    assert_eq!(again.verification.fold_threshold, of_b.verification.fold_threshold);
+    Ok(())
+}

@@ -205,6 +205,20 @@ impl LfwEvalConfig {
         if self.folds.contains(&0) {
             return Err("eval.lfw.folds: folds are 1-based".into());
         }
+        if self.folds.len() == 1 {
+            return Err(format!(
+                "eval.lfw.folds = {:?}: verification needs at least 2 folds (the threshold of each fold is \
+                 chosen on the others)",
+                self.folds
+            ));
+        }
+        if let Some(w) = {
+            let mut sorted = self.folds.clone();
+            sorted.sort_unstable();
+            sorted.windows(2).find(|w| w[0] == w[1]).map(<[usize]>::to_vec)
+        } {
+            return Err(format!("eval.lfw.folds = {:?}: fold {} is listed twice", self.folds, w[0]));
+        }
         if self.batch_size == 0 {
             return Err("eval.lfw.batch_size must be at least 1".into());
         }
@@ -247,8 +261,13 @@ impl Config {
             toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?
         } else {
             let mut value: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
+            let before = schedule_unit(&value);
             for o in overrides {
                 apply_override(&mut value, o).map_err(err)?;
+            }
+            let sets_milestones = overrides.iter().any(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == "schedule.milestones"));
+            if !sets_milestones {
+                check_milestone_unit(before, schedule_unit(&value), &value).map_err(err)?;
             }
             // Round-trip through text so that errors still name the key.
             let text = toml::to_string(&value).map_err(|e| err(e.to_string()))?;
@@ -354,6 +373,96 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result:
     Err(format!("override {assignment:?} has an empty key"))
 }
 
+/// One setting that differs between the config a checkpoint was written with and the config a
+/// run resumes with. Values are TOML (`None`: the key is absent on that side).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub key: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl ConfigChange {
+    /// Keys (or key prefixes, ending in `.`) whose change leaves what is trained alone: how a
+    /// run is described, logged, checkpointed and evaluated, and where it runs.
+    const FREE: [&'static str; 6] = ["description", "threads", "device", "log.", "checkpoint.", "eval."];
+
+    /// Whether the change alters the training (the data, model, loss, optimiser or schedule).
+    pub fn alters_training(&self) -> bool {
+        !Self::FREE.iter().any(|f| if f.ends_with('.') { self.key.starts_with(f) } else { self.key == *f })
+    }
+}
+
+impl std::fmt::Display for ConfigChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
+        write!(f, "{} {} -> {}", self.key, side(&self.from), side(&self.to))
+    }
+}
+
+/// The settings that differ between two resolved configs (TOML texts as [`Config::to_toml`]
+/// writes them), by dotted key, in key order. Arrays are compared whole.
+pub fn config_changes(from: &str, to: &str) -> std::result::Result<Vec<ConfigChange>, String> {
+    fn flatten(prefix: &str, table: &toml::Table, out: &mut std::collections::BTreeMap<String, String>) {
+        for (k, v) in table {
+            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(t) => flatten(&key, t, out),
+                other => {
+                    out.insert(key, other.to_string());
+                }
+            }
+        }
+    }
+    let parse = |text: &str| -> std::result::Result<_, String> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| format!("reading a config: {e}"))?;
+        let mut flat = std::collections::BTreeMap::new();
+        flatten("", &table, &mut flat);
+        Ok(flat)
+    };
+    let (a, b) = (parse(from)?, parse(to)?);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    Ok(keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| ConfigChange { key: k.clone(), from: a.get(k).cloned(), to: b.get(k).cloned() })
+        .collect())
+}
+
+/// A schedule's unit and length as written: `("epochs", 10)` or `("steps", 500)`.
+fn schedule_unit(table: &toml::Table) -> Option<(&'static str, i64)> {
+    let schedule = table.get("schedule")?.as_table()?;
+    ["epochs", "steps"].into_iter().find_map(|unit| Some((unit, schedule.get(unit)?.as_integer()?)))
+}
+
+/// Refuses overrides that switch the schedule between epochs and steps while the milestones,
+/// written in the old unit, are left as they are: `[6, 9]` epochs would silently become steps 6
+/// and 9, dropping the rate 100x within the first ten steps.
+fn check_milestone_unit(
+    before: Option<(&'static str, i64)>,
+    after: Option<(&'static str, i64)>,
+    table: &toml::Table,
+) -> std::result::Result<(), String> {
+    let (Some((old_unit, old_len)), Some((new_unit, new_len))) = (before, after) else { return Ok(()) };
+    let milestones: Vec<i64> = table
+        .get("schedule")
+        .and_then(|s| s.get("milestones"))
+        .and_then(toml::Value::as_array)
+        .map(|a| a.iter().filter_map(toml::Value::as_integer).collect())
+        .unwrap_or_default();
+    if old_unit == new_unit || milestones.is_empty() {
+        return Ok(());
+    }
+    let scaled: Vec<String> = milestones.iter().map(|m| (m * new_len / old_len.max(1)).to_string()).collect();
+    Err(format!(
+        "--set changes the schedule from {old_unit} (schedule.{old_unit} = {old_len}) to {new_unit} \
+         (schedule.{new_unit} = {new_len}), but schedule.milestones {milestones:?} count {old_unit}: \
+         give them in {new_unit} too, e.g. --set \"schedule.milestones=[{}]\" (the same fractions of \
+         the run), or --set \"schedule.milestones=[]\" for none",
+        scaled.join(", ")
+    ))
+}
+
 /// The run directory of a config: `runs/<config file stem>` (or `runs/<name>`).
 pub fn default_run_dir(config_path: &Path, name: Option<&str>) -> PathBuf {
     let stem = name
@@ -398,6 +507,65 @@ steps = 640
         // Valid settings get as far as the data check.
         let msg = error_of(&["optim.clip_grad_norm=5", "schedule.warmup_steps=128"]);
         assert!(msg.contains("data.dir"), "{msg}");
+    }
+
+    #[test]
+    fn switching_the_schedule_unit_needs_milestones_in_the_new_unit() {
+        let epochs = MINIMAL.replace("steps = 640", "epochs = 10\nmilestones = [6, 9]");
+        let parse = |overrides: &[&str]| {
+            let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+            Config::parse(&epochs, Path::new("x.toml"), &overrides).unwrap_err().to_string()
+        };
+        // The documented way to shorten a run would turn epochs 6 and 9 into steps 6 and 9.
+        let msg = parse(&["schedule.epochs=", "schedule.steps=500"]);
+        assert!(msg.contains("x.toml") && msg.contains("schedule.milestones [6, 9] count epochs"), "{msg}");
+        assert!(msg.contains("schedule.milestones=[300, 450]"), "the same fractions of 500 steps: {msg}");
+        // Giving the milestones (or none), or keeping the unit, passes this check (and stops
+        // at the data check, which comes later).
+        for ok in [
+            &["schedule.epochs=", "schedule.steps=500", "schedule.milestones=[300, 450]"][..],
+            &["schedule.epochs=", "schedule.steps=500", "schedule.milestones=[]"],
+            &["schedule.epochs=20"],
+        ] {
+            let msg = parse(ok);
+            assert!(msg.contains("data.dir"), "{ok:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn config_changes_name_each_key_and_tell_training_from_bookkeeping() {
+        let from = "seed = 1\n[loss]\nlambda = 0.01\nalpha = 0.5\n[log]\nevery_steps = 5\n";
+        let to = "seed = 1\nthreads = 2\n[loss]\nlambda = 0.5\nalpha = 0.5\n[log]\nevery_steps = 9\n";
+        let changes = config_changes(from, to).unwrap();
+        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["log.every_steps 5 -> 9", "loss.lambda 0.01 -> 0.5", "threads (unset) -> 2"]);
+        let altering: Vec<&str> = changes.iter().filter(|c| c.alters_training()).map(|c| c.key.as_str()).collect();
+        assert_eq!(altering, ["loss.lambda"]);
+        assert!(config_changes(from, from).unwrap().is_empty());
+    }
+
+    #[test]
+    fn lfw_folds_that_can_only_fail_after_training_are_refused_up_front() {
+        // Any existing paths do for this check.
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let lfw = |folds: Vec<usize>| LfwEvalConfig {
+            images: here.clone(),
+            landmarks: here.join("Cargo.toml"),
+            pairs: here.join("Cargo.toml"),
+            folds,
+            pca: 0,
+            flip: true,
+            identification: false,
+            cache_dir: default_cache_dir(),
+            batch_size: 8,
+        };
+        let msg = lfw(vec![1]).validate().unwrap_err();
+        assert!(msg.contains("eval.lfw.folds = [1]") && msg.contains("at least 2 folds"), "{msg}");
+        let msg = lfw(vec![1, 3, 1]).validate().unwrap_err();
+        assert!(msg.contains("fold 1 is listed twice"), "{msg}");
+        for ok in [vec![], vec![1, 2], vec![10, 3, 5]] {
+            assert_eq!(lfw(ok.clone()).validate(), Ok(()), "{ok:?}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::{Map, Value};
 use tch::{nn, Device, Kind, Tensor};
 
 use facerec_data::loader::{Batch, Loader, LoaderConfig, Source};
@@ -20,10 +21,10 @@ use facerec_model::device::DeviceChoice;
 use facerec_model::{weights, Backbone};
 
 use crate::checkpoint::{self, Checkpoint, TrainState};
-use crate::config::{Config, Precision};
+use crate::config::{config_changes, Config, ConfigChange, Precision};
 use crate::distributed::{per_rank_batch, Distributed};
 use crate::error::{Result, TrainError};
-use crate::metrics::{record, JsonLines};
+use crate::metrics::{read_records, record, JsonLines};
 use crate::schedule::MultiStep;
 use crate::sgd::Sgd;
 use crate::tensorboard::EventWriter;
@@ -94,6 +95,31 @@ pub struct FitSummary {
     pub data_wait_s: f64,
 }
 
+/// `<run>/changes.jsonl`: each setting changed on a resume, with the step it took effect.
+pub const CHANGES_FILE: &str = "changes.jsonl";
+
+/// Rewrites `path` with the records of changes made before `step` and then `changes` at `step`
+/// (a record at or past `step` belongs to a resume whose later part was lost, or is the same
+/// change being recorded again).
+fn record_changes(path: &Path, step: usize, changes: &[ConfigChange]) -> Result<()> {
+    let mut records: Vec<Map<String, Value>> = if path.exists() { read_records(path)? } else { Vec::new() };
+    records.retain(|r| r.get("step").and_then(Value::as_u64).is_some_and(|s| (s as usize) < step));
+    if records.is_empty() && changes.is_empty() {
+        return Ok(());
+    }
+    for c in changes {
+        let mut r = Map::new();
+        r.insert("step".into(), step.into());
+        r.insert("key".into(), c.key.clone().into());
+        r.insert("from".into(), c.from.clone().into());
+        r.insert("to".into(), c.to.clone().into());
+        records.push(r);
+    }
+    let text: String = records.iter().map(|r| format!("{}\n", Value::Object(r.clone()))).collect();
+    facerec_data::fsutil::atomic_write_bytes(path, text.as_bytes())?;
+    Ok(())
+}
+
 /// Owns the model, the optimiser and the training state of one run.
 pub struct Trainer {
     config: Config,
@@ -117,6 +143,8 @@ pub struct Trainer {
     dist: Option<Distributed>,
     dist_buffers: Vec<Tensor>,
     stop_agreed: bool,
+    /// Whether [`Trainer::restore`] may continue a run with settings that change its training.
+    allow_config_changes: bool,
 }
 
 impl Trainer {
@@ -162,6 +190,7 @@ impl Trainer {
             dist: None,
             dist_buffers: Vec::new(),
             stop_agreed: false,
+            allow_config_changes: false,
         })
     }
 
@@ -256,6 +285,13 @@ impl Trainer {
         self.sgd.momentum_buffers()
     }
 
+    /// Lets [`Trainer::resume`] continue a run whose config now differs in what is trained
+    /// (e.g. `loss.lambda`): without it such a resume is refused. Either way every difference
+    /// is recorded in `<run>/changes.jsonl` with the step it takes effect.
+    pub fn allow_config_changes(&mut self, allow: bool) {
+        self.allow_config_changes = allow;
+    }
+
     /// Loads the newest valid checkpoint of the run directory, if any; returns its path.
     pub fn resume(&mut self) -> Result<Option<PathBuf>> {
         checkpoint::clean_temporaries(&self.run_dir);
@@ -280,8 +316,24 @@ impl Trainer {
                 ck.state.samples_in_epoch
             )));
         }
+        let changes = config_changes(&ck.config, &self.config_toml).map_err(bad)?;
+        let altering: Vec<String> = changes.iter().filter(|c| c.alters_training()).map(ToString::to_string).collect();
+        if !altering.is_empty() && !self.allow_config_changes {
+            return Err(bad(format!(
+                "the run was trained with other settings ({}): resume it as it was trained (its \
+                 config.toml, without those --set), or allow the change (facerec train --allow-changes), \
+                 which records it in changes.jsonl",
+                altering.join(", ")
+            )));
+        }
         weights::copy_into(&self.named_variables(), &ck.model, false, &ck.path)?;
         self.sgd.set_momentum_buffers(ck.momentum).map_err(bad)?;
+        if self.is_main() {
+            record_changes(&self.run_dir.join(CHANGES_FILE), ck.state.step, &changes)?;
+        }
+        for c in &changes {
+            tracing::warn!(step = ck.state.step, "resuming with a changed setting: {c}");
+        }
         self.state = ck.state;
         // Metrics and TensorBoard events written after the checkpoint belong to the lost part
         // of the run.

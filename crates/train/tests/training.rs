@@ -195,7 +195,7 @@ fn config_errors_name_the_file_and_key() -> Result {
     let ok = Config::parse(&text, Path::new("c.toml"), &["loss.lambda=0.5".into()])?;
     assert_eq!(ok.loss.lambda, 0.5);
     // An empty value removes a key.
-    let ok = Config::parse(&text, Path::new("c.toml"), &["schedule.epochs=".into(), "schedule.steps=7".into()])?;
+    let ok = Config::parse(&text, Path::new("c.toml"), &["schedule.epochs=".into(), "schedule.steps=7".into(), "schedule.milestones=[4]".into()])?;
     assert_eq!((ok.schedule.epochs, ok.schedule.steps), (None, Some(7)));
     Ok(())
 }

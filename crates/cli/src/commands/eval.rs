@@ -58,8 +58,10 @@ pub struct EvalArgs {
     /// Also report identification (rank-1, CMC to rank 10).
     #[arg(long)]
     pub identification: bool,
-    /// Where to write lfw_report.json and the plots [default: the run directory, else the
-    /// current one; with --features or --bin, only when given].
+    /// Where to write lfw_report.json and the plots [default: the run directory when the
+    /// settings are the run's own, RUN/eval_<what differs> (e.g. eval_pca64) when they are not,
+    /// so the run's report stays; without a run, the current directory; with --features or
+    /// --bin, only when given].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// "auto", "cpu", "cuda" or "cuda:N".
@@ -150,17 +152,58 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     }
     lfw.validate().map_err(anyhow::Error::msg)?;
     let template = template_for(&loaded.config)?;
-    let eval = {
+    let mut eval = {
         let bar = Bar::counter("aligning LFW evaluation images", quiet);
         LfwEval::new(&lfw, template, &|n| bar.inc(n))?
     };
     let t0 = std::time::Instant::now();
-    let report = eval.run(loaded.backbone.as_ref(), device)?;
-    let out = args.out.clone().or_else(|| args.run.clone()).unwrap_or_else(|| PathBuf::from("."));
+    let report = {
+        let bar = Bar::new("LFW features", eval.images_to_embed() as u64, quiet);
+        eval.report(loaded.backbone.as_ref(), device, &|n| bar.inc(n))?
+    };
+    let trained_with = run_config.as_ref().and_then(|c| c.eval.lfw.as_ref());
+    let out = match (&args.out, &args.run) {
+        (Some(out), _) => out.clone(),
+        (None, Some(run)) => reevaluation_dir(run, trained_with, &lfw),
+        (None, None) => PathBuf::from("."),
+    };
     report.write(&out, &run_name(&model_path))?;
     print_report(&report, &out);
     tracing::info!("evaluated in {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Where `facerec eval RUN` writes without `--out`: the run directory itself when the settings
+/// are the run's own (the same report again), else `RUN/eval_<what differs>` (e.g.
+/// `eval_pca64`), so that a re-evaluation never replaces the report the run was trained with
+/// (which `facerec compare` takes its threshold from). `--out RUN` replaces it on purpose.
+fn reevaluation_dir(run: &Path, trained_with: Option<&LfwEvalConfig>, now: &LfwEvalConfig) -> PathBuf {
+    let Some(then) = trained_with else { return run.to_path_buf() };
+    let mut parts = Vec::new();
+    if then.folds != now.folds {
+        parts.push(if now.folds.is_empty() {
+            "folds_all".to_owned()
+        } else {
+            format!("folds{}", now.folds.iter().map(usize::to_string).collect::<Vec<_>>().join("-"))
+        });
+    }
+    if then.pca != now.pca {
+        parts.push(if now.pca == 0 { "nopca".to_owned() } else { format!("pca{}", now.pca) });
+    }
+    if then.flip != now.flip {
+        parts.push(if now.flip { "flip" } else { "noflip" }.to_owned());
+    }
+    if then.identification != now.identification {
+        parts.push(if now.identification { "identification" } else { "noidentification" }.to_owned());
+    }
+    if (&then.images, &then.landmarks, &then.pairs) != (&now.images, &now.landmarks, &now.pairs) {
+        parts.push("otherdata".to_owned());
+    }
+    if parts.is_empty() {
+        run.to_path_buf()
+    } else {
+        run.join(format!("eval_{}", parts.join("_")))
+    }
 }
 
 /// The name plots give a model: its run directory's.

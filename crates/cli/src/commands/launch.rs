@@ -3,11 +3,16 @@
 //! `MASTER_PORT`), forwards their output line by line with a `[rank N]` prefix, and fails as
 //! soon as one fails, stopping the others (SIGTERM, then SIGKILL after a grace period), as
 //! torchrun's agent does. Ctrl-C is passed on to every rank, which checkpoint and stop at the
-//! same step.
+//! same step; the launch then exits with 130 (a second Ctrl-C makes the ranks exit at once).
+//!
+//! The ranks run in a process group of their own, so that a terminal's Ctrl-C (which signals
+//! the whole foreground group) reaches them once, through the launcher, and not twice (which
+//! `facerec train` would take as "abort without a checkpoint"). They also get SIGTERM if the
+//! launcher dies, so no rank outlives it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+
+use crate::outcome::{Interrupted, EXIT_INTERRUPTED};
 
 pub const EXAMPLES: &str = "Examples:
   facerec launch --nproc 2 -- train configs/mnist_lenetpp_center.toml
@@ -91,6 +98,18 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         if let Some(n) = threads {
             cmd.env("OMP_NUM_THREADS", n.to_string());
         }
+        cmd.process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: the closure runs in the child between fork and exec and only calls `prctl`,
+        // which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -124,7 +143,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
             }
             if let Some(status) = children[rank].try_wait().with_context(|| format!("waiting for rank {rank}"))? {
                 statuses[rank] = Some(status);
-                if !status.success() && failure.is_none() {
+                if !status.success() && !stopped_by_interrupt(status, interrupted) && failure.is_none() {
                     failure = Some((rank, status));
                     eprintln!("[launch] rank {rank} {}; stopping the other ranks", describe(status));
                     signal_all(&children, &statuses, libc::SIGTERM);
@@ -139,14 +158,22 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     for f in forwarders {
         let _ = f.join();
     }
+    let any_interrupted = statuses.iter().flatten().any(|&s| stopped_by_interrupt(s, interrupted));
     match failure {
         Some((rank, status)) => bail!("rank {rank} of {} {}; the other ranks were stopped", args.nproc, describe(status)),
-        None if interrupted => {
+        None if any_interrupted => {
             eprintln!("[launch] all {} ranks stopped after the interrupt", args.nproc);
-            Ok(())
+            Err(Interrupted.into())
         }
         None => Ok(()),
     }
+}
+
+/// Whether a rank ended because of an interrupt rather than a failure: `facerec train` exits
+/// with 130 after its checkpoint (whether this launcher or someone else signalled it), and a
+/// rank that had not yet installed its handler when this launcher passed Ctrl-C on dies of SIGINT.
+fn stopped_by_interrupt(status: ExitStatus, interrupted: bool) -> bool {
+    status.code() == Some(i32::from(EXIT_INTERRUPTED)) || (interrupted && status.signal() == Some(libc::SIGINT))
 }
 
 /// Copies `from` to this process's stdout or stderr, a line at a time, behind `prefix`.

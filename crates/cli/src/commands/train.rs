@@ -20,7 +20,7 @@ use facerec_train::data::DataConfig;
 use facerec_train::distributed::per_rank_batch;
 use facerec_train::{Evaluator, FitSummary, Observer, Outcome, StepStats, TrainError, Trainer};
 
-use crate::outcome::Diverged;
+use crate::outcome::{Diverged, Interrupted, EXIT_INTERRUPTED};
 use crate::progress::Bar;
 
 pub const EXAMPLES: &str = "Examples:
@@ -44,6 +44,12 @@ pub struct TrainArgs {
     /// Continue from the run directory's latest valid checkpoint.
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// With --resume: continue even when the config (or a --set) now changes what is trained,
+    /// e.g. `loss.lambda`; each change is recorded with its step in <run>/changes.jsonl.
+    /// Without it such a resume is refused (changes to logging, checkpoints, evaluation,
+    /// threads or device are always allowed, and recorded too).
+    #[arg(long, requires = "resume")]
+    pub allow_changes: bool,
     /// Delete every file an earlier run wrote into the run directory (checkpoints, metrics,
     /// reports, plots, TensorBoard events) and start again; other files are left alone.
     #[arg(long)]
@@ -105,6 +111,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
         trainer = trainer.with_distributed(group)?;
     }
     if args.resume {
+        trainer.allow_config_changes(args.allow_changes);
         match trainer.resume()? {
             Some(path) => tracing::info!("resuming from {}", path.display()),
             None => tracing::warn!("no checkpoint in {}: starting from scratch", run_dir.display()),
@@ -115,7 +122,10 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
     ctrlc::set_handler(move || {
         if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
             eprintln!("interrupted twice: exiting without a checkpoint");
-            std::process::exit(130);
+            // `_exit`, not `exit`: the training thread is inside libtorch, and running static
+            // destructors under it crashes (SIGSEGV) instead of exiting.
+            // SAFETY: `_exit` ends the process at once; nothing of this process runs after it.
+            unsafe { libc::_exit(i32::from(EXIT_INTERRUPTED)) };
         }
         eprintln!("interrupt: stopping after this step and writing a checkpoint (Ctrl-C again to abort)");
     })
@@ -137,16 +147,18 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
         }
     };
     drop(progress);
+    if summary.outcome == Outcome::Interrupted {
+        if trainer.is_main() {
+            println!(
+                "interrupted at step {}; checkpoint {}; continue with --resume",
+                summary.steps,
+                summary.last_checkpoint.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+            );
+        }
+        return Err(Interrupted.into()); // exit code 130
+    }
     if !trainer.is_main() {
         return Ok(()); // rank 0 reports
-    }
-    if summary.outcome == Outcome::Interrupted {
-        println!(
-            "interrupted at step {}; checkpoint {}; continue with --resume",
-            summary.steps,
-            summary.last_checkpoint.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
-        );
-        return Ok(());
     }
 
     for png in facerec_eval::plot::training_curves(&run_dir)? {
@@ -160,9 +172,9 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
             summary.train_s
         );
     }
-    match &evaluator {
+    match &mut evaluator {
         RunEval::Mnist(e) => mnist_report(e, &trainer, &config, &args.config, &run_dir, &summary),
-        RunEval::Lfw(e) => lfw_report(e, &trainer, &run_dir, &summary),
+        RunEval::Lfw(e) => lfw_report(e, &trainer, &run_dir, &summary, quiet),
         RunEval::None => {
             println!("{}: {} steps in {:.0} s; model {}", run_dir.display(), summary.steps,
                 summary.train_s + summary.data_wait_s, run_dir.join("model.safetensors").display());
@@ -199,9 +211,13 @@ pub fn template_for(backbone: &BackboneConfig) -> anyhow::Result<Template> {
     }
 }
 
-fn lfw_report(eval: &LfwEval, trainer: &Trainer, run_dir: &Path, summary: &FitSummary) -> anyhow::Result<()> {
+fn lfw_report(eval: &mut LfwEval, trainer: &Trainer, run_dir: &Path, summary: &FitSummary, quiet: bool) -> anyhow::Result<()> {
     let parts = trainer.parts();
-    let report = eval.run(parts.backbone, parts.device)?;
+    // The run's last evaluation saw the final weights: its verification is reused, and only
+    // identification (when configured) needs features of more images.
+    let bar = Bar::new("LFW features for the report", eval.images_to_embed() as u64, quiet || eval.images_to_embed() == 0);
+    let report = eval.report(parts.backbone, parts.device, &|n| bar.inc(n))?;
+    drop(bar);
     let name = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     report.write(run_dir, &name)?;
     let v = &report.verification;
@@ -290,6 +306,8 @@ fn prepare_run_dir(run_dir: &Path, resume: bool, overwrite: bool) -> anyhow::Res
         "report.json",
         "features.png",
         Diverged::FILE,
+        // facerec_train::Trainer, on a resume with changed settings.
+        facerec_train::trainer::CHANGES_FILE,
     ];
     if overwrite {
         // Temporaries of an interrupted atomic write are named `.<file>.tmp-<pid>`.
@@ -297,11 +315,16 @@ fn prepare_run_dir(run_dir: &Path, resume: bool, overwrite: bool) -> anyhow::Res
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")).is_some_and(|(f, _)| RUN_FILES.contains(&f))
         });
+        // Re-evaluations by `facerec eval RUN` with other settings (`eval_pca64/`, ...).
+        let reevaluations = std::fs::read_dir(run_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| {
+            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("eval_")) && p.join("lfw_report.json").is_file()
+        });
         let paths: Vec<PathBuf> = RUN_FILES
             .iter()
             .map(|f| run_dir.join(f))
             .chain(facerec_train::tensorboard::event_files(run_dir))
             .chain(temporaries)
+            .chain(reevaluations)
             .collect();
         for p in paths {
             if p.is_dir() {
