@@ -322,11 +322,20 @@ impl Config {
         if self.log.every_steps == Some(0) {
             return Err("log.every_steps must be at least 1".into());
         }
-        let model_shape = self.model.backbone.input_shape();
-        self.data.validate(model_shape)?;
         if let Some(lfw) = &self.eval.lfw {
             lfw.validate()?;
+            let dims = self.model.backbone.feature_dim() as usize * if lfw.flip { 2 } else { 1 };
+            if lfw.pca > dims {
+                return Err(format!(
+                    "eval.lfw.pca = {}: the features have {dims} dimensions (model.backbone.feature_dim {}{})",
+                    lfw.pca,
+                    self.model.backbone.feature_dim(),
+                    if lfw.flip { ", twice with the mirror" } else { "" }
+                ));
+            }
         }
+        let model_shape = self.model.backbone.input_shape();
+        self.data.validate(model_shape)?;
         Ok(())
     }
 
@@ -566,6 +575,20 @@ steps = 640
         for ok in [vec![], vec![1, 2], vec![10, 3, 5]] {
             assert_eq!(lfw(ok.clone()).validate(), Ok(()), "{ok:?}");
         }
+        // PCA to more dimensions than the features have (LeNets++: 2, 4 with the mirror).
+        let paths = [
+            format!("eval.lfw.images={}", here.display()),
+            format!("eval.lfw.landmarks={}", here.join("Cargo.toml").display()),
+            format!("eval.lfw.pairs={}", here.join("Cargo.toml").display()),
+        ];
+        let with = |extra: &str| {
+            let mut o: Vec<&str> = paths.iter().map(String::as_str).collect();
+            o.push(extra);
+            error_of(&o)
+        };
+        let msg = with("eval.lfw.pca=5");
+        assert!(msg.contains("eval.lfw.pca = 5: the features have 4 dimensions"), "{msg}");
+        assert!(with("eval.lfw.pca=4").contains("data.dir"), "4 fits; the data check comes next");
     }
 
     #[test]
