@@ -3,7 +3,8 @@
 //! over all pairs with AUC, EER and TAR at fixed FAR.
 //!
 //! Accuracy's std is the population std over folds (numpy's `np.std`, as LFW results are
-//! usually reported). The ROC uses the cosine scores without PCA.
+//! usually reported). The ROC, AUC, EER, TAR and the score histograms use the scores the
+//! accuracy uses: with PCA, each pair's cosine after the PCA fitted without its fold.
 
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -303,7 +304,16 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize)
     let k = fold_accuracy.len() as f64;
     let mean = fold_accuracy.iter().sum::<f64>() / k;
     let std = (fold_accuracy.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / k).sqrt();
-    let curve = roc(&raw, &same);
+    // With PCA, each pair is scored as its fold's accuracy scored it: after the PCA fitted on
+    // the other folds. The ROC and histograms then describe the features the accuracy does.
+    let scored: Vec<f64> = match &pca_scores {
+        None => raw,
+        Some(per_fold) => {
+            let column: std::collections::HashMap<usize, usize> = folds.iter().enumerate().map(|(f, &fold)| (fold, f)).collect();
+            pairs.iter().enumerate().map(|(i, p)| per_fold[column[&p.fold]][i]).collect()
+        }
+    };
+    let curve = roc(&scored, &same);
     Ok(VerificationReport {
         folds: folds.iter().map(|f| f + 1).collect(),
         pairs: pairs.len(),
@@ -316,8 +326,8 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize)
         eer: eer(&curve),
         tar_at_far: [1e-2, 1e-3, 1e-4].iter().map(|&f| tar_at_far(&curve, f)).collect(),
         roc: curve,
-        same_scores: raw.iter().zip(&same).filter(|(_, &s)| s).map(|(v, _)| *v).collect(),
-        diff_scores: raw.iter().zip(&same).filter(|(_, &s)| !s).map(|(v, _)| *v).collect(),
+        same_scores: scored.iter().zip(&same).filter(|(_, &s)| s).map(|(v, _)| *v).collect(),
+        diff_scores: scored.iter().zip(&same).filter(|(_, &s)| !s).map(|(v, _)| *v).collect(),
     })
 }
 

@@ -174,10 +174,15 @@ fn mirrored_features_and_pca_on_the_training_folds_match_numpy() -> Result {
     let with_pca = reference("lfw_protocol.py", &[&common[..], &["--pca", "24"]].concat())?;
     assert_eq!(with_pca["dims"].as_i64(), Some(2 * DIM));
     assert_same_folds(v, &with_pca, "mirror + PCA");
+    // AUC (and with it the ROC, EER, TAR and histograms) from the same PCA'd held-out scores.
+    let auc = with_pca["auc"].as_f64().ok_or("auc")?;
+    assert!((v.auc - auc).abs() < 1e-9, "AUC with PCA: {} vs numpy {auc}", v.auc);
     // Mirror concatenation alone, through facerec's scoring of external features.
     let plain = reference("lfw_protocol.py", &common)?;
     let ours = verify_external(&feats, eval.paths(), &cfg.pairs, &[], 0)?;
     assert_same_folds(&ours, &plain, "mirror, no PCA");
+    assert!((ours.auc - plain["auc"].as_f64().ok_or("auc")?).abs() < 1e-9, "AUC without PCA");
+    assert_ne!(ours.auc, v.auc, "PCA changes the AUC too");
     // PCA changes the scores (else the comparison above would not test it).
     assert_ne!(ours.fold_threshold, v.fold_threshold);
     Ok(())
