@@ -69,7 +69,7 @@ enum Command {
     /// Time training steps of a config's model on synthetic batches.
     #[command(after_help = commands::bench::EXAMPLES)]
     Bench(commands::bench::BenchArgs),
-    /// Show the device libtorch runs on, its threads and whether CUDA is linked.
+    /// Show the device libtorch runs on, the libtorch loaded, and whether the data is in place.
     Info,
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  facerec completions bash > ~/.local/share/bash-completion/completions/facerec")]

@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use plotters::coord::ranged1d::{DiscreteRanged, SegmentValue, ValueFormatter};
+use plotters::coord::ranged1d::{DefaultFormatting, DiscreteRanged, KeyPointHint, SegmentValue, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -39,6 +40,15 @@ pub fn class_colour(class: usize) -> RGBColor {
 pub const DOT_OPACITY: f64 = 0.6;
 /// Opacity of histogram bars (two overlaid sets stay visible).
 pub const BAR_OPACITY: f64 = 0.5;
+/// Opacity of the raw values under a smoothed curve ([`Marks::Faint`]).
+pub const FAINT_OPACITY: f64 = 0.25;
+/// Width in pixels of an ordinary curve; an emphasised one (the total loss) is drawn wider.
+pub const LINE_WIDTH: u32 = 2;
+/// Width in pixels of the total loss in `training.png`, drawn under the thinner curves of its
+/// parts so that it shows on both sides of them.
+pub const TOTAL_WIDTH: u32 = 3 * LINE_WIDTH;
+/// Radius in pixels of the markers of a [`Marks::Line`] with `markers` (one point shows too).
+pub const MARKER_RADIUS: u32 = 4;
 
 /// The x axis of a figure.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,6 +63,7 @@ pub enum XAxis {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Legend {
     UpperRight,
+    MiddleRight,
     LowerRight,
 }
 
@@ -63,8 +74,12 @@ pub enum Marks {
     Dots(Vec<(f64, f64)>),
     /// Crosses 3 pixels wide (learned class centers).
     Crosses(Vec<(f64, f64)>),
-    /// A polyline.
-    Line(Vec<(f64, f64)>),
+    /// A polyline `width` pixels wide, with a filled circle of [`MARKER_RADIUS`] on each point
+    /// when `markers` is set (so that a series of one point shows).
+    Line { points: Vec<(f64, f64)>, width: u32, markers: bool },
+    /// Dots of radius 2 at [`FAINT_OPACITY`], left out of the legend: the raw values under a
+    /// smoothed curve of the same colour.
+    Faint(Vec<(f64, f64)>),
     /// A histogram of `values` on the figure's bins, binned by plotters (`Histogram`) when drawn;
     /// `fractions[i]` is the share of the values in bin `i` as plotters bins them.
     Bars { values: Vec<f64>, fractions: Vec<f64> },
@@ -82,7 +97,7 @@ impl Series {
     /// Number of points (or of values, for a histogram).
     pub fn len(&self) -> usize {
         match &self.marks {
-            Marks::Dots(p) | Marks::Crosses(p) | Marks::Line(p) => p.len(),
+            Marks::Dots(p) | Marks::Crosses(p) | Marks::Faint(p) | Marks::Line { points: p, .. } => p.len(),
             Marks::Bars { values, .. } => values.len(),
         }
     }
@@ -94,7 +109,7 @@ impl Series {
     /// The points of a dot, cross or line series (none for a histogram).
     pub fn points(&self) -> &[(f64, f64)] {
         match &self.marks {
-            Marks::Dots(p) | Marks::Crosses(p) | Marks::Line(p) => p,
+            Marks::Dots(p) | Marks::Crosses(p) | Marks::Faint(p) | Marks::Line { points: p, .. } => p,
             Marks::Bars { .. } => &[],
         }
     }
@@ -111,6 +126,9 @@ pub struct Figure {
     pub x_axis: XAxis,
     /// `(low, high)` of each axis.
     pub x_range: (f64, f64),
+    /// Where a linear x axis has its ticks and labels, when not where plotters puts them (whole
+    /// numbers for steps: see [`integer_ticks`]).
+    pub x_ticks: Option<Vec<f64>>,
     pub y_range: (f64, f64),
     pub legend: Legend,
     pub series: Vec<Series>,
@@ -122,12 +140,67 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
 
 /// The finite range of `values`, widened by 5 % on each side (or `(-1, 1)` when there is none).
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    padded_bounds(values, 1e-3)
+}
+
+/// [`bounds`] with at least `min_pad` on each side.
+fn padded_bounds(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
     let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if lo > hi {
         return (-1.0, 1.0);
     }
-    let pad = ((hi - lo) * 0.05).max(1e-3);
+    let pad = ((hi - lo) * 0.05).max(min_pad);
     (lo - pad, hi + pad)
+}
+
+/// Ticks on whole numbers in `lo..=hi`, 1, 2 or 5 times a power of ten apart, at most 10 of them
+/// (the x axis of step counts: no tick at step 1.5).
+pub fn integer_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo.is_finite() && hi.is_finite()) || hi < lo {
+        return Vec::new();
+    }
+    let (first, last) = (lo.ceil(), hi.floor());
+    let mut step = 1.0f64;
+    'search: loop {
+        for m in [1.0, 2.0, 5.0] {
+            let s = step * m;
+            if ((last / s).floor() - (first / s).ceil()) < 10.0 {
+                step = s;
+                break 'search;
+            }
+        }
+        step *= 10.0;
+    }
+    let mut ticks = Vec::new();
+    let mut k = (first / step).ceil();
+    while k * step <= last {
+        ticks.push(k * step + 0.0); // -0 is 0 (a label "-0" otherwise)
+        k += 1.0;
+    }
+    ticks
+}
+
+/// Exponential moving average of the `y` of `points` with span `span` points (weight
+/// `w = 1 - 2 / (span + 1)`), without the start-up bias: point `t` is
+/// `sum_i w^i y[t-i] / sum_i w^i` (pandas' `ewm(span=span, adjust=True).mean()`). Span 1 gives
+/// the points back.
+pub fn ema(points: &[(f64, f64)], span: f64) -> Vec<(f64, f64)> {
+    let w = 1.0 - 2.0 / (span.max(1.0) + 1.0);
+    let (mut num, mut den) = (0.0, 0.0);
+    points
+        .iter()
+        .map(|&(x, y)| {
+            num = w * num + y;
+            den = w * den + 1.0;
+            (x, num / den)
+        })
+        .collect()
+}
+
+/// The span of [`ema`] for `n` logged points: a 25th of them (about 10 lines of the usual 250),
+/// at least 1 (no smoothing of a handful).
+pub fn smoothing_span(n: usize) -> f64 {
+    (n as f64 / 25.0).max(1.0)
 }
 
 /// The bins of a histogram over `lo..hi`, as plotters' discrete coordinate: grid points
@@ -176,6 +249,7 @@ pub fn scatter_2d_figure(title: &str, points: &[(f32, f32)], labels: &[i64], cen
         y_label: String::new(),
         x_axis: XAxis::Linear,
         x_range: bounds(all().map(|p| p.0)),
+        x_ticks: None,
         y_range: bounds(all().map(|p| p.1)),
         legend: Legend::UpperRight,
         series,
@@ -196,7 +270,11 @@ pub fn lines_figure(title: &str, x_label: &str, y_label: &str, log_x: bool, curv
         .map(|(i, (name, pts))| Series {
             name: name.clone(),
             colour: class_colour(i),
-            marks: Marks::Line(pts.iter().copied().filter(|p| !log_x || p.0 > 0.0).collect()),
+            marks: Marks::Line {
+                points: pts.iter().copied().filter(|p| !log_x || p.0 > 0.0).collect(),
+                width: LINE_WIDTH,
+                markers: false,
+            },
         })
         .collect();
     let (x0, x1) = bounds(series.iter().flat_map(|s| s.points().iter().map(|p| p.0)));
@@ -213,6 +291,7 @@ pub fn lines_figure(title: &str, x_label: &str, y_label: &str, log_x: bool, curv
         y_label: y_label.to_owned(),
         x_axis: if log_x { XAxis::Log } else { XAxis::Linear },
         x_range,
+        x_ticks: None,
         y_range: bounds(series.iter().flat_map(|s| s.points().iter().map(|p| p.1))),
         legend: Legend::LowerRight,
         series,
@@ -252,6 +331,7 @@ pub fn histogram_figure(title: &str, x_label: &str, sets: &[(String, Vec<f64>)],
         y_label: "fraction of pairs".to_owned(),
         x_axis: XAxis::Bins(bins),
         x_range: (lo, hi),
+        x_ticks: None,
         y_range: (0.0, if top > 0.0 { top * 1.05 } else { 1.0 }),
         legend: Legend::UpperRight,
         series,
@@ -275,6 +355,7 @@ impl Figure {
         let (y0, y1) = self.y_range;
         let position = match self.legend {
             Legend::UpperRight => SeriesLabelPosition::UpperRight,
+            Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
             Legend::LowerRight => SeriesLabelPosition::LowerRight,
         };
         // The same drawing on a linear and on a logarithmic x coordinate.
@@ -283,6 +364,9 @@ impl Figure {
                 let mut chart = $chart;
                 let mut mesh = chart.configure_mesh();
                 mesh.x_desc(&self.x_label).y_desc(&self.y_label).label_style(("sans-serif", 14));
+                if self.x_ticks.is_some() {
+                    mesh.x_label_formatter(&|x| format!("{x}")); // 640, not 640.0
+                }
                 if matches!(self.x_axis, XAxis::Bins(_)) || self.x_label.is_empty() {
                     mesh.disable_mesh();
                 }
@@ -298,10 +382,24 @@ impl Figure {
                             .draw_series(pts.iter().map(|p| Cross::new(*p, 8, colour.stroke_width(3))))
                             .map_err(|e| plot_err(path, e))?
                             .legend(move |(x, y)| Cross::new((x, y), 6, colour.stroke_width(2))),
-                        Marks::Line(pts) => chart
-                            .draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
-                            .map_err(|e| plot_err(path, e))?
-                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))),
+                        Marks::Faint(pts) => {
+                            chart
+                                .draw_series(pts.iter().map(|p| Circle::new(*p, 2, colour.mix(FAINT_OPACITY).filled())))
+                                .map_err(|e| plot_err(path, e))?;
+                            continue; // not in the legend: the smoothed curve stands for it
+                        }
+                        Marks::Line { points, width, markers } => {
+                            let width = *width;
+                            if *markers {
+                                chart
+                                    .draw_series(points.iter().map(|p| Circle::new(*p, MARKER_RADIUS, colour.filled())))
+                                    .map_err(|e| plot_err(path, e))?;
+                            }
+                            chart
+                                .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(width)))
+                                .map_err(|e| plot_err(path, e))?
+                                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(width)))
+                        }
                         Marks::Bars { .. } => {
                             return Err(plot_err(path, "a histogram needs a binned x axis"));
                         }
@@ -311,16 +409,22 @@ impl Figure {
                 draw_legend(&mut chart, position, path)?;
             }};
         }
-        match self.x_axis {
-            XAxis::Linear => {
+        match (self.x_axis, &self.x_ticks) {
+            (XAxis::Linear, None) => {
                 let chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| plot_err(path, e))?;
                 draw!(chart);
             }
-            XAxis::Log => {
+            (XAxis::Linear, Some(ticks)) => {
+                let x = Ticked { axis: (x0..x1).into(), ticks: ticks.clone() };
+                let chart = builder.build_cartesian_2d(x, y0..y1).map_err(|e| plot_err(path, e))?;
+                draw!(chart);
+            }
+            (XAxis::Log, None) => {
                 let chart = builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(|e| plot_err(path, e))?;
                 draw!(chart);
             }
-            XAxis::Bins(bins) => self.draw_histograms(builder, path, bins, position)?,
+            (XAxis::Log, Some(_)) => return Err(plot_err(path, "ticks of their own are for a linear x axis")),
+            (XAxis::Bins(bins), _) => self.draw_histograms(builder, path, bins, position)?,
         }
         root.present().map_err(|e| plot_err(path, e))?;
         Ok(())
@@ -371,6 +475,35 @@ impl Figure {
     }
 }
 
+/// A linear f64 axis with its ticks where [`Figure::x_ticks`] says (plotters' `WithKeyPoints`
+/// does this too, but an f64 axis wrapped in it cannot be formatted).
+struct Ticked {
+    axis: RangedCoordf64,
+    ticks: Vec<f64>,
+}
+
+impl Ranged for Ticked {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.axis.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        // The ticks for labels and the bold grid; no light grid lines between them.
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.axis.range()
+    }
+}
+
 /// The legend box of every figure, on any chart coordinate.
 fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
@@ -387,10 +520,59 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>
         .map_err(|e| plot_err(path, e))
 }
 
-/// The figures of `training.png` (losses over steps, from `steps.jsonl`; the center loss only
-/// when it is ever non-zero) and `evaluation.png` (each evaluation metric that is an accuracy,
-/// its `_std` companions left out, over steps, from `metrics.jsonl`) of a run directory, with the
-/// files they go to. A file whose records are missing gives no figure.
+/// What the center loss's curve in `training.png` shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CenterTerm {
+    /// `lambda * L_C`, the term of the total loss (lambda from the run's `config.toml`): the
+    /// softmax and center curves add up to the total.
+    Weighted(f64),
+    /// `L_C` as logged (the run's lambda unknown).
+    Unweighted,
+}
+
+impl CenterTerm {
+    /// The legend of the center curve.
+    pub fn label(self) -> String {
+        match self {
+            CenterTerm::Weighted(lambda) => format!("center term λ·L_C (weighted, λ = {lambda})"),
+            CenterTerm::Unweighted => "center loss L_C (unweighted)".to_owned(),
+        }
+    }
+}
+
+/// The lambda of the run in `run_dir`, from its resolved `config.toml` (`None` without one).
+fn run_lambda(run_dir: &Path) -> Option<f64> {
+    let path = run_dir.join("config.toml");
+    if !path.is_file() {
+        return None;
+    }
+    match facerec_train::config::Config::load(&path, &[]) {
+        Ok(config) => Some(config.loss.lambda),
+        Err(e) => {
+            tracing::warn!("{e}: the training plot shows the center loss unweighted");
+            None
+        }
+    }
+}
+
+/// Whether a metric of `metrics.jsonl`'s evaluation records goes into `evaluation.png`: the
+/// accuracies (their `_std` companions left out) and the intra/inter-class distance ratio of
+/// MNIST's features (lower = more compact clusters).
+fn is_evaluation_curve(key: &str) -> bool {
+    (key.contains("accuracy") && !key.ends_with("_std")) || key.contains("ratio")
+}
+
+/// The figures of `training.png` and `evaluation.png` of a run directory, with the files they
+/// go to. A file whose records are missing gives no figure.
+///
+/// `training.png` (from `steps.jsonl`) has the losses over steps, ticks on whole steps: each
+/// loss as faint raw points under its [`ema`] (span [`smoothing_span`]); the total loss first
+/// and [`TOTAL_WIDTH`] wide, then over it the softmax loss and the center term (only when it is
+/// ever non-zero; see [`CenterTerm`] for what it shows), so that no curve hides the total.
+///
+/// `evaluation.png` (from `metrics.jsonl`'s `"kind": "eval"` records) has each accuracy and
+/// ratio metric (see [`is_evaluation_curve`]) over steps, every evaluation a marker on the line
+/// (a single evaluation is a point, not an empty plot).
 pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
     use facerec_train::metrics::read_records;
     let mut figures = Vec::new();
@@ -400,12 +582,57 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
         let series = |key: &str| -> Vec<(f64, f64)> {
             records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?))).collect()
         };
-        let mut curves = vec![("loss".to_owned(), series("loss")), ("softmax loss".to_owned(), series("softmax_loss"))];
         let center = series("center_loss");
-        if center.iter().any(|p| p.1 != 0.0) {
-            curves.push(("center loss".to_owned(), center));
+        let center_term = if center.iter().any(|p| p.1 != 0.0) {
+            Some(run_lambda(run_dir).map_or(CenterTerm::Unweighted, CenterTerm::Weighted))
+        } else {
+            None
+        };
+        let total_label = match center_term {
+            Some(_) => "loss = L_S + λ·L_C",
+            None => "loss",
+        };
+        // (name, points, colour), drawn in this order: the total first and wide, so that the
+        // thinner softmax and center curves drawn over it leave it showing on both sides
+        // where they meet it (with a small center term the total and the softmax loss nearly
+        // coincide).
+        let mut curves = vec![
+            (total_label.to_owned(), series("loss"), class_colour(0)),
+            ("softmax loss L_S".to_owned(), series("softmax_loss"), class_colour(1)),
+        ];
+        if let Some(term) = center_term {
+            let points = match term {
+                CenterTerm::Weighted(lambda) => center.iter().map(|&(x, y)| (x, lambda * y)).collect(),
+                CenterTerm::Unweighted => center,
+            };
+            curves.push((term.label(), points, class_colour(2)));
         }
-        figures.push((run_dir.join("training.png"), lines_figure("training losses", "step", "loss", false, &curves)));
+        let mut raw = Vec::new();
+        let mut smooth = Vec::new();
+        for (i, (name, points, colour)) in curves.iter().enumerate() {
+            raw.push(Series { name: format!("{name} (raw)"), colour: *colour, marks: Marks::Faint(points.clone()) });
+            smooth.push(Series {
+                name: name.clone(),
+                colour: *colour,
+                marks: Marks::Line {
+                    points: ema(points, smoothing_span(points.len())),
+                    width: if i == 0 { TOTAL_WIDTH } else { LINE_WIDTH },
+                    markers: false,
+                },
+            });
+        }
+        let span = smoothing_span(curves[0].1.len());
+        let series: Vec<Series> = raw.into_iter().chain(smooth).collect();
+        figures.push((run_dir.join("training.png"), step_figure(
+            &if span > 1.0 {
+                format!("training losses (lines: moving average over {span:.0} log lines; dots: each line)")
+            } else {
+                "training losses".to_owned()
+            },
+            "loss",
+            Legend::UpperRight,
+            series,
+        )));
     }
     let metrics_path = run_dir.join("metrics.jsonl");
     if metrics_path.exists() {
@@ -413,18 +640,50 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
             .into_iter()
             .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("eval"))
             .collect();
-        let keys: BTreeSet<String> =
-            records.iter().flat_map(|r| r.keys().filter(|k| k.contains("accuracy") && !k.ends_with("_std")).cloned()).collect();
-        let curves: Vec<(String, Vec<(f64, f64)>)> = keys
+        let keys: BTreeSet<String> = records.iter().flat_map(|r| r.keys().filter(|k| is_evaluation_curve(k)).cloned()).collect();
+        let series: Vec<Series> = keys
             .iter()
-            .map(|k| (k.clone(), records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(k)?.as_f64()?))).collect()))
+            .enumerate()
+            .map(|(i, k)| Series {
+                name: k.clone(),
+                colour: class_colour(i),
+                marks: Marks::Line {
+                    points: records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(k)?.as_f64()?))).collect(),
+                    width: LINE_WIDTH,
+                    markers: true,
+                },
+            })
             .collect();
-        if curves.iter().any(|c| !c.1.is_empty()) {
-            let figure = lines_figure("evaluation during training", "step", "accuracy", false, &curves);
+        if series.iter().any(|s| !s.is_empty()) {
+            // Accuracies near the top, ratios near the bottom: the legend between them.
+            let (y_label, legend) = if keys.iter().any(|k| k.contains("ratio")) {
+                ("accuracy, intra/inter ratio", Legend::MiddleRight)
+            } else {
+                ("accuracy", Legend::LowerRight)
+            };
+            let figure = step_figure("evaluation during training", y_label, legend, series);
             figures.push((run_dir.join("evaluation.png"), figure));
         }
     }
     Ok(figures)
+}
+
+/// A figure of `series` over training steps: the x axis padded by at least half a step (one
+/// step shows), its ticks on whole steps ([`integer_ticks`]).
+fn step_figure(title: &str, y_label: &str, legend: Legend, series: Vec<Series>) -> Figure {
+    let x_range = padded_bounds(series.iter().flat_map(|s| s.points().iter().map(|p| p.0)), 0.5);
+    Figure {
+        title: title.to_owned(),
+        size: (900, 650),
+        x_label: "step".to_owned(),
+        y_label: y_label.to_owned(),
+        x_axis: XAxis::Linear,
+        x_range,
+        x_ticks: Some(integer_ticks(x_range.0, x_range.1)),
+        y_range: bounds(series.iter().flat_map(|s| s.points().iter().map(|p| p.1))),
+        legend,
+        series,
+    }
 }
 
 /// Draws [`training_figures`] into the run directory; returns the files written.

@@ -5,6 +5,12 @@
 //! Accuracy's std is the population std over folds (numpy's `np.std`, as LFW results are
 //! usually reported). The ROC, AUC, EER, TAR and the score histograms use the scores the
 //! accuracy uses: with PCA, each pair's cosine after the PCA fitted without its fold.
+//!
+//! With `n` different-person pairs the smallest non-zero FAR is `1/n`: a target FAR below it
+//! (FAR 1e-4 with LFW's 3,000 or 1,500) can only be met by accepting no different-person pair
+//! at all, so its TAR is the TAR at FAR 0, not at the target. Such entries are kept (readers
+//! find every target) but marked `resolved: false`, said so in [`VerificationReport::tar_lines`],
+//! and the ROC plot starts at `1/n`.
 
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -38,6 +44,9 @@ pub struct TarAtFar {
     pub far: f64,
     pub tar: f64,
     pub threshold: f64,
+    /// Whether the different-person pairs can measure this FAR (`far >= 1/n`); when not, `tar`
+    /// and `threshold` are those of FAR 0 (no different-person pair accepted).
+    pub resolved: bool,
 }
 
 /// Everything verification measures.
@@ -53,6 +62,11 @@ pub struct VerificationReport {
     pub accuracy_std: f64,
     pub auc: f64,
     pub eer: f64,
+    /// Different-person pairs: the ROC's FAR moves in steps of `1 / negative_pairs`.
+    pub negative_pairs: usize,
+    /// The smallest non-zero FAR these pairs measure (`1 / negative_pairs`): where the ROC plot
+    /// starts, and below which a TAR at FAR is not resolved.
+    pub smallest_far: f64,
     pub tar_at_far: Vec<TarAtFar>,
     #[serde(skip)]
     pub roc: Vec<RocPoint>,
@@ -63,17 +77,36 @@ pub struct VerificationReport {
 }
 
 impl VerificationReport {
-    /// `lfw_roc.png` (the ROC on a log FAR axis, the FAR = 0 points left out) and
+    /// `lfw_roc.png` (the ROC on a log FAR axis from [`VerificationReport::smallest_far`], the
+    /// FAR = 0 points left out, the resolved TAR-at-FAR targets marked with crosses) and
     /// `lfw_scores.png` (histograms of the same-person and different-person scores).
     pub fn figures(&self, name: &str) -> Vec<(&'static str, Figure)> {
         let roc: Vec<(f64, f64)> = self.roc.iter().filter(|p| p.far > 0.0).map(|p| (p.far, p.tar)).collect();
-        let roc = plot::lines_figure(
+        let mut roc = plot::lines_figure(
             &format!("{name}: LFW ROC (acc {:.2}% +- {:.2}, AUC {:.4})", 100.0 * self.accuracy_mean, 100.0 * self.accuracy_std, self.auc),
-            "false accept rate",
+            &format!(
+                "false accept rate (from 1/{n}: {n} different-person pairs)",
+                n = self.negative_pairs
+            ),
             "true accept rate",
             true,
             &[(name.to_owned(), roc)],
         );
+        if self.smallest_far > 0.0 && self.smallest_far.is_finite() {
+            roc.x_range.0 = self.smallest_far;
+            roc.x_range.1 = roc.x_range.1.max(10.0 * self.smallest_far);
+        }
+        let targets: Vec<&TarAtFar> = self.tar_at_far.iter().filter(|t| t.resolved).collect();
+        if !targets.is_empty() {
+            let names: Vec<String> = targets.iter().map(|t| format!("{:.0e}", t.far)).collect();
+            roc.series.push(plot::Series {
+                name: format!("TAR at FAR {}", names.join(", ")),
+                colour: plotters::style::BLACK,
+                marks: plot::Marks::Crosses(targets.iter().map(|t| (t.far, t.tar)).collect()),
+            });
+            let lowest = targets.iter().map(|t| t.tar).fold(f64::INFINITY, f64::min);
+            roc.y_range.0 = roc.y_range.0.min(lowest - 0.02);
+        }
         let scores = plot::histogram_figure(
             &format!("{name}: cosine scores of LFW pairs"),
             "cosine similarity",
@@ -81,6 +114,34 @@ impl VerificationReport {
             40,
         );
         vec![("lfw_roc.png", roc), ("lfw_scores.png", scores)]
+    }
+
+    /// One line per TAR-at-FAR target for the terminal: `TAR 97.53% at FAR 1e-3`, or, for a
+    /// target the pairs cannot resolve, that it is not resolved and what was measured instead.
+    pub fn tar_lines(&self) -> Vec<String> {
+        self.tar_at_far
+            .iter()
+            .map(|t| {
+                if t.resolved {
+                    format!("TAR {:.2}% at FAR {:.0e}", 100.0 * t.tar, t.far)
+                } else {
+                    format!(
+                        "TAR at FAR {:.0e}: not resolved ({} different-person pairs measure FAR down to 1/{} = {:.1e}); \
+                         TAR at FAR 0 is {:.2}%",
+                        t.far,
+                        self.negative_pairs,
+                        self.negative_pairs,
+                        self.smallest_far,
+                        100.0 * t.tar
+                    )
+                }
+            })
+            .collect()
+    }
+
+    /// The TAR at target `far` when it is one of the report's targets and resolved.
+    pub fn resolved_tar(&self, far: f64) -> Option<f64> {
+        self.tar_at_far.iter().find(|t| (t.far - far).abs() <= 1e-12 && t.resolved).map(|t| t.tar)
     }
 }
 
@@ -267,14 +328,16 @@ pub fn eer(roc: &[RocPoint]) -> f64 {
     f64::NAN
 }
 
-/// The highest TAR with FAR at most `far` (with 3,000 different-person pairs the smallest
-/// non-zero FAR is 1/3000, so FAR 1e-4 means "no false accept at all").
-pub fn tar_at_far(roc: &[RocPoint], far: f64) -> TarAtFar {
+/// The highest TAR with FAR at most `far` on the ROC of `negatives` different-person pairs,
+/// `resolved` when `far >= 1/negatives` (with 3,000 different-person pairs the smallest
+/// non-zero FAR is 1/3000, so FAR 1e-4 means "no false accept at all": not resolved).
+pub fn tar_at_far(roc: &[RocPoint], far: f64, negatives: usize) -> TarAtFar {
+    let resolved = negatives > 0 && far * negatives as f64 >= 1.0 - 1e-9;
     roc.iter()
         .filter(|p| p.far <= far + 1e-12)
         .max_by(|a, b| a.tar.total_cmp(&b.tar))
-        .map(|p| TarAtFar { far, tar: p.tar, threshold: p.threshold })
-        .unwrap_or(TarAtFar { far, tar: 0.0, threshold: f64::INFINITY })
+        .map(|p| TarAtFar { far, tar: p.tar, threshold: p.threshold, resolved })
+        .unwrap_or(TarAtFar { far, tar: 0.0, threshold: f64::INFINITY, resolved })
 }
 
 /// The full protocol on `features` `[N, D]` and `pairs`, over `folds` (0-based; each tested with
@@ -314,6 +377,7 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize)
         }
     };
     let curve = roc(&scored, &same);
+    let negatives = same.iter().filter(|&&s| !s).count();
     Ok(VerificationReport {
         folds: folds.iter().map(|f| f + 1).collect(),
         pairs: pairs.len(),
@@ -324,7 +388,9 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize)
         accuracy_std: std,
         auc: auc(&curve),
         eer: eer(&curve),
-        tar_at_far: [1e-2, 1e-3, 1e-4].iter().map(|&f| tar_at_far(&curve, f)).collect(),
+        negative_pairs: negatives,
+        smallest_far: if negatives > 0 { 1.0 / negatives as f64 } else { f64::NAN },
+        tar_at_far: [1e-2, 1e-3, 1e-4].iter().map(|&f| tar_at_far(&curve, f, negatives)).collect(),
         roc: curve,
         same_scores: scored.iter().zip(&same).filter(|(_, &s)| s).map(|(v, _)| *v).collect(),
         diff_scores: scored.iter().zip(&same).filter(|(_, &s)| !s).map(|(v, _)| *v).collect(),
@@ -365,8 +431,14 @@ mod tests {
         assert!((auc(&r) - 8.0 / 9.0).abs() < 1e-12);
         // EER: FRR = 1 - TAR meets FAR at 1/3
         assert!((eer(&r) - third).abs() < 1e-12, "{}", eer(&r));
-        assert!((tar_at_far(&r, 0.0).tar - 2.0 * third).abs() < 1e-12);
-        assert!((tar_at_far(&r, 0.5).tar - 1.0).abs() < 1e-12);
+        assert!((tar_at_far(&r, 0.0, 3).tar - 2.0 * third).abs() < 1e-12);
+        assert!((tar_at_far(&r, 0.5, 3).tar - 1.0).abs() < 1e-12);
+        // Three different-person pairs resolve FAR 1/3 and above, nothing below: FAR 0.3 gets
+        // the TAR of FAR 0 and says it is not resolved.
+        assert!(tar_at_far(&r, third, 3).resolved && tar_at_far(&r, 0.5, 3).resolved);
+        let t = tar_at_far(&r, 0.3, 3);
+        assert!(!t.resolved && (t.tar - 2.0 * third).abs() < 1e-12, "{t:?}");
+        assert!(!tar_at_far(&r, 0.0, 3).resolved && !tar_at_far(&r, 0.5, 0).resolved);
     }
 
     #[test]

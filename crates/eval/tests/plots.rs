@@ -7,7 +7,8 @@ use std::path::Path;
 
 use facerec_eval::clusters::ClusterStats;
 use facerec_eval::mnist::MnistReport;
-use facerec_eval::plot::{self, class_colour, Figure, Legend, Marks, XAxis, BAR_OPACITY, DOT_OPACITY};
+use facerec_eval::lfw::LfwReport;
+use facerec_eval::plot::{self, class_colour, Figure, Legend, Marks, XAxis, BAR_OPACITY, DOT_OPACITY, FAINT_OPACITY, LINE_WIDTH, TOTAL_WIDTH};
 use facerec_eval::verification::{verify, PairRef, VerificationReport};
 use plotters::style::RGBColor;
 use tch::Tensor;
@@ -140,11 +141,15 @@ fn lfw_figures_show_the_roc_and_both_score_sets() -> Result {
 
     // ROC, descending scores .9T .8T .7T .6F .3F .2T .1F .0F: points (FAR, TAR) = (0,0) (0,1/4)
     // (0,2/4) (0,3/4) (1/4,3/4) (2/4,3/4) (2/4,1) (3/4,1) (1,1); on the log axis the four at
-    // FAR 0 are left out: 5 points, FAR 0.25..1, TAR 0.75..1.
+    // FAR 0 are left out: 5 points, FAR 0.25..1, TAR 0.75..1. Four different-person pairs
+    // resolve FAR down to 1/4, where the axis starts; none of the targets 1e-2..1e-4 is
+    // resolved, so no target is marked.
     let roc: &Figure = &figures[0].1;
     assert_eq!((roc.x_axis, roc.legend, roc.series.len()), (XAxis::Log, Legend::LowerRight, 1));
     assert_eq!(roc.series[0].points(), &[(0.25, 0.75), (0.5, 0.75), (0.5, 1.0), (0.75, 1.0), (1.0, 1.0)]);
-    assert!(roc.x_range.0 > 0.0 && roc.x_range.0 < 0.25 && roc.x_range.1 >= 10.0 * roc.x_range.0, "{:?}", roc.x_range);
+    assert_eq!(roc.x_range.0, 0.25);
+    assert!(roc.x_range.1 >= 10.0 * roc.x_range.0, "{:?}", roc.x_range);
+    assert!(report.tar_at_far.iter().all(|t| !t.resolved), "{:?}", report.tar_at_far);
     assert_within(roc.y_range, 0.75, 1.0, "ROC y");
     assert!(roc.title.contains("AUC"), "{}", roc.title);
 
@@ -181,10 +186,27 @@ fn lfw_figures_show_the_roc_and_both_score_sets() -> Result {
     Ok(())
 }
 
+/// The series of a figure by name.
+fn series<'f>(f: &'f Figure, name: &str) -> &'f plot::Series {
+    f.series.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no series {name:?} in {:?}", names(f)))
+}
+
+fn names(f: &Figure) -> Vec<&str> {
+    f.series.iter().map(|s| s.name.as_str()).collect()
+}
+
+fn width(s: &plot::Series) -> u32 {
+    match &s.marks {
+        Marks::Line { width, .. } => *width,
+        other => panic!("{} is not a line: {other:?}", s.name),
+    }
+}
+
 #[test]
 fn training_curves_plot_the_losses_and_the_accuracies_that_were_logged() -> Result {
     let dir = tempfile::tempdir()?;
-    // Three steps with softmax and center loss, the center loss zero at first.
+    // Three steps with softmax and center loss, the center loss zero at first; no config.toml,
+    // so lambda is unknown and the center loss is shown as logged (unweighted).
     std::fs::write(
         dir.path().join("steps.jsonl"),
         "{\"step\":1,\"loss\":2.5,\"softmax_loss\":2.5,\"center_loss\":0.0}\n\
@@ -203,17 +225,39 @@ fn training_curves_plot_the_losses_and_the_accuracies_that_were_logged() -> Resu
     assert_eq!(figures.len(), 2);
     let (path, losses) = &figures[0];
     assert_eq!(path, &dir.path().join("training.png"));
-    let names: Vec<(&str, usize)> = losses.series.iter().map(|s| (s.name.as_str(), s.len())).collect();
-    assert_eq!(names, [("loss", 3), ("softmax loss", 3), ("center loss", 3)]);
-    assert_eq!(losses.series[2].points(), &[(1.0, 0.0), (2.0, 0.2), (3.0, 0.1)]);
-    assert_within(losses.x_range, 1.0, 3.0, "steps");
+    // Raw points first (faint, not in the legend), then the smoothed curves: the total first
+    // and widest, the parts over it; the center loss says it is unweighted.
+    let center = "center loss L_C (unweighted)";
+    let total = "loss = L_S + λ·L_C";
+    assert_eq!(
+        names(losses),
+        [
+            format!("{total} (raw)"),
+            "softmax loss L_S (raw)".into(),
+            format!("{center} (raw)"),
+            total.into(),
+            "softmax loss L_S".into(),
+            center.into()
+        ]
+    );
+    assert!(matches!(series(losses, "softmax loss L_S (raw)").marks, Marks::Faint(_)));
+    assert_eq!(series(losses, &format!("{center} (raw)")).points(), &[(1.0, 0.0), (2.0, 0.2), (3.0, 0.1)]);
+    assert!(width(series(losses, total)) > width(series(losses, "softmax loss L_S")));
+    assert_eq!((width(series(losses, total)), width(series(losses, center))), (TOTAL_WIDTH, LINE_WIDTH));
+    // Three log lines are too few to smooth: the curves go through the raw points.
+    assert_eq!(series(losses, center).points(), &[(1.0, 0.0), (2.0, 0.2), (3.0, 0.1)]);
+    // Steps 1..3 padded by half a step, ticks on whole steps only.
+    assert_eq!(losses.x_range, (0.5, 3.5));
+    assert_eq!(losses.x_ticks.as_deref(), Some([1.0, 2.0, 3.0].as_slice()));
     assert_within(losses.y_range, 0.0, 2.5, "losses");
-    // Drawn, each loss curve is on the page in its colour, and no fourth one.
+    // Drawn, each loss curve is on the page in its colour, the raw points faintly, and no
+    // fourth colour.
     losses.draw(&dir.path().join("training.png"))?;
     let found = pixels(&dir.path().join("training.png"))?;
-    for s in &losses.series {
+    for s in losses.series.iter().filter(|s| matches!(s.marks, Marks::Line { .. })) {
         let n = count(&found, blended(s.colour, 1.0));
         assert!(n > MORE_THAN_A_LEGEND, "{}: {n} pixels", s.name);
+        assert!(count(&found, blended(s.colour, FAINT_OPACITY)) > 0, "raw points of {}", s.name);
     }
     assert_eq!(count(&found, blended(class_colour(3), 1.0)), 0);
     let (path, accuracy) = &figures[1];
@@ -221,17 +265,210 @@ fn training_curves_plot_the_losses_and_the_accuracies_that_were_logged() -> Resu
     assert_eq!(accuracy.series.len(), 1);
     assert_eq!(accuracy.series[0].name, "lfw_accuracy");
     assert_eq!(accuracy.series[0].points(), &[(2.0, 0.6), (3.0, 0.7)]);
+    assert!(matches!(accuracy.series[0].marks, Marks::Line { markers: true, .. }));
+    assert_eq!(accuracy.x_ticks.as_deref(), Some([2.0, 3.0].as_slice()));
 
-    // Without a center loss (all zero) its curve is left out.
-    std::fs::write(dir.path().join("steps.jsonl"), "{\"step\":1,\"loss\":2.5,\"softmax_loss\":2.5,\"center_loss\":0.0}\n")?;
+    // Without a center loss (all zero) its curve is left out; the total, equal to the softmax
+    // loss here, still shows beside the softmax curve drawn over it.
+    std::fs::write(
+        dir.path().join("steps.jsonl"),
+        "{\"step\":1,\"loss\":2.5,\"softmax_loss\":2.5,\"center_loss\":0.0}\n\
+         {\"step\":2,\"loss\":1.5,\"softmax_loss\":1.5,\"center_loss\":0.0}\n",
+    )?;
     std::fs::remove_file(dir.path().join("metrics.jsonl"))?;
     let figures = plot::training_figures(dir.path())?;
     assert_eq!(figures.len(), 1);
-    assert_eq!(figures[0].1.series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["loss", "softmax loss"]);
+    assert_eq!(names(&figures[0].1), ["loss (raw)", "softmax loss L_S (raw)", "loss", "softmax loss L_S"]);
     let written = plot::training_curves(dir.path())?;
     assert_eq!(written, [dir.path().join("training.png")]);
     let found = pixels(&written[0])?;
-    assert!(count(&found, blended(class_colour(0), 1.0)) > 0 && count(&found, blended(class_colour(1), 1.0)) > 0);
+    for c in [0, 1] {
+        let n = count(&found, blended(class_colour(c), 1.0));
+        assert!(n > MORE_THAN_A_LEGEND, "curve {c}: {n} pixels");
+    }
     assert_eq!(count(&found, blended(class_colour(2), 1.0)), 0, "no third curve");
+    Ok(())
+}
+
+#[test]
+fn the_center_term_is_weighted_by_the_runs_lambda_and_says_so() -> Result {
+    // With the run's config (lambda 0.5), the center curve is lambda * L_C and the softmax and
+    // center curves add up to the total: 1.0 + 0.5 * 2.0 = 2.0, 0.6 + 0.5 * 0.8 = 1.0.
+    let dir = tempfile::tempdir()?;
+    let config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/mnist_lenetpp_center.toml"))?;
+    // (the config is checked when read: its data folder must exist)
+    let data_dir = format!("dir = {:?}", dir.path().display().to_string());
+    let config: String = config
+        .lines()
+        .map(|l| match l.split('=').next().map(str::trim) {
+            Some("lambda") => "lambda = 0.5".to_owned(),
+            Some("dir") => data_dir.clone(),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.path().join("config.toml"), config)?;
+    std::fs::write(
+        dir.path().join("steps.jsonl"),
+        "{\"step\":10,\"loss\":2.0,\"softmax_loss\":1.0,\"center_loss\":2.0}\n\
+         {\"step\":20,\"loss\":1.0,\"softmax_loss\":0.6,\"center_loss\":0.8}\n",
+    )?;
+    let figures = plot::training_figures(dir.path())?;
+    let f = &figures[0].1;
+    let term = "center term λ·L_C (weighted, λ = 0.5)";
+    assert_eq!(series(f, term).points(), &[(10.0, 1.0), (20.0, 0.4)]);
+    let (total, softmax) = (series(f, "loss = L_S + λ·L_C").points(), series(f, "softmax loss L_S").points());
+    for ((t, s), c) in total.iter().zip(softmax).zip(series(f, term).points()) {
+        assert!((t.1 - s.1 - c.1).abs() < 1e-12, "{t:?} = {s:?} + {c:?}");
+    }
+    // Steps 10 and 20: ticks on whole numbers only.
+    let ticks = f.x_ticks.clone().unwrap_or_default();
+    assert!(ticks.contains(&10.0) && ticks.contains(&20.0) && ticks.iter().all(|t| t.fract() == 0.0), "{ticks:?}");
+    Ok(())
+}
+
+#[test]
+fn long_runs_are_smoothed_over_faint_raw_points() -> Result {
+    // 250 log lines alternating 1 and 3 around a fall from 3 to 2: the smoothed total stays far
+    // closer to the trend than the raw points (span 250 / 25 = 10 lines).
+    let dir = tempfile::tempdir()?;
+    let mut lines = String::new();
+    for i in 0..250 {
+        let trend = 3.0 - i as f64 / 250.0;
+        let loss = trend + if i % 2 == 0 { 1.0 } else { -1.0 };
+        lines.push_str(&format!("{{\"step\":{},\"loss\":{loss},\"softmax_loss\":{loss},\"center_loss\":0.0}}\n", 4 * (i + 1)));
+    }
+    std::fs::write(dir.path().join("steps.jsonl"), lines)?;
+    let figures = plot::training_figures(dir.path())?;
+    let f = &figures[0].1;
+    assert_eq!(series(f, "loss (raw)").len(), 250);
+    let smooth = series(f, "loss").points();
+    assert_eq!(smooth.len(), 250);
+    // Past the start-up, each smoothed point is within 0.2 of the trend, the raw ones 1 away: an
+    // EMA of span 10 (w = 9/11) damps the alternation +-1 to (1 - w) / (1 + w) = 0.1 and lags
+    // the trend (slope 1/250 a line) by w / (1 - w) = 4.5 lines, 0.018.
+    for (i, p) in smooth.iter().enumerate().skip(20) {
+        let trend = 3.0 - i as f64 / 250.0;
+        assert!((p.1 - trend).abs() < 0.2 + 0.01, "step {}: {} against {trend}", p.0, p.1);
+    }
+    assert!(f.title.contains("moving average"), "{}", f.title);
+    // Ticks: steps 4..1000, whole numbers, at most 10.
+    let ticks = f.x_ticks.clone().unwrap_or_default();
+    assert!(!ticks.is_empty() && ticks.len() <= 10 && ticks.iter().all(|t| t.fract() == 0.0), "{ticks:?}");
+    Ok(())
+}
+
+#[test]
+fn ema_and_integer_ticks_by_hand() {
+    // Span 3: w = 1 - 2/4 = 0.5. y = 4, 0, 2: 4; (0 + 0.5*4) / 1.5 = 4/3; (2 + 0.5*0 + 0.25*4)
+    // / 1.75 = 3 / 1.75 = 12/7 (pandas: Series([4, 0, 2]).ewm(span=3).mean()).
+    let e = plot::ema(&[(1.0, 4.0), (2.0, 0.0), (3.0, 2.0)], 3.0);
+    let want = [4.0, 4.0 / 3.0, 12.0 / 7.0];
+    assert!(e.iter().zip(want).all(|(a, b)| (a.1 - b).abs() < 1e-12), "{e:?}");
+    assert_eq!(plot::ema(&[(1.0, 4.0), (2.0, 0.0)], 1.0), [(1.0, 4.0), (2.0, 0.0)]);
+    assert_eq!(plot::integer_ticks(0.5, 3.5), [1.0, 2.0, 3.0]);
+    assert_eq!(plot::integer_ticks(1.5, 2.5), [2.0]);
+    assert_eq!(plot::integer_ticks(-32.0, 672.0), [0.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0]);
+    assert_eq!(format!("{}", plot::integer_ticks(-32.0, 672.0)[0]), "0", "a tick at 0, not -0");
+    assert_eq!(plot::integer_ticks(0.0, 15.0), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]);
+}
+
+#[test]
+fn one_evaluation_is_a_visible_point_and_mnist_shows_the_cluster_ratio() -> Result {
+    // One evaluation of an MNIST run (the keys its evaluator logs): accuracy and the
+    // intra/inter ratio are plotted, intra_to_mean (a distance, not a ratio) is not.
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("metrics.jsonl"),
+        "{\"kind\":\"eval\",\"step\":640,\"test_accuracy\":0.98,\"intra_to_mean\":3.5,\"intra_inter_ratio\":0.06}\n",
+    )?;
+    let figures = plot::training_figures(dir.path())?;
+    assert_eq!(figures.len(), 1);
+    let (path, f) = &figures[0];
+    assert_eq!(path, &dir.path().join("evaluation.png"));
+    assert_eq!(names(f), ["intra_inter_ratio", "test_accuracy"]);
+    assert_eq!(series(f, "test_accuracy").points(), &[(640.0, 0.98)]);
+    assert_eq!(series(f, "intra_inter_ratio").points(), &[(640.0, 0.06)]);
+    assert!(f.y_label.contains("ratio"), "{}", f.y_label);
+    assert_eq!(f.x_ticks.as_deref(), Some([640.0].as_slice()));
+    // Drawn, each one-point series shows as a marker: its colour covers more pixels than in
+    // the same figure without markers, where only the legend's line has it (a line of one
+    // point draws nothing).
+    f.draw(path)?;
+    let found = pixels(path)?;
+    let mut bare = f.clone();
+    for s in &mut bare.series {
+        if let Marks::Line { markers, .. } = &mut s.marks {
+            *markers = false;
+        }
+    }
+    let bare_png = dir.path().join("bare.png");
+    bare.draw(&bare_png)?;
+    let without = pixels(&bare_png)?;
+    for s in &f.series {
+        let (n, legend) = (count(&found, blended(s.colour, 1.0)), count(&without, blended(s.colour, 1.0)));
+        // a filled circle of radius 4: some 40 pixels of full colour
+        assert!(n >= legend + 30, "{}: {n} pixels, {legend} of them the legend's", s.name);
+    }
+    Ok(())
+}
+
+/// A report of 3,000 pairs, 1,500 of them of different people: same-person scores
+/// 0.5 + 0.5 i / 1500, different-person ones -0.5 + 1.05 i / 1500 (i = 0..1499; the top ones
+/// above the lowest same-person scores).
+fn report_1500() -> Result<VerificationReport> {
+    let mut feats = Vec::new();
+    let mut pairs = Vec::new();
+    for i in 0..3000 {
+        let same = i < 1500;
+        let k = (i % 1500) as f64;
+        let score: f64 = if same { 0.5 + 0.5 * k / 1500.0 } else { -0.5 + 1.05 * k / 1500.0 };
+        let angle = score.acos();
+        feats.extend([1.0f32, 0.0, angle.cos() as f32, angle.sin() as f32]);
+        pairs.push(PairRef { a: 2 * i, b: 2 * i + 1, same, fold: i % 5 });
+    }
+    let f = Tensor::from_slice(&feats).view([6000, 2]);
+    Ok(verify(&f, &pairs, &[0, 1, 2, 3, 4], 0)?)
+}
+
+#[test]
+fn tar_at_far_is_only_reported_where_the_pairs_resolve_it() -> Result {
+    // 1,500 different-person pairs: FARs move in steps of 1/1500 = 6.7e-4. FAR 1e-2 and 1e-3
+    // are resolved (15 and 1.5 pairs), 1e-4 is not (0.15 of a pair: only FAR 0 meets it).
+    let report = report_1500()?;
+    assert_eq!(report.negative_pairs, 1500);
+    assert!((report.smallest_far - 1.0 / 1500.0).abs() < 1e-15);
+    let resolved: Vec<(f64, bool)> = report.tar_at_far.iter().map(|t| (t.far, t.resolved)).collect();
+    assert_eq!(resolved, [(1e-2, true), (1e-3, true), (1e-4, false)]);
+    assert_eq!(report.resolved_tar(1e-4), None);
+    assert!(report.resolved_tar(1e-3).is_some());
+    let lines = report.tar_lines();
+    assert!(lines[1].starts_with("TAR ") && lines[1].ends_with("% at FAR 1e-3"), "{lines:?}");
+    assert!(lines[2].starts_with("TAR at FAR 1e-4: not resolved (1500 different-person pairs"), "{lines:?}");
+
+    // The ROC starts at 1/1500 and marks the two resolved targets only.
+    let figures = report.figures("m");
+    let roc = &figures[0].1;
+    assert!((roc.x_range.0 - 1.0 / 1500.0).abs() < 1e-15, "{:?}", roc.x_range);
+    assert!(roc.series[0].points().iter().all(|p| p.0 >= roc.x_range.0));
+    assert_eq!(roc.series.len(), 2);
+    assert_eq!(roc.series[1].name, "TAR at FAR 1e-2, 1e-3");
+    let marked: Vec<f64> = roc.series[1].points().iter().map(|p| p.0).collect();
+    assert_eq!(marked, [1e-2, 1e-3]);
+    assert!(roc.x_label.contains("1500 different-person pairs"), "{}", roc.x_label);
+
+    // In lfw_report.json: the fields readers use (far, tar, threshold) stay, `resolved` marks
+    // each target, and the pair count and resolution are there.
+    let dir = tempfile::tempdir()?;
+    let report = LfwReport { protocol: "test".into(), flip: Some(false), verification: report, identification: None };
+    report.write(dir.path(), "m")?;
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("lfw_report.json"))?)?;
+    let v = &json["verification"];
+    assert_eq!(v["negative_pairs"], 1500);
+    assert!((v["smallest_far"].as_f64().unwrap_or(0.0) - 1.0 / 1500.0).abs() < 1e-15);
+    let t = &v["tar_at_far"][2];
+    assert_eq!((t["far"].as_f64(), t["resolved"].as_bool()), (Some(1e-4), Some(false)));
+    assert!(t["tar"].is_number() && v["tar_at_far"][1]["resolved"] == true);
+    assert!(dir.path().join("lfw_roc.png").is_file());
     Ok(())
 }

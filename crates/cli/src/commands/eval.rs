@@ -267,8 +267,8 @@ fn print_report(report: &LfwReport, out: &Path) {
     println!("accuracy: {:.2}% +- {:.2} (per fold: {})", 100.0 * v.accuracy_mean, 100.0 * v.accuracy_std,
         v.fold_accuracy.iter().map(|a| format!("{:.1}", 100.0 * a)).collect::<Vec<_>>().join(" "));
     println!("AUC {:.4}, EER {:.2}%", v.auc, 100.0 * v.eer);
-    for t in &v.tar_at_far {
-        println!("TAR {:.2}% at FAR {:.0e}", 100.0 * t.tar, t.far);
+    for line in v.tar_lines() {
+        println!("{line}");
     }
     if let Some(i) = &report.identification {
         println!("identification: rank-1 {:.2}%, rank-5 {:.2}%, rank-10 {:.2}% ({} gallery, {} probes)",

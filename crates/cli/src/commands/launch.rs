@@ -25,8 +25,10 @@ use crate::outcome::{Interrupted, EXIT_INTERRUPTED};
 
 pub const EXAMPLES: &str = "Examples:
   facerec launch --nproc 2 -- train configs/mnist_lenetpp_center.toml
-  facerec launch --nproc 4 --master-port 29600 -- train configs/lfw_faceresnet_small_center.toml --resume
-  torchrun --no-python --nproc-per-node 2 target/release/facerec train configs/x.toml   # the same, with torchrun";
+  facerec launch --nproc 4 -- train configs/lfw_faceresnet_small_center.toml --resume
+  facerec launch --nproc 2 --master-port 29600 -- train configs/x.toml   # beside another job
+The same as `facerec launch --nproc 2 -- train configs/x.toml`, with torchrun:
+  torchrun --no-python --nproc-per-node 2 target/release/facerec train configs/x.toml";
 
 /// How long the other ranks get to exit after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(5);

@@ -129,7 +129,8 @@ fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
         let v = &report["verification"];
         let tar = v["tar_at_far"]
             .as_array()
-            .and_then(|a| a.iter().find(|t| (num(&t["far"]) - 1e-3).abs() < 1e-9))
+            // Reports before `resolved` existed count as resolved.
+            .and_then(|a| a.iter().find(|t| (num(&t["far"]) - 1e-3).abs() < 1e-9 && t["resolved"].as_bool() != Some(false)))
             .map(|t| num(&t["tar"]))
             .unwrap_or(f64::NAN);
         rows.push(FaceRow {

@@ -221,15 +221,17 @@ fn lfw_report(eval: &mut LfwEval, trainer: &Trainer, run_dir: &Path, summary: &F
     let name = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     report.write(run_dir, &name)?;
     let v = &report.verification;
-    let tar = v.tar_at_far.iter().find(|t| t.far == 1e-3).map_or(f64::NAN, |t| t.tar);
+    let tar = match v.resolved_tar(1e-3) {
+        Some(tar) => format!("TAR {:.2}% at FAR 1e-3", 100.0 * tar),
+        None => format!("FAR 1e-3 not resolved by {} different-person pairs", v.negative_pairs),
+    };
     println!(
-        "{}: LFW verification {:.2}% +- {:.2} (AUC {:.4}, EER {:.2}%, TAR {:.2}% at FAR 1e-3){}; {} steps in {:.0} s ({:.1} s of it waiting for data)\n  protocol: {}",
+        "{}: LFW verification {:.2}% +- {:.2} (AUC {:.4}, EER {:.2}%, {tar}){}; {} steps in {:.0} s ({:.1} s of it waiting for data)\n  protocol: {}",
         run_dir.display(),
         100.0 * v.accuracy_mean,
         100.0 * v.accuracy_std,
         v.auc,
         100.0 * v.eer,
-        100.0 * tar,
         report.identification.as_ref().map(|i| format!(", rank-1 {:.2}%", 100.0 * i.rank1)).unwrap_or_default(),
         summary.steps,
         summary.train_s + summary.data_wait_s,
