@@ -11,6 +11,10 @@ use facerec_train::TrainError;
 /// Exit code of `facerec train` when the run diverged (a non-finite loss or weight).
 pub const EXIT_DIVERGED: u8 = 3;
 
+/// Exit code of `facerec compare` when the faces are of different people (0: the same person;
+/// 1 is any error, 2 clap's usage errors).
+pub const EXIT_DIFFERENT: u8 = 4;
+
 /// The exit code for an error: [`EXIT_DIVERGED`] when a divergence is anywhere in its chain,
 /// 1 otherwise.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
