@@ -5,6 +5,7 @@
 #![allow(clippy::print_stdout)]
 
 mod commands;
+mod faces;
 mod logging;
 mod outcome;
 mod progress;
@@ -72,7 +73,8 @@ enum Command {
     /// Show the device libtorch runs on, the libtorch loaded, and whether the data is in place.
     Info,
     /// Print a shell completion script.
-    #[command(after_help = "Example:\n  facerec completions bash > ~/.local/share/bash-completion/completions/facerec")]
+    #[command(after_help = "Example (bash-completion loads it in new shells; mkdir -p the folder first):\n  \
+        facerec completions bash > ~/.local/share/bash-completion/completions/facerec")]
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
@@ -96,7 +98,11 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args, quiet),
         Command::Launch(args) => commands::launch::run(args),
         Command::Align(args) => commands::align::run(args, cli.quiet),
-        Command::Compare(args) => commands::compare::run(args),
+        // Its verdict is its exit status (see outcome::EXIT_DIFFERENT).
+        Command::Compare(args) => match commands::compare::run(args) {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
         Command::Convert(args) => commands::convert::run(args, cli.quiet),
         Command::Embed(args) => commands::embed::run(args, cli.quiet),
         Command::Eval(args) => commands::eval::run(args, cli.quiet),

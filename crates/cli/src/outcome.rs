@@ -11,6 +11,10 @@ use facerec_train::TrainError;
 /// Exit code of `facerec train` when the run diverged (a non-finite loss or weight).
 pub const EXIT_DIVERGED: u8 = 3;
 
+/// Exit code of `facerec compare` when the faces are of different people (0: the same person;
+/// 1 is any error, 2 clap's usage errors).
+pub const EXIT_DIFFERENT: u8 = 4;
+
 /// Exit code of `facerec train` and `facerec launch` when Ctrl-C (SIGINT) stopped the run
 /// (128 + SIGINT, as shells and most tools report it): a checkpoint was written, but the model
 /// is not trained to the end, so `facerec train ... && facerec eval ...` stops there.

@@ -66,7 +66,9 @@ impl FaceDataset {
 
     /// Reads a list file of `relative/path label` lines (label: an integer or an identity name;
     /// `#` comments and blank lines ignored) with images under `root`. Integer labels must be
-    /// `0..n`, each used; names are numbered in sorted order.
+    /// `0..n`, each used; names are numbered in sorted order. A list may instead hold bare image
+    /// paths (lines ending in an image extension, `.jpg`, `.png`, ...), whose identities are
+    /// their folders as in [`FaceDataset::from_inputs`]; one list holds one kind of line.
     pub fn from_list(list: &Path, root: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(list).map_err(|e| DataError::io(list, e))?;
         Self::parse_list(&text, list, root)
@@ -75,17 +77,33 @@ impl FaceDataset {
     /// [`FaceDataset::from_list`] on text; `list` names it in errors.
     pub fn parse_list(text: &str, list: &Path, root: &Path) -> Result<Self> {
         let mut rows: Vec<(PathBuf, String)> = Vec::new();
+        let mut bare: Vec<PathBuf> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let t = line.trim();
             if t.is_empty() || t.starts_with('#') {
                 continue;
             }
+            if is_image_path(Path::new(t)) {
+                if !rows.is_empty() {
+                    return Err(DataError::line(list, i + 1, format!("{t:?} has no label, the lines before have one")));
+                }
+                bare.push(PathBuf::from(t));
+                continue;
+            }
+            if !bare.is_empty() {
+                return Err(DataError::line(list, i + 1, format!("expected an image path as on the lines before, got {t:?}")));
+            }
             let (path, label) = t
                 .rsplit_once(char::is_whitespace)
                 .map(|(p, l)| (p.trim(), l.trim()))
                 .filter(|(p, l)| !p.is_empty() && !l.is_empty())
-                .ok_or_else(|| DataError::line(list, i + 1, format!("expected `path label`, got {t:?}")))?;
+                .ok_or_else(|| {
+                    DataError::line(list, i + 1, format!("expected `path label` or an image path (.jpg, .png, ...), got {t:?}"))
+                })?;
             rows.push((PathBuf::from(path), label.to_owned()));
+        }
+        if !bare.is_empty() {
+            return Ok(Self::from_paths(root, bare));
         }
         if rows.is_empty() {
             return Err(DataError::format(list, "the list holds no images"));

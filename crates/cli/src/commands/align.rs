@@ -17,13 +17,14 @@ use facerec_data::cache::{aligned_crop, build, write_crops, BuildReport};
 use facerec_data::dataset::FaceDataset;
 use facerec_data::landmarks::{LandmarkFile, Landmarks, OnBad};
 
+use crate::faces::{select_images, IMAGES_HELP};
 use crate::progress::Bar;
 
 pub const EXAMPLES: &str = "Examples:
   facerec align --images data/lfw/images --landmarks data/lfw/landmarks_5pt.tsv --out aligned/lfw
-  facerec align --images data/lfw/images --landmarks data/lfw/landmarks_5pt.tsv --out data/cache/lfw --cache
-  facerec align --images photos --landmarks photos.tsv --out crops --template insightface --skip-bad
-  facerec align --images data/lfw/images --landmarks data/lfw/landmarks_5pt.tsv --out aligned/lfw --limit 50 --preview preview/";
+  facerec align --images data/lfw/images --landmarks data/lfw/landmarks_5pt.tsv --out lfw --cache
+  facerec align --images photos --landmarks photos.tsv --out crops --template insightface
+  facerec align --images 'photos/*.jpg' --landmarks photos.tsv --out crops --preview preview/";
 
 /// `--preview` colours: the template's points, and the face's landmarks after alignment.
 pub const TEMPLATE_COLOUR: Rgb<u8> = Rgb([0, 255, 0]);
@@ -31,16 +32,17 @@ pub const LANDMARK_COLOUR: Rgb<u8> = Rgb([255, 0, 0]);
 
 #[derive(Debug, Args)]
 pub struct AlignArgs {
-    /// Root of the images (`<root>/<identity>/<image>`).
-    #[arg(long)]
-    pub images: PathBuf,
-    /// Landmarks file (tab-separated: relative path, 10 coordinates, optional score).
+    #[arg(long, num_args = 1.., required = true, help = IMAGES_HELP)]
+    pub images: Vec<PathBuf>,
+    /// Landmarks file (tab-separated: path relative to the images' folder, 10 coordinates,
+    /// optional score), as `facerec detect` writes it for the same --images.
     #[arg(long)]
     pub landmarks: PathBuf,
     /// Output folder: crops in the same layout, or the cache files with --cache.
     #[arg(long)]
     pub out: PathBuf,
-    /// Read the images from a list file (`relative/path label` lines) instead of the folders.
+    /// Only these images: a list file of paths relative to the --images folder, one per line
+    /// (`path` or `path label`).
     #[arg(long)]
     pub list: Option<PathBuf>,
     /// Crop layout.
@@ -93,10 +95,7 @@ pub fn run(args: AlignArgs, quiet: bool) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("starting the thread pool")?;
     }
-    let mut dataset = match &args.list {
-        Some(list) => FaceDataset::from_list(list, &args.images)?,
-        None => FaceDataset::from_folders(&args.images)?,
-    };
+    let mut dataset = select_images(&args.images, args.list.as_deref())?;
     if let Some(n) = args.limit {
         dataset.samples.truncate(n);
     }

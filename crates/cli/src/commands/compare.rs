@@ -1,4 +1,6 @@
-//! `facerec compare a.jpg b.jpg`: detect, align, embed, cosine, same or different.
+//! `facerec compare a.jpg b.jpg`: detect, align, embed, cosine, same or different; the
+//! answer is also the exit code (0 same person, 4 different people, 1 error), and with
+//! `--json` a JSON object on stdout.
 
 use std::path::{Path, PathBuf};
 
@@ -6,33 +8,40 @@ use anyhow::{bail, Context};
 use clap::Args;
 use tch::{Device, Kind, Tensor};
 
-use facerec_data::align::{align, hwc_to_chw};
+use facerec_data::align::hwc_to_chw;
 use facerec_data::image_io::read_rgb;
 use facerec_data::normalize::normalize_u8;
 use facerec_model::device::DeviceChoice;
-use facerec_model::mtcnn::{nearest_to_centre, Mtcnn};
-use facerec_model::saved::load_backbone;
+use facerec_model::saved::{backbone_file, load_backbone};
 use facerec_model::Backbone;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::commands::train::template_for;
+use crate::faces::{detect_and_align, load_detector, WEIGHTS_HELP};
+use crate::outcome::EXIT_DIFFERENT;
 
 pub const EXAMPLES: &str = "Examples:
-  facerec compare a.jpg b.jpg --model runs/lfw_faceresnet_small_center/model.safetensors
-  facerec compare a.jpg b.jpg --model model.safetensors --threshold 0.45 --no-flip";
+  facerec compare a.jpg b.jpg --model runs/lfw_faceresnet_small_center
+  facerec compare a.jpg b.jpg --model model.safetensors --threshold 0.45 --no-flip
+  facerec compare a.jpg b.jpg --model runs/x -q && echo same      # exit code 0: same person
+  facerec compare a.jpg b.jpg --model runs/x --json               # {\"cosine\": ..., \"same\": ...}
+
+Exit status: 0 same person, 4 different people, 1 error (a photo without a face, a missing
+model, ...), 2 wrong arguments.";
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// The two photos.
     pub a: PathBuf,
     pub b: PathBuf,
-    /// The backbone (a run's model.safetensors).
+    /// The backbone: a run directory (its model.safetensors) or a model.safetensors file.
     #[arg(long)]
     pub model: PathBuf,
     /// Decision threshold on the cosine similarity [default: from the run's lfw_report.json].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
-    /// An LFW report to take the threshold from [default: lfw_report.json beside --model].
+    /// An LFW report to take the threshold from [default: lfw_report.json of the run, beside
+    /// the model file].
     /// The features are then computed as that evaluation computed them (with the mirror or not).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -40,11 +49,29 @@ pub struct CompareArgs {
     /// threshold comes with its own setting).
     #[arg(long)]
     pub no_flip: bool,
-    /// MTCNN weights folder.
-    #[arg(long, default_value = "data/mtcnn")]
-    pub weights: PathBuf,
+    #[arg(long, help = WEIGHTS_HELP)]
+    pub weights: Option<PathBuf>,
+    /// Where the backbone runs: auto, cpu, cuda or cuda:N (MTCNN runs on the CPU).
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
+    /// Print the result as one JSON object (a, b, cosine, threshold, threshold_from, flip,
+    /// same) instead of a sentence. The exit status is the same either way.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--json`'s output.
+#[derive(Serialize)]
+struct Verdict<'a> {
+    a: &'a Path,
+    b: &'a Path,
+    cosine: f64,
+    threshold: f64,
+    /// The report the threshold comes from, or `"--threshold"`.
+    threshold_from: String,
+    /// Whether the features include the mirror images'.
+    flip: bool,
+    same: bool,
 }
 
 /// The parts of an LFW report (`facerec_eval::lfw::LfwReport`) a threshold needs.
@@ -97,12 +124,24 @@ fn features(backbone: &dyn Backbone, x: &Tensor, flip: bool) -> anyhow::Result<T
     })
 }
 
-pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+/// Compares the two faces, prints the verdict and returns the exit code: 0 for the same
+/// person, [`EXIT_DIFFERENT`] for different people.
+pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
     let device = args.device.resolve()?;
-    let (threshold, flip) = match args.threshold {
-        Some(t) => (t, !args.no_flip),
+    let model = backbone_file(&args.model);
+    let (threshold, flip, threshold_from) = match args.threshold {
+        Some(t) => (t, !args.no_flip, "--threshold".to_owned()),
         None => {
-            let report = args.report.clone().unwrap_or_else(|| args.model.with_file_name("lfw_report.json"));
+            let report = match &args.report {
+                Some(r) => r.clone(),
+                None => {
+                    // The report beside a model that is not there: say so, not that the report is missing.
+                    if !model.is_file() {
+                        bail!("{}: no such model file (--model takes a run directory or its model.safetensors)", model.display());
+                    }
+                    model.with_file_name("lfw_report.json")
+                }
+            };
             let (t, flip) = report_threshold(&report)?;
             if args.no_flip && flip {
                 bail!(
@@ -110,20 +149,18 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                     report.display()
                 );
             }
-            (t, flip)
+            (t, flip, report.display().to_string())
         }
     };
-    let loaded = load_backbone(&args.model, device, None).with_context(|| format!("loading {}", args.model.display()))?;
+    let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
     let template = template_for(&loaded.config)?;
-    let detector = Mtcnn::load(&args.weights, Device::Cpu)?;
+    let detector = load_detector(args.weights.as_deref(), Device::Cpu)?;
     let [_, h, w] = loaded.backbone.input_shape();
     let mut embeddings = Vec::new();
     for path in [&args.a, &args.b] {
         let img = read_rgb(path)?;
-        let faces = detector.detect(&img)?;
-        let face = nearest_to_centre(&faces, img.width(), img.height())
+        let crop = detect_and_align(&detector, &img, template, path)?
             .with_context(|| format!("{}: no face found", path.display()))?;
-        let crop = align(&img, &face.landmarks, template)?;
         let x = Tensor::f_from_slice(&normalize_u8(&hwc_to_chw(&crop, h as usize, w as usize)))?
             .f_view([1, 3, h, w])?
             .f_to_device(device)?;
@@ -134,11 +171,16 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     let cos = f64::try_from(a.f_mul(b)?.f_sum(Kind::Double)?)?
         / (f64::try_from(a.f_norm()?)? * f64::try_from(b.f_norm()?)?).max(1e-12);
     let same = cos >= threshold;
-    println!(
-        "cosine similarity {cos:.4} {} threshold {threshold:.4}: {} ({})",
-        if same { ">=" } else { "<" },
-        if same { "same person" } else { "different people" },
-        if flip { "features of image and mirror" } else { "features of the image alone" }
-    );
-    Ok(())
+    if args.json {
+        let verdict = Verdict { a: &args.a, b: &args.b, cosine: cos, threshold, threshold_from, flip, same };
+        println!("{}", serde_json::to_string(&verdict)?);
+    } else {
+        println!(
+            "cosine similarity {cos:.4} {} threshold {threshold:.4}: {} ({})",
+            if same { ">=" } else { "<" },
+            if same { "same person" } else { "different people" },
+            if flip { "features of image and mirror" } else { "features of the image alone" }
+        );
+    }
+    Ok(if same { 0 } else { EXIT_DIFFERENT })
 }

@@ -1,29 +1,41 @@
-//! `facerec convert`: identity folders (or LFW pairs) to insightface's formats.
+//! `facerec convert`: photos (a folder, files, patterns or a list, see `facerec_data::inputs`)
+//! or LFW pairs to insightface's formats.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
+use facerec_data::align::Template;
 use facerec_data::dataset::{FaceDataset, Sample};
 use facerec_data::insightface::{aligned_jpegs, write_recordio, EvalBin};
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::lfw::{identity_of, Pairs};
 
 use crate::commands::align::TemplateArg;
+use crate::faces::select_images;
 use crate::progress::Bar;
 
 pub const EXAMPLES: &str = "Examples:
-  facerec convert --images data/lfw/images --landmarks data/lfw/landmarks_5pt.tsv --to-rec out/train.rec
-  facerec convert --images data/lfw/images --landmarks data/lfw/landmarks_5pt.tsv \\
-      --pairs data/lfw/pairs.txt --to-bin out/lfw.bin";
+  facerec convert --images data/lfw/images --landmarks data/lfw/landmarks_5pt.tsv --to-rec lfw.rec
+  facerec convert --images photos/ --landmarks photos_5pt.tsv --to-rec photos.rec --min-images 2
+  facerec convert --images data/lfw/images --landmarks lfw.tsv --pairs pairs.txt --to-bin lfw.bin
+  facerec eval --model runs/x --bin lfw.bin      # 112x112 crops; 112x96 models get columns 8..104";
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Root of the images (`<root>/<identity>/<image>`).
+    /// Images (--to-bin: the folder the pairs' paths are relative to). A folder (searched
+    /// recursively), image files, or patterns such as 'photos/*.jpg'; identities are the
+    /// sub-folders (<folder>/<identity>/<image>), or each image's file stem for images directly
+    /// in the folder.
+    #[arg(long, num_args = 1.., required = true)]
+    pub images: Vec<PathBuf>,
+    /// Only these images (--to-rec): a list file of paths relative to the --images folder, one
+    /// per line (`path` or `path label`).
     #[arg(long)]
-    pub images: PathBuf,
-    /// Landmarks file for the alignment.
+    pub list: Option<PathBuf>,
+    /// Landmarks file for the alignment (paths relative to the images' folder), as `facerec
+    /// detect` writes it for the same --images.
     #[arg(long)]
     pub landmarks: PathBuf,
     /// Write an insightface training set: `<path>.rec` and `<path>.idx`.
@@ -35,7 +47,11 @@ pub struct ConvertArgs {
     /// LFW-style pairs file for --to-bin.
     #[arg(long)]
     pub pairs: Option<PathBuf>,
-    /// Crop layout (insightface sets are 112x112).
+    /// Crop layout. insightface (112x112) is the layout of insightface's own sets. Its .bin
+    /// serves models of both input sizes: `facerec eval --bin` gives a 112x96 model (the
+    /// paper's Face-ResNet, caffe-face) columns 8..104 of each crop, its caffe-face crop; a
+    /// caffe-face (112x96) .bin serves 112x96 models only. A .rec trains (`data.kind =
+    /// "record_io"`) models of its own crop size: caffe-face for the shipped 112x96 configs.
     #[arg(long, value_enum, default_value = "insightface")]
     pub template: TemplateArg,
     /// Keep identities with at least this many images (--to-rec).
@@ -47,11 +63,22 @@ pub struct ConvertArgs {
 }
 
 pub fn run(args: ConvertArgs, quiet: bool) -> anyhow::Result<()> {
-    let template = args.template.into();
+    let template: Template = args.template.into();
+    let (h, w) = template.size();
+    // What the output is good for: a .bin is scored by `facerec eval --bin`, which cuts the
+    // 112x96 crop from a 112x112 one; a .rec trains models of its own crop size only.
+    let serves = |bin: bool| match (template, bin) {
+        (Template::Insightface, true) => "for eval --bin of models of 112x112 and 112x96 inputs",
+        (Template::Insightface, false) => "for training models of 112x112 inputs; --template caffe-face for 112x96 ones",
+        (Template::CaffeFace, _) => "for models of 112x96 inputs only",
+    };
     let on_bad = if args.skip_bad { OnBad::Skip } else { OnBad::Fail };
     let landmarks = LandmarkFile::read(&args.landmarks, on_bad)?;
     if let Some(rec) = &args.to_rec {
-        let ds = FaceDataset::from_folders(&args.images)?.filter_identities(|_| true, args.min_images);
+        let ds = select_images(&args.images, args.list.as_deref())?.filter_identities(|_| true, args.min_images);
+        if ds.is_empty() {
+            bail!("no identity has --min-images {} images", args.min_images);
+        }
         let bar = Bar::new("convert", ds.len() as u64, quiet);
         let (images, skipped) = aligned_jpegs(&ds, &landmarks, template, on_bad, &|n| bar.inc(n))?;
         drop(bar);
@@ -60,21 +87,26 @@ pub fn run(args: ConvertArgs, quiet: bool) -> anyhow::Result<()> {
         }
         write_recordio(rec, &images)?;
         println!(
-            "wrote {} and {}: {} images of {} identities{}",
+            "wrote {} and {}: {} {h}x{w} crops ({}) of {} identities{}",
             rec.display(),
             rec.with_extension("idx").display(),
             images.len(),
+            serves(false),
             ds.num_identities(),
             if skipped.is_empty() { String::new() } else { format!(" ({} skipped)", skipped.len()) }
         );
     }
     if let Some(bin) = &args.to_bin {
         let pairs = Pairs::read(args.pairs.as_ref().context("--to-bin needs --pairs")?)?;
+        let root = match &args.images[..] {
+            [root] if root.is_dir() => root,
+            _ => bail!("--to-bin needs --images to be one folder, the one the paths of {} are relative to", pairs_path(&args)),
+        };
         let folds: Vec<usize> = (0..pairs.folds).collect();
-        pairs.check_images(&args.images, &folds)?;
+        pairs.check_images(root, &folds)?;
         let samples: Vec<Sample> = pairs.pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).map(|path| Sample { path, label: 0 }).collect();
         let identities = samples.iter().map(|s| identity_of(&s.path)).collect();
-        let ds = FaceDataset { root: args.images.clone(), samples, identities };
+        let ds = FaceDataset { root: root.clone(), samples, identities };
         let bar = Bar::new("convert", ds.len() as u64, quiet);
         let (images, skipped) = aligned_jpegs(&ds, &landmarks, template, OnBad::Fail, &|n| bar.inc(n))?;
         drop(bar);
@@ -83,7 +115,11 @@ pub fn run(args: ConvertArgs, quiet: bool) -> anyhow::Result<()> {
         }
         let out = EvalBin { images: images.into_iter().map(|(b, _)| b).collect(), issame: pairs.pairs.iter().map(|p| p.same).collect() };
         out.write(bin)?;
-        println!("wrote {}: {} pairs", bin.display(), out.issame.len());
+        println!("wrote {}: {} pairs of {h}x{w} crops ({})", bin.display(), out.issame.len(), serves(true));
     }
     Ok(())
+}
+
+fn pairs_path(args: &ConvertArgs) -> String {
+    args.pairs.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
 }

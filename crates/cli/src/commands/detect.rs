@@ -1,6 +1,7 @@
-//! `facerec detect`: MTCNN over a folder of identity folders, one 5-point landmarks row per image
-//! (the face whose box centre is nearest the image centre), written in the format of
-//! `landmarks_5pt.tsv` so that alignment can use it. With `--draw DIR`, each photo is also
+//! `facerec detect`: MTCNN over photos (a folder, files, patterns or a list: see
+//! `facerec_data::inputs`), one 5-point landmarks row per image (the face whose box centre is
+//! nearest the image centre), written in the format of `landmarks_5pt.tsv` so that alignment
+//! can use it. With `--draw DIR`, each photo is also
 //! written with its faces drawn on it (imageproc): box, five landmarks and score.
 
 use std::path::{Path, PathBuf};
@@ -16,16 +17,17 @@ use imageproc::rect::Rect;
 use rayon::prelude::*;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
-use facerec_data::dataset::FaceDataset;
 use facerec_data::landmarks::{LandmarkEntry, LandmarkFile, Landmarks, OnBad};
 use facerec_model::device::{describe, DeviceChoice};
-use facerec_model::mtcnn::{nearest_to_centre, Face, Mtcnn};
+use facerec_model::mtcnn::{nearest_to_centre, Face};
+
+use crate::faces::{load_detector, select_images, IMAGES_HELP, WEIGHTS_HELP};
 
 pub const EXAMPLES: &str = "Examples:
   facerec detect --images data/lfw/images --out lfw_mtcnn.tsv
   facerec detect --images photos/ --out photos_5pt.tsv --skip-bad
-  facerec detect --images data/lfw/images --out sample.tsv --every 13 --compare data/lfw/landmarks_5pt.tsv
-  facerec detect --images photos/ --out photos_5pt.tsv --draw photos_drawn/";
+  facerec detect --images 'photos/*.jpg' --out photos_5pt.tsv --draw photos_drawn/
+  facerec detect --images data/lfw/images --out s.tsv --every 13 --compare lfw_mtcnn.tsv";
 
 /// Images decoded ahead of the detector, per batch.
 const DECODE_BATCH: usize = 64;
@@ -39,15 +41,17 @@ pub const OTHER_COLOUR: Rgb<u8> = Rgb([255, 255, 0]);
 
 #[derive(Debug, Args)]
 pub struct DetectArgs {
-    /// Root of identity folders: <IMAGES>/<identity>/<image>.
+    #[arg(long, num_args = 1.., required = true, help = IMAGES_HELP)]
+    pub images: Vec<PathBuf>,
+    /// Only these images: a list file of paths relative to the --images folder, one per line
+    /// (`path` or `path label`).
     #[arg(long)]
-    pub images: PathBuf,
-    /// Landmarks file to write (tab-separated, paths relative to --images, score last).
+    pub list: Option<PathBuf>,
+    /// Landmarks file to write (tab-separated, paths relative to the images' folder, score last).
     #[arg(long)]
     pub out: PathBuf,
-    /// Folder with MTCNN's pnet/rnet/onet.safetensors (made by scripts/setup.sh).
-    #[arg(long, default_value = "data/mtcnn")]
-    pub weights: PathBuf,
+    #[arg(long, help = WEIGHTS_HELP)]
+    pub weights: Option<PathBuf>,
     /// Skip images that cannot be decoded or show no face (counted and named) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
@@ -82,12 +86,12 @@ enum Bad {
 pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<()> {
     tch::set_num_threads(args.threads);
     let device = args.device.resolve()?;
-    let mtcnn = Mtcnn::load(&args.weights, device).context("loading MTCNN")?;
-    let dataset = FaceDataset::from_folders(&args.images).context("listing the images")?;
+    let mtcnn = load_detector(args.weights.as_deref(), device)?;
+    let dataset = select_images(&args.images, args.list.as_deref())?;
     let rels: Vec<PathBuf> =
         dataset.samples.iter().step_by(args.every as usize).map(|s| s.path.clone()).collect();
     let total = rels.len();
-    tracing::info!("detecting faces in {total} images under {} on {}", args.images.display(), describe(device));
+    tracing::info!("detecting faces in {total} images under {} on {}", dataset.root.display(), describe(device));
 
     let span = (!quiet).then(|| tracing::info_span!("detect"));
     if let Some(span) = &span {
@@ -113,7 +117,7 @@ pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<()> {
     // runs the networks.
     let (tx, rx) = mpsc::sync_channel::<Vec<(PathBuf, Result<RgbImage, String>)>>(2);
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let root = &args.images;
+        let root = &dataset.root;
         let rels = &rels;
         scope.spawn(move || {
             for chunk in rels.chunks(DECODE_BATCH) {
@@ -176,9 +180,10 @@ pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<()> {
     LandmarkFile::write(&args.out, &entries).with_context(|| format!("writing {}", args.out.display()))?;
     let elapsed = start.elapsed().as_secs_f64();
     println!(
-        "{}: landmarks of {} of {total} images ({:.1} ms per image, {:.1} ms of it detection)",
+        "{}: landmarks of {} of {total} images, paths relative to {} ({:.1} ms per image, {:.1} ms of it detection)",
         args.out.display(),
         entries.len(),
+        dataset.root.display(),
         1e3 * elapsed / total.max(1) as f64,
         1e3 * detect_time.as_secs_f64() / detected.max(1) as f64,
     );

@@ -1,155 +1,187 @@
-//! `facerec embed`: images to embeddings (.npy + index, or safetensors).
+//! `facerec embed`: images to embeddings (.npy + index, or safetensors). The faces are aligned
+//! with a landmarks file, taken as they are (`--aligned`), or found and aligned with MTCNN as
+//! `facerec compare` does (the default without `--landmarks`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-use facerec_data::align::{hwc_to_chw, Template};
+use facerec_data::align::{fit_aligned, hwc_to_chw, Template};
 use facerec_data::cache::aligned_crop;
 use facerec_data::dataset::{FaceDataset, Sample};
-use facerec_data::image_io::{is_image_path, read_rgb};
+use facerec_data::image_io::read_rgb;
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::normalize::normalize_u8;
 use facerec_model::device::DeviceChoice;
-use facerec_model::saved::load_backbone;
+use facerec_model::mtcnn::Mtcnn;
+use facerec_model::saved::{backbone_file, load_backbone};
 
 use crate::commands::train::template_for;
+use crate::faces::{detect_and_align, load_detector, select_images, IMAGES_HELP, WEIGHTS_HELP};
 use crate::progress::Bar;
 
 pub const EXAMPLES: &str = "Examples:
-  facerec embed --model runs/x/model.safetensors --images data/lfw/images \\
-      --landmarks data/lfw/landmarks_5pt.tsv --out lfw.npy      # lfw.npy + lfw.txt (paths)
-  facerec embed --model runs/x/model.safetensors --images crops/ --aligned --out crops.safetensors";
+  facerec embed --model runs/x --images photos/ --out photos.npy     # MTCNN finds the faces
+  facerec embed --model runs/x --images 'photos/*.jpg' --out p.npy --normalize --skip-bad
+  facerec embed --model runs/x --images data/lfw/images --landmarks lfw_5pt.tsv --out lfw.npy
+  facerec embed --model runs/x/model.safetensors --images crops/ --aligned --out crops.safetensors
+
+The .npy holds one row per image; the .txt beside it names the rows' images, relative to the
+images' folder. Embeddings are the backbone's raw features unless --normalize is given.";
 
 #[derive(Debug, Args)]
 pub struct EmbedArgs {
-    /// The backbone (a run's model.safetensors).
+    /// The backbone: a run directory (its model.safetensors) or a model.safetensors file.
     #[arg(long)]
     pub model: PathBuf,
-    /// A folder (searched recursively) or image files.
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required = true, help = IMAGES_HELP)]
     pub images: Vec<PathBuf>,
-    /// Only these images: a file of paths relative to the --images folder, one per line.
+    /// Only these images: a list file of paths relative to the --images folder, one per line
+    /// (`path` or `path label`).
     #[arg(long)]
     pub list: Option<PathBuf>,
-    /// Landmarks to align with (paths relative to the --images folder).
-    #[arg(long, required_unless_present = "aligned")]
+    /// Landmarks to align with (paths relative to the images' folder, as `facerec detect`
+    /// writes them) [default: find each face with MTCNN, as `facerec compare` does: the face
+    /// nearest the image centre].
+    #[arg(long, conflicts_with = "aligned")]
     pub landmarks: Option<PathBuf>,
-    /// The images are already aligned crops of the model's input size.
+    /// The images are already aligned crops of the model's input size (or 112x112 insightface
+    /// crops for a 112x96 model, which gets their columns 8..104).
     #[arg(long)]
     pub aligned: bool,
+    #[arg(long, help = WEIGHTS_HELP)]
+    pub weights: Option<PathBuf>,
     /// Output: `.npy` (with the row paths in a `.txt` beside it) or `.safetensors`.
     #[arg(long)]
     pub out: PathBuf,
     /// Concatenate the embedding of each image's mirror (as the LFW protocol does).
     #[arg(long)]
     pub flip: bool,
+    /// Scale each embedding (with --flip, the concatenation) to unit L2 norm, as insightface
+    /// and facenet deliver theirs; their dot products are then cosine similarities. Off by
+    /// default: the rows are the backbone's raw features (center loss acts on those).
+    #[arg(long)]
+    pub normalize: bool,
+    /// Leave out images that cannot be read or aligned, or (without --landmarks and --aligned)
+    /// show no face, naming them, instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
 }
 
-/// Image files under `inputs`, with the root their relative paths are taken from.
-fn collect(inputs: &[PathBuf]) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
-    if let [dir] = inputs {
-        if dir.is_dir() {
-            let mut files = Vec::new();
-            let mut stack = vec![dir.clone()];
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-                    let p = e?.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if is_image_path(&p) {
-                        files.push(p.strip_prefix(dir)?.to_path_buf());
-                    }
-                }
-            }
-            files.sort();
-            return Ok((dir.clone(), files));
-        }
-    }
-    for p in inputs {
-        if !p.is_file() {
-            bail!("{}: not an image file", p.display());
-        }
-    }
-    Ok((PathBuf::new(), inputs.to_vec()))
+/// How an image becomes an aligned crop.
+enum Crops {
+    Landmarks(LandmarkFile),
+    Aligned,
+    Detect(Box<Mtcnn>),
 }
 
-/// Normalised `[C, H, W]` pixels of one sample.
-fn pixels(ds: &FaceDataset, s: &Sample, landmarks: Option<&LandmarkFile>, template: Template, shape: [i64; 3]) -> anyhow::Result<Vec<f32>> {
-    let (h, w) = (shape[1] as usize, shape[2] as usize);
-    let hwc = match landmarks {
-        Some(l) => aligned_crop(ds, s, l, template)?,
-        None => {
-            let path = ds.image_path(s);
-            let img = read_rgb(&path)?;
-            if (img.height() as usize, img.width() as usize) != (h, w) {
-                bail!("{}: {}x{} is not an aligned {h}x{w} crop", path.display(), img.height(), img.width());
+impl Crops {
+    /// The aligned HWC crops of `chunk`, one result per sample: decoded in parallel, detected
+    /// (MTCNN) in order.
+    fn of(&self, ds: &FaceDataset, chunk: &[Sample], template: Template) -> Vec<anyhow::Result<Vec<u8>>> {
+        let (h, w) = template.size();
+        match self {
+            Crops::Landmarks(l) => chunk.par_iter().map(|s| Ok(aligned_crop(ds, s, l, template)?)).collect(),
+            Crops::Aligned => chunk
+                .par_iter()
+                .map(|s| {
+                    let path = ds.image_path(s);
+                    let img = read_rgb(&path)?;
+                    fit_aligned(&img, h, w).ok_or_else(|| {
+                        anyhow!("{}: {}x{} is not an aligned {h}x{w} crop (nor a 112x112 one holding it)", path.display(), img.height(), img.width())
+                    })
+                })
+                .collect(),
+            Crops::Detect(detector) => {
+                let images: Vec<_> = chunk.par_iter().map(|s| read_rgb(&ds.image_path(s))).collect();
+                images
+                    .into_iter()
+                    .zip(chunk)
+                    .map(|(img, s)| {
+                        let path = ds.image_path(s);
+                        detect_and_align(detector, &img?, template, &path)?.ok_or_else(|| anyhow!("{}: no face found", path.display()))
+                    })
+                    .collect()
             }
-            img.into_raw()
         }
-    };
-    Ok(normalize_u8(&hwc_to_chw(&hwc, h, w)))
+    }
 }
 
 pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
+    if !matches!(args.out.extension().and_then(|e| e.to_str()), Some("npy" | "safetensors")) {
+        bail!("{}: the output must end in .npy or .safetensors", args.out.display());
+    }
     let device = args.device.resolve()?;
-    let loaded = load_backbone(&args.model, device, None).with_context(|| format!("loading {}", args.model.display()))?;
+    let model = backbone_file(&args.model);
+    let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
     let shape = loaded.backbone.input_shape();
     let template = template_for(&loaded.config)?;
-    let (root, files) = match &args.list {
-        Some(list) => {
-            let [root] = &args.images[..] else { bail!("--list needs one --images folder") };
-            let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
-            let files: Vec<PathBuf> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(PathBuf::from).collect();
-            let missing: Vec<String> = files.iter().filter(|f| !root.join(f).is_file()).map(|f| f.display().to_string()).collect();
-            if !missing.is_empty() {
-                bail!("{}: {} listed image(s) do not exist under {}: {}", list.display(), missing.len(), root.display(),
-                    missing.iter().take(10).cloned().collect::<Vec<_>>().join(", "));
-            }
-            (root.clone(), files)
-        }
-        None => collect(&args.images)?,
-    };
-    if files.is_empty() {
-        bail!("no images found in {:?}", args.images);
-    }
-    let landmarks = match &args.landmarks {
-        Some(p) if !args.aligned => Some(LandmarkFile::read(p, OnBad::Fail)?),
-        _ => None,
-    };
-    let ds = FaceDataset {
-        root,
-        samples: files.iter().map(|p| Sample { path: p.clone(), label: 0 }).collect(),
-        identities: vec![String::new()],
+    let ds = select_images(&args.images, args.list.as_deref())?;
+    let crops = match (&args.landmarks, args.aligned) {
+        (Some(p), _) => Crops::Landmarks(LandmarkFile::read(p, OnBad::Fail)?),
+        (None, true) => Crops::Aligned,
+        (None, false) => Crops::Detect(Box::new(load_detector(args.weights.as_deref(), Device::Cpu)?)),
     };
     let bar = Bar::new("embed", ds.len() as u64, quiet);
     let per = shape.iter().product::<i64>() as usize;
+    let (h, w) = (shape[1] as usize, shape[2] as usize);
     let mut out = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::with_capacity(ds.len());
+    let mut skipped: Vec<String> = Vec::new();
     let _guard = tch::no_grad_guard();
     for chunk in ds.samples.chunks(args.batch.max(1)) {
-        let px: Vec<Vec<f32>> = chunk.par_iter().map(|s| pixels(&ds, s, landmarks.as_ref(), template, shape)).collect::<anyhow::Result<_>>()?;
-        let flat: Vec<f32> = px.into_iter().flatten().collect();
+        let mut flat: Vec<f32> = Vec::with_capacity(per * chunk.len());
+        for (s, crop) in chunk.iter().zip(crops.of(&ds, chunk, template)) {
+            match crop {
+                Ok(hwc) => {
+                    flat.extend(normalize_u8(&hwc_to_chw(&hwc, h, w)));
+                    files.push(s.path.clone());
+                }
+                Err(e) if args.skip_bad => skipped.push(format!("{e:#}")),
+                Err(e) => bail!("{e:#} (pass --skip-bad to leave such images out)"),
+            }
+        }
+        bar.inc(chunk.len() as u64);
+        if flat.is_empty() {
+            continue;
+        }
         let x = Tensor::f_from_slice(&flat)?.f_view([(flat.len() / per) as i64, shape[0], shape[1], shape[2]])?.f_to_device(device)?;
         let mut parts = vec![loaded.backbone.forward_t(&x, false)?];
         if args.flip {
             parts.push(loaded.backbone.forward_t(&x.f_flip([3])?, false)?);
         }
-        out.push(Tensor::f_cat(&parts, 1)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?);
-        bar.inc(chunk.len() as u64);
+        let mut emb = Tensor::f_cat(&parts, 1)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?; // [batch, D]
+        if args.normalize {
+            let norm = emb.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?; // [batch, 1]
+            emb = emb.f_div(&norm)?;
+        }
+        out.push(emb);
     }
     drop(bar);
+    for e in &skipped {
+        println!("skipped {e}");
+    }
+    if out.is_empty() {
+        bail!("none of the {} images gave an embedding", ds.len());
+    }
     let emb = Tensor::f_cat(&out, 0)?;
     let (n, d) = (emb.size()[0] as usize, emb.size()[1] as usize);
     write(&args.out, &emb, &files)?;
-    println!("{n} embeddings of {d} dimensions written to {}", args.out.display());
+    println!(
+        "{n} embeddings of {d} dimensions ({}) written to {}, image paths relative to {}{}",
+        if args.normalize { "L2-normalised" } else { "not normalised" },
+        args.out.display(),
+        ds.root.display(),
+        if skipped.is_empty() { String::new() } else { format!("; {} images skipped", skipped.len()) }
+    );
     Ok(())
 }
 
