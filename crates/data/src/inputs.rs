@@ -12,8 +12,9 @@
 //! - A list file holds one image per line, relative to the root: `path` (identity as above) or
 //!   `path label` (see [`FaceDataset::parse_list`]).
 //!
-//! Patterns know `*` (any characters but `/`), `?` (one character) and `**` (any number of
-//! folders); they match image files (jpg, jpeg, png, pgm, ppm, bmp) only. Quote them so that
+//! Patterns (matched by the `glob` crate) know `*` (any characters but `/`), `?` (one
+//! character), `[abc]` and `**` (any number of folders); they match image files (jpg, jpeg,
+//! png, pgm, ppm, bmp) only, and hidden names only when the pattern spells their dot. Quote them so that
 //! the shell leaves them to facerec, or let the shell expand them: the result is the same.
 
 use std::collections::BTreeSet;
@@ -137,87 +138,36 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The image files a pattern matches, sorted.
+/// The image files a pattern matches, sorted (the `glob` crate's matching, with `*` and `?`
+/// kept within one name, and hidden names matched only by a pattern that spells the dot).
 fn expand(pattern: &Path) -> Result<Vec<PathBuf>> {
-    let parts: Vec<Component> = pattern.components().collect();
-    let wild = |c: &Component| c.as_os_str().to_string_lossy().contains(['*', '?']);
-    let first = parts.iter().position(wild).unwrap_or(parts.len());
-    let base: PathBuf = parts[..first].iter().collect();
-    let rest: Vec<String> = parts[first..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    // glob 0.3's `require_literal_leading_dot` also refuses `.*`, so hidden names are sorted out
+    // here: one is kept when a component of the pattern that starts with a dot matches it.
+    let options = glob::MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
+    let text = pattern.to_string_lossy();
+    let invalid = |e: glob::PatternError| DataError::format(pattern, format!("not a valid pattern: {e}"));
+    let dotted: Vec<glob::Pattern> = pattern
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .filter(|c| c.starts_with('.') && c != "." && c != "..")
+        .map(|c| glob::Pattern::new(&c))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(invalid)?;
+    let spelled = |name: &std::ffi::OsStr| dotted.iter().any(|p| p.matches(&name.to_string_lossy()));
     let mut found = Vec::new();
-    let start = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base.clone() };
-    expand_from(&start, &base, &rest, &mut found)?;
+    for entry in glob::glob_with(&text, options).map_err(invalid)? {
+        let path = entry.map_err(|e| DataError::io(e.path(), std::io::Error::new(e.error().kind(), e.error().to_string())))?;
+        let shown = path.components().all(|c| match c {
+            Component::Normal(name) => !hidden(name) || spelled(name),
+            _ => true,
+        });
+        if shown && is_image_path(&path) && path.is_file() {
+            found.push(path);
+        }
+    }
     found.sort();
     found.dedup();
     Ok(found)
-}
-
-/// Matches `rest` below `dir` (read from `at`, which is `dir` or `.` for an empty one).
-fn expand_from(at: &Path, dir: &Path, rest: &[String], found: &mut Vec<PathBuf>) -> Result<()> {
-    let Some((head, tail)) = rest.split_first() else {
-        if is_image_path(dir) && dir.is_file() {
-            found.push(dir.to_path_buf());
-        }
-        return Ok(());
-    };
-    if !at.is_dir() {
-        return Ok(());
-    }
-    if head == "**" {
-        // Zero folders, then one more and `**` again.
-        expand_from(at, dir, tail, found)?;
-        for (name, path) in children(at)? {
-            if path.is_dir() {
-                expand_from(&path, &dir.join(&name), rest, found)?;
-            }
-        }
-        return Ok(());
-    }
-    if !head.contains(['*', '?']) {
-        return expand_from(&at.join(head), &dir.join(head), tail, found);
-    }
-    for (name, path) in children(at)? {
-        if wildcard_match(head, &name) {
-            expand_from(&path, &dir.join(&name), tail, found)?;
-        }
-    }
-    Ok(())
-}
-
-/// The entries of `dir` that are not hidden: name and path.
-fn children(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let entry = entry.map_err(|e| DataError::io(dir, e))?;
-        if !hidden(&entry.file_name()) {
-            out.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
-        }
-    }
-    Ok(out)
-}
-
-/// Whether `name` matches `pattern` with `*` (any run of characters) and `?` (one character).
-pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    // Greedy matching with backtracking to the last `*`.
-    let (mut i, mut j) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while j < n.len() {
-        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == '*' {
-            star = Some((i, j));
-            i += 1;
-        } else if let Some((si, sj)) = star {
-            i = si + 1;
-            j = sj + 1;
-            star = Some((si, sj + 1));
-        } else {
-            return false;
-        }
-    }
-    p[i..].iter().all(|&c| c == '*')
 }
 
 /// The deepest folder that holds every one of `files` (empty for the current folder). Made
@@ -243,17 +193,6 @@ fn common_folder(files: &[PathBuf]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards_match_names() {
-        assert!(wildcard_match("*.jpg", "a.jpg"));
-        assert!(wildcard_match("*.jpg", ".jpg"));
-        assert!(!wildcard_match("*.jpg", "a.jpeg"));
-        assert!(wildcard_match("Zico_000?.jpg", "Zico_0001.jpg"));
-        assert!(wildcard_match("a*b*c", "aXXbYYbc"));
-        assert!(!wildcard_match("a*b*c", "aXXbYYbd"));
-        assert!(wildcard_match("*", "anything"));
-    }
 
     #[test]
     fn identities_are_folders_or_stems() {
@@ -288,6 +227,13 @@ mod tests {
         assert_eq!(pattern, ids);
         let files = FaceDataset::from_inputs(&[d.join("ids/ben/1.jpg"), d.join("ids/ann/2.jpg"), d.join("ids/ann/1.jpg")], None).unwrap();
         assert_eq!(files, ids);
+        // Hidden names only when the pattern spells the dot; character classes.
+        let jpgs = FaceDataset::from_inputs(&[d.join("flat/*.jpg")], None).unwrap();
+        assert_eq!(jpgs.identities, ["bob"]);
+        let hidden = FaceDataset::from_inputs(&[d.join("flat/.*.jpg")], None).unwrap();
+        assert_eq!(hidden.identities, [".hidden"]);
+        let class = FaceDataset::from_inputs(&[d.join("flat/[ab]*")], None).unwrap();
+        assert_eq!(class.identities, ["alice", "bob"], "notes.txt is no image");
         let deep = FaceDataset::from_inputs(&[d.join("**/1.jpg")], None).unwrap();
         assert_eq!(deep.root, d.join("ids"));
         assert_eq!(deep.samples.len(), 2);
