@@ -4,63 +4,13 @@
 use std::io::BufRead;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-/// The variables that would make `facerec train` join a distributed run.
-const LAUNCH_VARS: [&str; 7] = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS"];
-
-/// `facerec` with `args` in `cwd`, as a single process whatever launched the tests.
-fn command(args: &[&str], cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_facerec"));
-    cmd.args(args).current_dir(cwd).env("RUST_LOG", "warn");
-    for v in LAUNCH_VARS {
-        cmd.env_remove(v);
-    }
-    cmd
-}
-
-fn facerec(args: &[&str], cwd: &Path) -> Output {
-    command(args, cwd).output().expect("facerec runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn mnist_config(dir: &Path, lambda: f64) -> Result<PathBuf> {
-    let mnist = facerec_data::paths::require("mnist")?;
-    let path = dir.join(format!("mnist_tiny_{lambda}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-seed = 3
-[data]
-kind = "mnist"
-dir = "{}"
-train_limit = 320
-test_limit = 200
-[model.backbone]
-name = "lenet_pp"
-[loss]
-lambda = {lambda}
-alpha = 0.5
-[optim]
-lr = 0.01
-batch_size = 32
-[schedule]
-epochs = 1
-"#,
-            mnist.display()
-        ),
-    )?;
-    Ok(path)
-}
+mod common;
+use common::{command, facerec, mnist_config, random_face_model, text, Result};
 
 #[test]
 fn train_writes_report_scatter_and_summary_prints_the_table() -> Result {
@@ -647,23 +597,6 @@ fn launch_stops_every_rank_when_one_dies() -> Result {
 // --- Issue 17: compare's features, .bin sets of the other template, eval --out, --overwrite,
 // error chains ------------------------------------------------------------------------------
 
-/// A small Face-ResNet (112x96) with random weights, saved as a backbone file.
-fn random_face_model(path: &Path) -> Result {
-    use facerec_model::face_resnet::FaceResnetConfig;
-    let config = facerec_model::BackboneConfig::FaceResnet(FaceResnetConfig {
-        widths: [4, 8, 8, 16, 16],
-        blocks: [0, 0, 0, 0],
-        feature_dim: 16,
-        ..Default::default()
-    });
-    std::fs::create_dir_all(path.parent().ok_or("a file path")?)?;
-    tch::manual_seed(5);
-    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    config.build(&(vs.root() / "backbone"))?;
-    let vars = facerec_model::weights::strip_prefix(&vs.variables(), "backbone");
-    facerec_model::saved::save_backbone(path, &config, &vars)?;
-    Ok(())
-}
 
 /// Ten pairs of LFW's fold 1 (five same, five different) as two insightface `.bin` sets of PNG
 /// crops aligned with the landmarks file: `lfw112.bin` (insightface template, 112x112) and

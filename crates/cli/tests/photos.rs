@@ -5,32 +5,13 @@
 //! weights; a test without its data fails naming what is missing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+mod common;
+use common::{command, facerec, text, Result};
 
-/// The variables that would make `facerec` join a distributed run.
-const LAUNCH_VARS: [&str; 7] = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS"];
-
-/// `facerec` with `args` in `cwd`, as a single process whatever launched the tests.
-fn command(args: &[&str], cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_facerec"));
-    cmd.args(args).current_dir(cwd).env("RUST_LOG", "warn");
-    for v in LAUNCH_VARS {
-        cmd.env_remove(v);
-    }
-    cmd
-}
-
-fn facerec(args: &[&str], cwd: &Path) -> Output {
-    command(args, cwd).output().expect("facerec runs")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
@@ -56,20 +37,7 @@ fn flat_folder(dir: &Path) -> Result<PathBuf> {
 /// A small Face-ResNet (112x96) with random weights, saved as `dir/model.safetensors`, as a
 /// run directory holds it.
 fn random_face_model(dir: &Path) -> Result {
-    use facerec_model::face_resnet::FaceResnetConfig;
-    let config = facerec_model::BackboneConfig::FaceResnet(FaceResnetConfig {
-        widths: [4, 8, 8, 16, 16],
-        blocks: [0, 0, 0, 0],
-        feature_dim: 16,
-        ..Default::default()
-    });
-    std::fs::create_dir_all(dir)?;
-    tch::manual_seed(5);
-    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    config.build(&(vs.root() / "backbone"))?;
-    let vars = facerec_model::weights::strip_prefix(&vs.variables(), "backbone");
-    facerec_model::saved::save_backbone(&dir.join("model.safetensors"), &config, &vars)?;
-    Ok(())
+    common::random_face_model(&dir.join("model.safetensors"))
 }
 
 fn read_rows(npy: &Path) -> Result<Vec<Vec<f32>>> {

@@ -2,28 +2,11 @@
 //! draws, `facerec info`'s account of libtorch and the data, and help text that fits a terminal.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use facerec_eval::plot::{self, Marks};
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-/// The variables that would make `facerec train` join a distributed run.
-const LAUNCH_VARS: [&str; 7] = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS"];
-
-/// `facerec` with `args` in `cwd`, as a single process whatever launched the tests.
-fn command(args: &[&str], cwd: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_facerec"));
-    cmd.args(args).current_dir(cwd).env("RUST_LOG", "warn");
-    for v in LAUNCH_VARS {
-        cmd.env_remove(v);
-    }
-    cmd
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+mod common;
+use common::{command, text, Result};
 
 /// The line of `out` that starts (after indentation) with `prefix`.
 fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
@@ -116,36 +99,6 @@ fn launch_examples_stay_on_one_line_each() -> Result {
     Ok(())
 }
 
-fn mnist_config(dir: &Path) -> Result<PathBuf> {
-    let mnist = facerec_data::paths::require("mnist")?;
-    let path = dir.join("mnist_tiny.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-seed = 3
-[data]
-kind = "mnist"
-dir = "{}"
-train_limit = 320
-test_limit = 200
-[model.backbone]
-name = "lenet_pp"
-[loss]
-lambda = 0.01
-alpha = 0.5
-[optim]
-lr = 0.01
-batch_size = 32
-[schedule]
-epochs = 1
-"#,
-            mnist.display()
-        ),
-    )?;
-    Ok(path)
-}
-
 /// How many pixels of a PNG have (to within 2 levels) the colour `c`.
 fn count(png: &Path, (r, g, b): (u8, u8, u8)) -> Result<usize> {
     let img = image::open(png)?.to_rgb8();
@@ -157,7 +110,7 @@ fn count(png: &Path, (r, g, b): (u8, u8, u8)) -> Result<usize> {
 fn a_training_run_draws_its_one_evaluation_and_the_weighted_center_term() -> Result {
     // 10 steps and one evaluation (at the end of the epoch).
     let dir = tempfile::tempdir()?;
-    let cfg = mnist_config(dir.path())?;
+    let cfg = common::mnist_config(dir.path(), 0.01)?;
     let out = command(&["train", cfg.to_str().unwrap(), "--name", "tiny", "-q"], dir.path()).output()?;
     assert!(out.status.success(), "{}", text(&out));
     let run = dir.path().join("runs/tiny");
