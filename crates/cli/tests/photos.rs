@@ -268,6 +268,16 @@ fn a_converted_set_is_evaluated_by_a_112x96_model() -> Result {
     let o = facerec(&["eval", "--model", "run", "--bin", "lfw.bin", "-q"], dir.path());
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("over 10 pairs"), "{}", text(&o));
+    // A 112x96 set cannot serve a 112x112 model: the error says which set does.
+    let o = facerec(
+        &["convert", "--images", s(&images), "--landmarks", s(&landmarks), "--pairs", "pairs.txt", "--to-bin", "lfw96.bin", "--template", "caffe-face", "-q"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    common::random_face_model_of(&dir.path().join("run112/model.safetensors"), [3, 112, 112])?;
+    let o = facerec(&["eval", "--model", "run112", "--bin", "lfw96.bin", "-q"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("image 0 is 112x96, the model takes 112x112 crops") && text(&o).contains("without --template caffe-face"), "{}", text(&o));
     // --to-bin reads the pairs' paths under one folder and says so when given something else.
     let o = facerec(&["convert", "--images", "a.jpg", "b.jpg", "--landmarks", s(&landmarks), "--pairs", "pairs.txt", "--to-bin", "x.bin"], dir.path());
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

@@ -279,7 +279,16 @@ pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bo
         let Some(hwc) = facerec_data::align::fit_aligned(&img, shape[1] as u32, shape[2] as u32) else {
             return Err(EvalError::Input {
                 path: path.to_path_buf(),
-                msg: format!("image {i} is {}x{}, the model takes {shape:?}", img.height(), img.width()),
+                msg: format!(
+                    "image {i} is {}x{}, the model takes {}x{} crops: a 112x112 set (facerec convert's \
+                     default template, insightface's) serves 112x112 and 112x96 models; a 112x96 set \
+                     (--template caffe-face) serves 112x96 models only, so make this one again with \
+                     `facerec convert ... --to-bin` without --template caffe-face",
+                    img.height(),
+                    img.width(),
+                    shape[1],
+                    shape[2]
+                ),
             });
         };
         pixels.extend(facerec_data::align::hwc_to_chw(&hwc, shape[1] as usize, shape[2] as usize));

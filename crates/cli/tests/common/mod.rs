@@ -65,11 +65,17 @@ epochs = 1
 
 /// A small Face-ResNet (112x96, 16-d) with random weights, saved as a backbone file at `path`.
 pub fn random_face_model(path: &Path) -> Result {
+    random_face_model_of(path, [3, 112, 96])
+}
+
+/// [`random_face_model`] taking `input_shape` crops (`[3, 112, 112]`: insightface's template).
+pub fn random_face_model_of(path: &Path, input_shape: [i64; 3]) -> Result {
     use facerec_model::face_resnet::FaceResnetConfig;
     let config = facerec_model::BackboneConfig::FaceResnet(FaceResnetConfig {
         widths: [4, 8, 8, 16, 16],
         blocks: [0, 0, 0, 0],
         feature_dim: 16,
+        input_shape,
         ..Default::default()
     });
     std::fs::create_dir_all(path.parent().ok_or("a file path")?)?;
