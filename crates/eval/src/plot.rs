@@ -197,6 +197,16 @@ pub fn ema(points: &[(f64, f64)], span: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// [`ema`] forwards and then backwards over the result: the backward pass undoes the forward
+/// pass's lag (about `span / 2` points behind), so the line runs through the points instead of
+/// trailing them (as scipy's `filtfilt` does for a filter).
+pub fn ema_centred(points: &[(f64, f64)], span: f64) -> Vec<(f64, f64)> {
+    let forward = ema(points, span);
+    let mut backward = ema(&forward.into_iter().rev().collect::<Vec<_>>(), span);
+    backward.reverse();
+    backward
+}
+
 /// The span of [`ema`] for `n` logged points: a 25th of them (about 10 lines of the usual 250),
 /// at least 1 (no smoothing of a handful).
 pub fn smoothing_span(n: usize) -> f64 {
@@ -615,7 +625,7 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
                 name: name.clone(),
                 colour: *colour,
                 marks: Marks::Line {
-                    points: ema(points, smoothing_span(points.len())),
+                    points: ema_centred(points, smoothing_span(points.len())),
                     width: if i == 0 { TOTAL_WIDTH } else { LINE_WIDTH },
                     markers: false,
                 },
@@ -625,7 +635,7 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
         let series: Vec<Series> = raw.into_iter().chain(smooth).collect();
         figures.push((run_dir.join("training.png"), step_figure(
             &if span > 1.0 {
-                format!("training losses (lines: moving average over {span:.0} log lines; dots: each line)")
+                format!("training losses (lines: smoothed over about {span:.0} log lines; dots: each line)")
             } else {
                 "training losses".to_owned()
             },

@@ -351,7 +351,7 @@ fn long_runs_are_smoothed_over_faint_raw_points() -> Result {
         let trend = 3.0 - i as f64 / 250.0;
         assert!((p.1 - trend).abs() < 0.2 + 0.01, "step {}: {} against {trend}", p.0, p.1);
     }
-    assert!(f.title.contains("moving average"), "{}", f.title);
+    assert!(f.title.contains("smoothed over"), "{}", f.title);
     // Ticks: steps 4..1000, whole numbers, at most 10.
     let ticks = f.x_ticks.clone().unwrap_or_default();
     assert!(!ticks.is_empty() && ticks.len() <= 10 && ticks.iter().all(|t| t.fract() == 0.0), "{ticks:?}");
@@ -366,6 +366,18 @@ fn ema_and_integer_ticks_by_hand() {
     let want = [4.0, 4.0 / 3.0, 12.0 / 7.0];
     assert!(e.iter().zip(want).all(|(a, b)| (a.1 - b).abs() < 1e-12), "{e:?}");
     assert_eq!(plot::ema(&[(1.0, 4.0), (2.0, 0.0)], 1.0), [(1.0, 4.0), (2.0, 0.0)]);
+    // The centred one is the backward pass over the forward one: over 4, 4/3, 12/7 backwards,
+    // 12/7; (4/3 + 0.5 * 12/7) / 1.5 = (28/21 + 18/21) / 1.5 = 46/31.5 = 92/63; (4 + 0.5 *
+    // 4/3 + 0.25 * 12/7) / 1.75 = (84/21 + 14/21 + 9/21) / 1.75 = 107/36.75 = 428/147.
+    let c = plot::ema_centred(&[(1.0, 4.0), (2.0, 0.0), (3.0, 2.0)], 3.0);
+    let want = [428.0 / 147.0, 92.0 / 63.0, 12.0 / 7.0];
+    assert!(c.iter().zip(want).all(|(a, b)| (a.1 - b).abs() < 1e-12), "{c:?}");
+    // A falling line is not shifted: inside, the centred average stays on it, where the
+    // forward one trails it (above it) by about span / 2 points.
+    let line: Vec<(f64, f64)> = (0..200).map(|i| (i as f64, 100.0 - i as f64)).collect();
+    let (fwd, mid) = (plot::ema(&line, 9.0), plot::ema_centred(&line, 9.0));
+    assert!((fwd[100].1 - line[100].1 - 4.0).abs() < 0.01, "forward lags by 4 points: {:?}", fwd[100]);
+    assert!((mid[100].1 - line[100].1).abs() < 1e-6, "centred: {:?}", mid[100]);
     assert_eq!(plot::integer_ticks(0.5, 3.5), [1.0, 2.0, 3.0]);
     assert_eq!(plot::integer_ticks(1.5, 2.5), [2.0]);
     assert_eq!(plot::integer_ticks(-32.0, 672.0), [0.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0]);
