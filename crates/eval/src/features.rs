@@ -1,5 +1,8 @@
-//! Running a backbone over many images in batches, in inference mode, and moving features
-//! between libtorch tensors and host-side `ndarray` arrays.
+//! The one inference path of facerec: a backbone over normalised crops in inference mode, with
+//! the mirror image's features concatenated when asked ([`embed_batch`]; Wen et al. 2016,
+//! sec. 4.1), batch by batch ([`extract`]). LFW and `.bin` evaluation, MNIST evaluation,
+//! `facerec embed`, `compare` and `bench` all call these. Also: moving features between
+//! libtorch tensors and host-side `ndarray` arrays.
 
 use ndarray::{Array2, ArrayBase, Data, Ix2};
 use tch::{Device, Kind, Tensor};
@@ -8,22 +11,47 @@ use facerec_model::Backbone;
 
 use crate::error::{EvalError, Result};
 
-/// Features `[N, dim]` (on the CPU, float) of `images` `[N, C, H, W]`, `batch` at a time.
-pub fn extract(backbone: &dyn Backbone, images: &Tensor, batch: i64, device: Device) -> Result<Tensor> {
+/// Features of one batch of normalised crops `images` `[n, C, H, W]` (on any device), computed
+/// on `device` without gradients: `[n, D]`, or with `flip` `[n, 2D]`, the image's features
+/// followed by its horizontal mirror's. Float, on the CPU.
+pub fn embed_batch(backbone: &dyn Backbone, images: &Tensor, flip: bool, device: Device) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
-    let n = images.size()[0];
+    let x = images.f_to_device(device)?;
+    let mut parts = vec![backbone.forward_t(&x, false)?]; // [n, D]
+    if flip {
+        parts.push(backbone.forward_t(&x.f_flip([3])?, false)?); // [n, D], the mirror's
+    }
+    Ok(Tensor::f_cat(&parts, 1)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?) // [n, D or 2D]
+}
+
+/// [`embed_batch`] over `rows` `batch` at a time, `crops(chunk)` giving the crops of each chunk
+/// of rows; `progress` gets the rows done after each chunk. `[rows, D or 2D]`.
+pub fn embed_rows(
+    backbone: &dyn Backbone,
+    rows: &[usize],
+    batch: usize,
+    flip: bool,
+    device: Device,
+    mut crops: impl FnMut(&[usize]) -> Result<Tensor>,
+    progress: &dyn Fn(u64),
+) -> Result<Tensor> {
     let mut out = Vec::new();
-    let mut start = 0;
-    while start < n {
-        let len = batch.min(n - start);
-        let x = images.f_narrow(0, start, len)?.f_to_device(device)?;
-        out.push(backbone.forward_t(&x, false)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?);
-        start += len;
+    for chunk in rows.chunks(batch.max(1)) {
+        out.push(embed_batch(backbone, &crops(chunk)?, flip, device)?);
+        progress(chunk.len() as u64);
     }
     if out.is_empty() {
-        return Ok(Tensor::f_zeros([0, backbone.feature_dim()], (Kind::Float, Device::Cpu))?);
+        let dim = backbone.feature_dim() * if flip { 2 } else { 1 };
+        return Ok(Tensor::f_zeros([0, dim], (Kind::Float, Device::Cpu))?);
     }
     Ok(Tensor::f_cat(&out, 0)?)
+}
+
+/// Features `[N, D]` (on the CPU, float) of `images` `[N, C, H, W]`, `batch` at a time.
+pub fn extract(backbone: &dyn Backbone, images: &Tensor, batch: i64, device: Device) -> Result<Tensor> {
+    let rows: Vec<usize> = (0..images.size()[0] as usize).collect();
+    let crops = |chunk: &[usize]| Ok(images.f_narrow(0, chunk[0] as i64, chunk.len() as i64)?);
+    embed_rows(backbone, &rows, batch.max(1) as usize, false, device, crops, &|_| {})
 }
 
 /// A `[N, D]` tensor (any device, any kind) as a host array of `T` (converted as libtorch

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use facerec_data::align::Template;
 use facerec_data::cache::CropCache;
@@ -25,6 +25,7 @@ use facerec_train::data::zero_based_folds;
 use facerec_train::{Evaluator, ModelParts};
 
 use crate::error::{EvalError, Result};
+use crate::features::embed_rows;
 use crate::identification::{identify, IdentificationReport};
 use crate::verification::{verify, PairRef, VerificationReport};
 
@@ -153,17 +154,7 @@ impl LfwEval {
         rows: &[usize],
         progress: &dyn Fn(u64),
     ) -> Result<Tensor> {
-        let _guard = tch::no_grad_guard();
-        let mut out = Vec::new();
-        for chunk in rows.chunks(self.config.batch_size.max(1)) {
-            let mut parts = vec![self.forward(backbone, device, chunk, false)?];
-            if self.config.flip {
-                parts.push(self.forward(backbone, device, chunk, true)?);
-            }
-            out.push(Tensor::f_cat(&parts, 1)?);
-            progress(chunk.len() as u64);
-        }
-        Ok(Tensor::f_cat(&out, 0)?)
+        embed_rows(backbone, rows, self.config.batch_size, self.config.flip, device, |chunk| self.crops(chunk), progress)
     }
 
     /// How many images [`LfwEval::report`] computes features of (for a progress bar).
@@ -178,11 +169,6 @@ impl LfwEval {
     /// (unmirrored).
     pub fn crops(&self, rows: &[usize]) -> Result<Tensor> {
         Ok(self.source.images_tensor(rows, &vec![false; rows.len()])?)
-    }
-
-    fn forward(&self, backbone: &dyn Backbone, device: Device, rows: &[usize], flip: bool) -> Result<Tensor> {
-        let images = self.source.images_tensor(rows, &vec![flip; rows.len()])?.f_to_device(device)?;
-        Ok(backbone.forward_t(&images, false)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)
     }
 
     /// Verification only (what periodic evaluation runs).
@@ -295,18 +281,9 @@ pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bo
     }
     let n = bin.images.len();
     let source = PixelSource::new(pixels.into(), vec![0; n], 1, shape)?;
-    let _guard = tch::no_grad_guard();
-    let mut feats = Vec::new();
     let rows: Vec<usize> = (0..n).collect();
-    for chunk in rows.chunks(batch.max(1)) {
-        let mut parts = Vec::new();
-        for f in [false, true].into_iter().filter(|&f| !f || flip) {
-            let x = source.images_tensor(chunk, &vec![f; chunk.len()])?.f_to_device(device)?;
-            parts.push(backbone.forward_t(&x, false)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?);
-        }
-        feats.push(Tensor::f_cat(&parts, 1)?);
-    }
-    let feats = Tensor::f_cat(&feats, 0)?;
+    let crops = |chunk: &[usize]| Ok(source.images_tensor(chunk, &vec![false; chunk.len()])?);
+    let feats = embed_rows(backbone, &rows, batch, flip, device, crops, &|_| {})?;
     let per_fold = (bin.issame.len() / 10).max(1);
     let pairs: Vec<PairRef> = bin
         .issame

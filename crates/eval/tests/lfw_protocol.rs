@@ -277,3 +277,28 @@ fn the_report_after_training_reuses_the_last_evaluation_instead_of_scoring_again
     assert_eq!(again.verification.fold_threshold, of_b.verification.fold_threshold);
     Ok(())
 }
+
+#[test]
+fn the_one_inference_path_batches_and_mirrors_as_plain_forwards_do() -> Result {
+    use facerec_eval::features::{embed_batch, embed_rows};
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = small_net(&vs)?;
+    tch::manual_seed(1);
+    let x = Tensor::randn([5, 3, 112, 96], (Kind::Float, Device::Cpu));
+    let both = embed_batch(net.as_ref(), &x, true, Device::Cpu)?;
+    let _guard = tch::no_grad_guard();
+    let direct = net.forward_t(&x, false)?;
+    let mirror = net.forward_t(&x.flip([3]), false)?;
+    assert_eq!(both.size(), [5, 2 * DIM]);
+    assert!(max_diff(&both, &Tensor::cat(&[direct.shallow_clone(), mirror], 1))? < 1e-6, "image, then mirror");
+    // In chunks of 2 (2, 2, 1), with progress counted per row.
+    let rows: Vec<usize> = (0..5).collect();
+    let done = std::cell::Cell::new(0);
+    let crops = |c: &[usize]| -> facerec_eval::error::Result<Tensor> { Ok(x.narrow(0, c[0] as i64, c.len() as i64)) };
+    let chunked = embed_rows(net.as_ref(), &rows, 2, false, Device::Cpu, crops, &|n| done.set(done.get() + n))?;
+    assert!(max_diff(&chunked, &direct)? < 1e-5, "batching changes nothing");
+    assert_eq!(done.get(), 5);
+    let none = embed_rows(net.as_ref(), &[], 2, true, Device::Cpu, |_: &[usize]| unreachable!(), &|_| {})?;
+    assert_eq!(none.size(), [0, 2 * DIM]);
+    Ok(())
+}

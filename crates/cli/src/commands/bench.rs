@@ -72,16 +72,13 @@ fn median_seconds(steps: usize, device: Device, mut body: impl FnMut(usize) -> a
     Ok(times[times.len() / 2])
 }
 
-/// Median seconds to extract the features of `images` and their mirror images, as
-/// `facerec_eval::features` does: inference mode, no gradients, the two concatenated.
+/// Median seconds to extract the features of `images` and their mirror images through
+/// `facerec_eval::features::embed_batch`, the path evaluation and `embed` take.
 fn extract_seconds(trainer: &Trainer, images: &Tensor, steps: usize) -> anyhow::Result<f64> {
-    let _guard = tch::no_grad_guard();
     let parts = trainer.parts();
     let images = images.f_to_device(parts.device)?;
     median_seconds(steps, parts.device, |_| {
-        let a = parts.backbone.forward_t(&images, false)?;
-        let b = parts.backbone.forward_t(&images.f_flip([3])?, false)?;
-        let _features = Tensor::f_cat(&[a, b], 1)?;
+        let _features = facerec_eval::features::embed_batch(parts.backbone, &images, true, parts.device)?;
         Ok(())
     })
 }

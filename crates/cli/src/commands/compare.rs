@@ -12,8 +12,8 @@ use facerec_data::align::hwc_to_chw;
 use facerec_data::image_io::read_rgb;
 use facerec_data::normalize::normalize_u8;
 use facerec_model::device::DeviceChoice;
+use facerec_eval::features::embed_batch;
 use facerec_model::saved::{backbone_file, load_backbone};
-use facerec_model::Backbone;
 use serde::{Deserialize, Serialize};
 
 use crate::commands::train::template_for;
@@ -112,18 +112,6 @@ fn report_threshold(path: &Path) -> anyhow::Result<(f64, bool)> {
     Ok((ts.iter().sum::<f64>() / ts.len() as f64, flip))
 }
 
-/// The features of one normalised crop `[1, 3, H, W]`: the image's, then (with `flip`) its
-/// mirror's, concatenated as the LFW protocol does.
-fn features(backbone: &dyn Backbone, x: &Tensor, flip: bool) -> anyhow::Result<Tensor> {
-    tch::no_grad(|| -> anyhow::Result<Tensor> {
-        let mut parts = vec![backbone.forward_t(x, false)?];
-        if flip {
-            parts.push(backbone.forward_t(&x.f_flip([3])?, false)?);
-        }
-        Ok(Tensor::f_cat(&parts, 1)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)
-    })
-}
-
 /// Compares the two faces, prints the verdict and returns the exit code: 0 for the same
 /// person, [`EXIT_DIFFERENT`] for different people.
 pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
@@ -162,10 +150,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
         let crop = detect_and_align(&detector, &img, template, path)?
             .with_context(|| format!("{}: no face found", path.display()))?;
         let x = Tensor::f_from_slice(&normalize_u8(&hwc_to_chw(&crop, h as usize, w as usize)))?
-            .f_view([1, 3, h, w])?
-            .f_to_device(device)?;
-        let f = features(loaded.backbone.as_ref(), &x, flip)?;
-        embeddings.push(f);
+            .f_view([1, 3, h, w])?;
+        // The image's features, then (with `flip`) its mirror's, as the LFW protocol takes them.
+        embeddings.push(embed_batch(loaded.backbone.as_ref(), &x, flip, device)?.f_to_kind(Kind::Double)?);
     }
     let (a, b) = (&embeddings[0], &embeddings[1]);
     let cos = f64::try_from(a.f_mul(b)?.f_sum(Kind::Double)?)?

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use rayon::prelude::*;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use facerec_data::align::{fit_aligned, hwc_to_chw, Template};
 use facerec_data::cache::aligned_crop;
@@ -16,6 +16,7 @@ use facerec_data::dataset::{FaceDataset, Sample};
 use facerec_data::image_io::read_rgb;
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::normalize::normalize_u8;
+use facerec_eval::features::embed_batch;
 use facerec_model::device::DeviceChoice;
 use facerec_model::mtcnn::Mtcnn;
 use facerec_model::saved::{backbone_file, load_backbone};
@@ -153,12 +154,8 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
         if flat.is_empty() {
             continue;
         }
-        let x = Tensor::f_from_slice(&flat)?.f_view([(flat.len() / per) as i64, shape[0], shape[1], shape[2]])?.f_to_device(device)?;
-        let mut parts = vec![loaded.backbone.forward_t(&x, false)?];
-        if args.flip {
-            parts.push(loaded.backbone.forward_t(&x.f_flip([3])?, false)?);
-        }
-        let mut emb = Tensor::f_cat(&parts, 1)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?; // [batch, D]
+        let x = Tensor::f_from_slice(&flat)?.f_view([(flat.len() / per) as i64, shape[0], shape[1], shape[2]])?;
+        let mut emb = embed_batch(loaded.backbone.as_ref(), &x, args.flip, device)?; // [batch, D or 2D]
         if args.normalize {
             let norm = emb.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?; // [batch, 1]
             emb = emb.f_div(&norm)?;
