@@ -64,7 +64,7 @@ enum Command {
     /// Find faces with MTCNN and write their 5-point landmarks (one face per image).
     #[command(after_help = commands::detect::EXAMPLES)]
     Detect(commands::detect::DetectArgs),
-    /// Print the results table of finished runs (MNIST toy experiment).
+    /// Print the results tables of runs (MNIST and face runs), listing unfinished ones.
     #[command(after_help = "Example:\n  facerec summary runs/mnist_lenetpp_softmax runs/mnist_lenetpp_center")]
     Summary(commands::summary::SummaryArgs),
     /// Time training steps of a config's model on synthetic batches.

@@ -54,7 +54,6 @@ impl DataError {
         DataError::Format { path: path.into(), msg: msg.into() }
     }
 
-    #[allow(dead_code)] // used by the face parsers
     pub(crate) fn line(path: impl Into<PathBuf>, line: usize, msg: impl Into<String>) -> Self {
         DataError::Line { path: path.into(), line, msg: msg.into() }
     }

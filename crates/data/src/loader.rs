@@ -14,7 +14,6 @@
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -104,22 +103,17 @@ impl LoaderConfig {
     }
 }
 
-/// One batch with its position in the epoch.
+/// One batch: images `[B, C, H, W]` and labels `[B]`.
 #[derive(Debug)]
 pub struct Batch {
     pub images: Tensor,
     pub labels: Tensor,
-    /// Index of this batch within its epoch.
-    pub index: usize,
-    /// Time the loader spent producing it (on its own thread).
-    pub load_time: Duration,
 }
 
 /// Iterates over the batches of one epoch, produced on a background thread.
 pub struct Loader {
     rx: Receiver<Result<Batch>>,
     handle: Option<JoinHandle<()>>,
-    waited: Duration,
 }
 
 impl Loader {
@@ -136,14 +130,8 @@ impl Loader {
         let handle = std::thread::Builder::new()
             .name(format!("loader-epoch{epoch}"))
             .spawn(move || {
-                for (i, (indices, flips)) in plan.into_iter().enumerate() {
-                    let t0 = Instant::now();
-                    let batch = source.load(&indices, &flips).map(|(images, labels)| Batch {
-                        images,
-                        labels,
-                        index: start + i,
-                        load_time: t0.elapsed(),
-                    });
+                for (indices, flips) in plan {
+                    let batch = source.load(&indices, &flips).map(|(images, labels)| Batch { images, labels });
                     let failed = batch.is_err();
                     if tx.send(batch).is_err() || failed {
                         return; // consumer gone, or an error was handed over
@@ -151,12 +139,7 @@ impl Loader {
                 }
             })
             .map_err(|e| DataError::Invalid(format!("cannot start the loader thread: {e}")))?;
-        Ok(Loader { rx, handle: Some(handle), waited: Duration::ZERO })
-    }
-
-    /// Total time the consumer waited for batches so far (the loader's stall time).
-    pub fn waited(&self) -> Duration {
-        self.waited
+        Ok(Loader { rx, handle: Some(handle) })
     }
 }
 
@@ -164,10 +147,7 @@ impl Iterator for Loader {
     type Item = Result<Batch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let t0 = Instant::now();
-        let item = self.rx.recv().ok();
-        self.waited += t0.elapsed();
-        item
+        self.rx.recv().ok()
     }
 }
 

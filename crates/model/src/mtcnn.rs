@@ -25,7 +25,7 @@
 //! the reference (torchvision's `nms` for stages 1-2, the `+1` pixel-inclusive "Min" overlap
 //! for stage 3). Box arithmetic is in `f32`, as in the reference's float32 tensors.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use facerec_data::landmarks::Landmarks;
 use image::RgbImage;
@@ -429,18 +429,13 @@ fn load_net<N>(dir: &Path, name: &str, device: Device, build: impl FnOnce(&nn::P
     let (src, _) = weights::load(&path)?;
     let mut dst: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     dst.sort_by(|a, b| a.0.cmp(&b.0));
-    weights::copy_into(&dst, &src, false, &path)?;
+    weights::copy_into(&dst, &src, &path)?;
     Ok((vs, net))
 }
 
 /// What to do when the weights are missing.
 const WEIGHTS_HINT: &str = "run scripts/setup.sh, which fetches facenet-pytorch 2.6.0's MTCNN weights from PyPI, \
      converts them to safetensors and links them as data/mtcnn";
-
-/// `dir/{pnet,rnet,onet}.safetensors`: the files [`Mtcnn::load`] reads.
-pub fn weight_files(dir: &Path) -> [PathBuf; 3] {
-    ["pnet", "rnet", "onet"].map(|n| dir.join(format!("{n}.safetensors")))
-}
 
 /// A candidate box: `[x1, y1, x2, y2]`, probability, and the regression still to apply.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -76,6 +76,6 @@ pub fn load_backbone(path: &Path, device: Device, config: Option<&BackboneConfig
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     // PyTorch state dicts carry BatchNorm's `num_batches_tracked`, which facerec does not use.
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
-    weights::copy_into(&vars, &tensors, false, path)?;
+    weights::copy_into(&vars, &tensors, path)?;
     Ok(LoadedBackbone { vs, backbone, config })
 }

@@ -127,14 +127,9 @@ pub fn strip_prefix(vars: &HashMap<String, Tensor>, prefix: &str) -> Vec<(String
 }
 
 /// Copies `src` into the same-named tensors of `dst` (no gradient recorded). Every name of
-/// `dst` must be present in `src` with the same shape, and `src` may hold no other names
-/// unless `allow_extra`; otherwise the error lists what is missing, unexpected or mis-shaped.
-pub fn copy_into(
-    dst: &[(String, Tensor)],
-    src: &[(String, Tensor)],
-    allow_extra: bool,
-    path: &Path,
-) -> Result<()> {
+/// `dst` must be present in `src` with the same shape, and `src` may hold no other names;
+/// otherwise the error lists what is missing, unexpected or mis-shaped.
+pub fn copy_into(dst: &[(String, Tensor)], src: &[(String, Tensor)], path: &Path) -> Result<()> {
     let src_map: HashMap<&str, &Tensor> = src.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let dst_names: std::collections::HashSet<&str> = dst.iter().map(|(k, _)| k.as_str()).collect();
     let missing: Vec<&str> = dst.iter().map(|(k, _)| k.as_str()).filter(|k| !src_map.contains_key(k)).collect();
@@ -150,7 +145,7 @@ pub fn copy_into(
     if !missing.is_empty() {
         problems.push(format!("missing {}", list(&missing)));
     }
-    if !extra.is_empty() && !allow_extra {
+    if !extra.is_empty() {
         problems.push(format!("unexpected {}", list(&extra)));
     }
     if !mismatched.is_empty() {
@@ -229,19 +224,19 @@ mod tests {
             ("w".to_string(), Tensor::ones([2], (Kind::Float, Device::Cpu))),
             ("u".to_string(), Tensor::ones([1], (Kind::Float, Device::Cpu))),
         ];
-        let err = copy_into(&dst, &src, false, Path::new("f")).unwrap_err().to_string();
+        let err = copy_into(&dst, &src, Path::new("f")).unwrap_err().to_string();
         assert!(err.contains("missing [v]") && err.contains("unexpected [u]"), "{err}");
         let src = vec![
             ("w".to_string(), Tensor::ones([2], (Kind::Float, Device::Cpu))),
             ("v".to_string(), Tensor::ones([4], (Kind::Float, Device::Cpu))),
         ];
-        let err = copy_into(&dst, &src, false, Path::new("f")).unwrap_err().to_string();
+        let err = copy_into(&dst, &src, Path::new("f")).unwrap_err().to_string();
         assert!(err.contains("shape mismatch v"), "{err}");
         let src = vec![
             ("w".to_string(), Tensor::ones([2], (Kind::Float, Device::Cpu))),
             ("v".to_string(), Tensor::ones([3], (Kind::Float, Device::Cpu))),
         ];
-        copy_into(&dst, &src, false, Path::new("f")).unwrap();
+        copy_into(&dst, &src, Path::new("f")).unwrap();
         assert_eq!(f64::try_from(dst[1].1.sum(Kind::Float)).unwrap(), 3.0);
     }
 }

@@ -90,10 +90,6 @@ impl Distributed {
         self.group.is_main()
     }
 
-    pub fn group(&self) -> &ProcessGroup {
-        &self.group
-    }
-
     fn err(&self, step: usize, what: &'static str) -> impl FnOnce(DistError) -> TrainError {
         move |error| TrainError::Distributed { step, what, error: Box::new(error) }
     }

@@ -228,11 +228,6 @@ impl Trainer {
         Ok(self)
     }
 
-    /// The process group, when training data-parallel.
-    pub fn distributed(&self) -> Option<&Distributed> {
-        self.dist.as_ref()
-    }
-
     /// Whether this process writes the run's files (rank 0, or the only process).
     pub fn is_main(&self) -> bool {
         self.dist.as_ref().is_none_or(Distributed::is_main)
@@ -326,7 +321,7 @@ impl Trainer {
                 altering.join(", ")
             )));
         }
-        weights::copy_into(&self.named_variables(), &ck.model, false, &ck.path)?;
+        weights::copy_into(&self.named_variables(), &ck.model, &ck.path)?;
         self.sgd.set_momentum_buffers(ck.momentum).map_err(bad)?;
         if self.is_main() {
             record_changes(&self.run_dir.join(CHANGES_FILE), ck.state.step, &changes)?;

@@ -56,11 +56,11 @@ pub struct BenchArgs {
 
 /// Median seconds of `body` over `steps` timed runs after 3 warm-up runs; on a GPU each run
 /// waits for the device to finish.
-fn median_seconds(steps: usize, device: Device, mut body: impl FnMut(usize) -> anyhow::Result<()>) -> anyhow::Result<f64> {
+fn median_seconds(steps: usize, device: Device, mut body: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
     let mut times = Vec::with_capacity(steps);
     for i in 0..steps + 3 {
         let t0 = Instant::now();
-        body(i)?;
+        body()?;
         if device != Device::Cpu {
             tch::Cuda::synchronize(0);
         }
@@ -77,7 +77,7 @@ fn median_seconds(steps: usize, device: Device, mut body: impl FnMut(usize) -> a
 fn extract_seconds(trainer: &Trainer, images: &Tensor, steps: usize) -> anyhow::Result<f64> {
     let parts = trainer.parts();
     let images = images.f_to_device(parts.device)?;
-    median_seconds(steps, parts.device, |_| {
+    median_seconds(steps, parts.device, || {
         let _features = facerec_eval::features::embed_batch(parts.backbone, &images, true, parts.device)?;
         Ok(())
     })
@@ -90,7 +90,7 @@ fn center_seconds(classes: i64, dim: i64, batch: i64, device: Device) -> anyhow:
     let center = CenterLoss::new(&vs.root(), classes, dim, CenterLossConfig { lambda: 0.003, alpha: 0.5 })?;
     let x = Tensor::f_randn([batch, dim], (Kind::Float, device))?.f_set_requires_grad(true)?;
     let y = Tensor::f_randint(classes, [batch], (Kind::Int64, device))?;
-    median_seconds(50, device, |_| {
+    median_seconds(50, device, || {
         let out = center.forward(&x, &y)?;
         out.objective.f_backward()?;
         center.update_centers(&x.f_detach()?, &y)?;
@@ -141,8 +141,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let schedule = MultiStep { base: config.optim.lr.min(1e-3), gamma: 1.0, milestones: vec![], warmup: 0 };
     let device = trainer.device();
-    let median = median_seconds(args.steps, device, |i| {
-        let b = Batch { images: images.shallow_clone(), labels: labels.shallow_clone(), index: i, load_time: Default::default() };
+    let median = median_seconds(args.steps, device, || {
+        let b = Batch { images: images.shallow_clone(), labels: labels.shallow_clone() };
         trainer.train_step(&b, &schedule, Default::default())?;
         Ok(())
     })?;
