@@ -2,7 +2,7 @@
 //!
 //! The order of an epoch is a permutation drawn from `(seed, epoch)` alone, so a run that is
 //! stopped and resumed at batch `k` of epoch `e` sees exactly the batches it would have seen.
-//! With `world` ranks, each global batch of `world * batch_size` consecutive samples of that
+//! With `world` ranks, each global batch of `world * rank_batch` consecutive samples of that
 //! order is cut into `world` slices and rank `r` takes slice `r`: 2 ranks of batch B train on
 //! the same samples per step as 1 rank of batch 2B. Flips (when on) are drawn per position
 //! from the same seed.
@@ -41,8 +41,9 @@ pub trait Source: Send + Sync {
 /// How batches are drawn.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoaderConfig {
-    /// Samples per batch on this rank.
-    pub batch_size: usize,
+    /// Samples per batch on this rank: the config's global `optim.batch_size` divided by the
+    /// world size.
+    pub rank_batch: usize,
     pub shuffle: bool,
     /// Mirror each image with probability 1/2.
     pub flip: bool,
@@ -56,7 +57,7 @@ pub struct LoaderConfig {
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { batch_size: 64, shuffle: true, flip: false, seed: 0, rank: 0, world: 1, prefetch: 4 }
+        LoaderConfig { rank_batch: 64, shuffle: true, flip: false, seed: 0, rank: 0, world: 1, prefetch: 4 }
     }
 }
 
@@ -64,7 +65,7 @@ impl LoaderConfig {
     /// Full batches per epoch (the incomplete last global batch is dropped so that every step
     /// has the same size on every rank).
     pub fn batches_per_epoch(&self, len: usize) -> usize {
-        len / (self.batch_size * self.world).max(1)
+        len / (self.rank_batch * self.world).max(1)
     }
 
     /// The sample order of `epoch` (identical on every rank).
@@ -92,11 +93,11 @@ impl LoaderConfig {
     pub fn plan(&self, len: usize, epoch: usize, start: usize) -> Vec<(Vec<usize>, Vec<bool>)> {
         let order = self.epoch_order(len, epoch);
         let flips = self.epoch_flips(len, epoch);
-        let global = self.batch_size * self.world;
+        let global = self.rank_batch * self.world;
         (start..self.batches_per_epoch(len))
             .map(|b| {
-                let lo = b * global + self.rank * self.batch_size;
-                let hi = lo + self.batch_size;
+                let lo = b * global + self.rank * self.rank_batch;
+                let hi = lo + self.rank_batch;
                 (order[lo..hi].to_vec(), flips[lo..hi].to_vec())
             })
             .collect()
@@ -119,10 +120,10 @@ pub struct Loader {
 impl Loader {
     /// Starts loading batch `start` onwards of `epoch`.
     pub fn new(source: Arc<dyn Source>, config: &LoaderConfig, epoch: usize, start: usize) -> Result<Self> {
-        if config.batch_size == 0 || config.world == 0 || config.rank >= config.world {
+        if config.rank_batch == 0 || config.world == 0 || config.rank >= config.world {
             return Err(DataError::Invalid(format!(
-                "loader: batch_size {} world {} rank {} is not a valid layout",
-                config.batch_size, config.world, config.rank
+                "loader: rank_batch {} world {} rank {} is not a valid layout",
+                config.rank_batch, config.world, config.rank
             )));
         }
         let plan = config.plan(source.len(), epoch, start);
@@ -170,8 +171,8 @@ mod tests {
 
     #[test]
     fn two_ranks_split_each_global_batch_of_one_rank() {
-        let one = LoaderConfig { batch_size: 8, seed: 5, ..Default::default() };
-        let r0 = LoaderConfig { batch_size: 4, world: 2, rank: 0, ..one.clone() };
+        let one = LoaderConfig { rank_batch: 8, seed: 5, ..Default::default() };
+        let r0 = LoaderConfig { rank_batch: 4, world: 2, rank: 0, ..one.clone() };
         let r1 = LoaderConfig { rank: 1, ..r0.clone() };
         let (a, b, c) = (one.plan(50, 3, 0), r0.plan(50, 3, 0), r1.plan(50, 3, 0));
         assert_eq!(a.len(), 6);
@@ -184,7 +185,7 @@ mod tests {
 
     #[test]
     fn order_depends_on_seed_and_epoch_only_and_resume_skips() {
-        let cfg = LoaderConfig { batch_size: 3, flip: true, ..Default::default() };
+        let cfg = LoaderConfig { rank_batch: 3, flip: true, ..Default::default() };
         assert_eq!(cfg.plan(20, 1, 0), cfg.plan(20, 1, 0));
         assert_ne!(cfg.epoch_order(20, 1), cfg.epoch_order(20, 2));
         assert_eq!(cfg.plan(20, 1, 2)[..], cfg.plan(20, 1, 0)[2..]);
@@ -202,7 +203,7 @@ mod tests {
         let pixels: Vec<u8> = (0..20).collect();
         let labels: Vec<i64> = (0..10).collect();
         let src: Arc<dyn Source> = Arc::new(PixelSource::new(pixels.into(), labels, 10, [1, 1, 2]).unwrap());
-        let cfg = LoaderConfig { batch_size: 4, flip: true, seed: 1, ..Default::default() };
+        let cfg = LoaderConfig { rank_batch: 4, flip: true, seed: 1, ..Default::default() };
         let plan = cfg.plan(10, 0, 0);
         let batches: Vec<Batch> = Loader::new(src, &cfg, 0, 0).unwrap().map(|b| b.unwrap()).collect();
         assert_eq!(batches.len(), 2);
@@ -228,7 +229,7 @@ mod tests {
                 Err(DataError::Invalid("disk on fire".into()))
             }
         }
-        let cfg = LoaderConfig { batch_size: 2, ..Default::default() };
+        let cfg = LoaderConfig { rank_batch: 2, ..Default::default() };
         let mut l = Loader::new(Arc::new(Broken), &cfg, 0, 0).unwrap();
         assert!(l.next().unwrap().unwrap_err().to_string().contains("disk on fire"));
         assert!(l.next().is_none());

@@ -109,7 +109,7 @@ fn crop_cache_holds_the_aligned_crops_and_feeds_the_loader() -> Result {
     assert!(rebuilt.is_some());
     assert_eq!(c.index.shape, [3, 112, 112]);
 
-    let cfg = LoaderConfig { batch_size: 4, flip: true, ..Default::default() };
+    let cfg = LoaderConfig { rank_batch: 4, flip: true, ..Default::default() };
     let batch = Loader::new(source.clone(), &cfg, 0, 0)?.next().unwrap()?;
     assert_eq!(batch.images.size(), [4, 3, 112, 96]);
     let max = f64::try_from(batch.images.abs().max())?;

@@ -425,7 +425,7 @@ impl Trainer {
         let (per_epoch, total, schedule) = self.plan(source.len())?;
         let global_batch = self.config.optim.batch_size;
         let loader_cfg = LoaderConfig {
-            batch_size: global_batch / self.world(),
+            rank_batch: global_batch / self.world(),
             shuffle: true,
             flip,
             seed: self.config.seed,

@@ -157,7 +157,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.loader {
         let data = config.data.open_train()?;
         let cfg = facerec_data::loader::LoaderConfig {
-            batch_size: batch as usize,
+            rank_batch: batch as usize,
             flip: data.flip,
             seed: config.seed,
             ..Default::default()
