@@ -95,6 +95,31 @@ pub struct FitSummary {
     pub data_wait_s: f64,
 }
 
+/// When a periodic job (evaluation, checkpoint) runs: after every `n` steps, at the end of
+/// each epoch, or never. The config says `every_steps = 0` for [`Every::Epoch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Every {
+    Steps(usize),
+    Epoch,
+    Never,
+}
+
+impl Every {
+    /// The config's `every_steps`: `0` is the end of each epoch.
+    pub fn from_steps(n: usize) -> Self {
+        if n == 0 {
+            Every::Epoch
+        } else {
+            Every::Steps(n)
+        }
+    }
+
+    /// Whether it runs after training step `step`.
+    pub fn after_step(self, step: usize) -> bool {
+        matches!(self, Every::Steps(n) if step % n == 0)
+    }
+}
+
 /// `<run>/changes.jsonl`: each setting changed on a resume, with the step it took effect.
 pub const CHANGES_FILE: &str = "changes.jsonl";
 
@@ -454,11 +479,10 @@ impl Trainer {
         observer.on_start(self.state.step, total);
         let (mut train_time, mut wait_time) = (Duration::ZERO, Duration::ZERO);
         let mut last_checkpoint = None;
-        let mut saved_at = usize::MAX;
-        let mut evaluated_at = usize::MAX;
+        let (mut saved_at, mut evaluated_at) = (None, None);
         let log_every = self.config.log.interval(total);
-        let every_ck = self.config.checkpoint.every_steps;
-        let every_eval = if self.config.eval.disabled { usize::MAX } else { self.config.eval.every_steps };
+        let checkpoints = Every::from_steps(self.config.checkpoint.every_steps);
+        let evaluations = if self.config.eval.disabled { Every::Never } else { Every::from_steps(self.config.eval.every_steps) };
 
         while self.state.step < total {
             let start_batch = self.state.samples_in_epoch / global_batch;
@@ -480,16 +504,16 @@ impl Trainer {
                     let announce = self.state.step % (log_every * 25) == 0 || self.state.step == total;
                     self.log_step(&stats, announce)?;
                 }
-                if every_eval > 0 && every_eval != usize::MAX && self.state.step % every_eval == 0 {
+                if evaluations.after_step(self.state.step) {
                     self.evaluate(evaluator.as_deref_mut(), observer)?;
-                    evaluated_at = self.state.step;
+                    evaluated_at = Some(self.state.step);
                 }
-                if every_ck > 0 && self.state.step % every_ck == 0 {
+                if checkpoints.after_step(self.state.step) {
                     last_checkpoint = Some(self.save_checkpoint()?);
-                    saved_at = self.state.step;
+                    saved_at = Some(self.state.step);
                 }
                 if self.stop_requested() {
-                    if saved_at != self.state.step {
+                    if saved_at != Some(self.state.step) {
                         last_checkpoint = Some(self.save_checkpoint()?);
                     }
                     if self.is_main() {
@@ -503,9 +527,9 @@ impl Trainer {
                 }
             }
             if epoch_done {
-                if every_eval == 0 && evaluated_at != self.state.step {
+                if evaluations == Every::Epoch && evaluated_at != Some(self.state.step) {
                     self.evaluate(evaluator.as_deref_mut(), observer)?;
-                    evaluated_at = self.state.step;
+                    evaluated_at = Some(self.state.step);
                 }
                 self.log_epoch()?;
                 self.state.epoch += 1;
@@ -513,16 +537,17 @@ impl Trainer {
                 self.state.epoch_loss_sum = 0.0;
                 self.state.epoch_correct = 0.0;
                 self.state.epoch_seen = 0.0;
-                if every_ck == 0 {
+                if checkpoints == Every::Epoch {
                     last_checkpoint = Some(self.save_checkpoint()?);
-                    saved_at = self.state.step;
+                    saved_at = Some(self.state.step);
                 }
             }
         }
-        if evaluated_at != self.state.step && every_eval != usize::MAX {
+        // The run ends evaluated and saved at its last step, whatever the period.
+        if evaluations != Every::Never && evaluated_at != Some(self.state.step) {
             self.evaluate(evaluator.as_deref_mut(), observer)?;
         }
-        if saved_at != self.state.step {
+        if saved_at != Some(self.state.step) {
             last_checkpoint = Some(self.save_checkpoint()?);
         }
         if let Some(dist) = &self.dist {
@@ -790,5 +815,19 @@ impl Trainer {
         }
         self.last_metrics = metrics;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reads_the_configs_zero_as_each_epoch() {
+        assert_eq!(Every::from_steps(0), Every::Epoch);
+        assert_eq!(Every::from_steps(5), Every::Steps(5));
+        let steps: Vec<usize> = (1..=12).filter(|&s| Every::Steps(5).after_step(s)).collect();
+        assert_eq!(steps, [5, 10]);
+        assert!((1..=12).all(|s| !Every::Epoch.after_step(s) && !Every::Never.after_step(s)));
     }
 }
