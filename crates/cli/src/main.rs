@@ -117,11 +117,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        // The command has said where it stopped and how to go on.
-        Err(e) if e.downcast_ref::<outcome::Interrupted>().is_some() => ExitCode::from(outcome::EXIT_INTERRUPTED),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(outcome::exit_code(&e))
+            let code = outcome::exit_code(&e);
+            // An interrupted command has already said where it stopped and how to go on.
+            if code != outcome::EXIT_INTERRUPTED {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -182,10 +182,15 @@ impl LfwEval {
 
     /// Verification and (when configured) identification.
     pub fn run(&self, backbone: &dyn Backbone, device: Device) -> Result<LfwReport> {
+        self.fresh_report(backbone, device, &|_| {})
+    }
+
+    /// [`LfwEval::run`], with `progress` told the images embedded.
+    fn fresh_report(&self, backbone: &dyn Backbone, device: Device, progress: &dyn Fn(u64)) -> Result<LfwReport> {
         let all: Vec<usize> = (0..self.paths.len()).collect();
-        let feats = self.features(backbone, device, &all)?;
+        let feats = self.features_with_progress(backbone, device, &all, progress)?;
         let verification = verify(&feats, &self.pairs, &self.folds, self.config.pca)?;
-        self.with_identification(verification, Some(&feats), backbone, device, &|_| {})
+        self.with_identification(verification, Some(&feats), backbone, device, progress)
     }
 
     /// The report of the model the last periodic evaluation saw (at the end of training: its
@@ -195,12 +200,7 @@ impl LfwEval {
     pub fn report(&mut self, backbone: &dyn Backbone, device: Device, progress: &dyn Fn(u64)) -> Result<LfwReport> {
         match self.last.take() {
             Some(verification) => self.with_identification(verification, None, backbone, device, progress),
-            None => {
-                let all: Vec<usize> = (0..self.paths.len()).collect();
-                let feats = self.features_with_progress(backbone, device, &all, progress)?;
-                let verification = verify(&feats, &self.pairs, &self.folds, self.config.pca)?;
-                self.with_identification(verification, Some(&feats), backbone, device, progress)
-            }
+            None => self.fresh_report(backbone, device, progress),
         }
     }
 

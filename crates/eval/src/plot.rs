@@ -576,7 +576,7 @@ fn is_evaluation_curve(key: &str) -> bool {
 /// go to. A file whose records are missing gives no figure.
 ///
 /// `training.png` (from `steps.jsonl`) has the losses over steps, ticks on whole steps: each
-/// loss as faint raw points under its [`ema`] (span [`smoothing_span`]); the total loss first
+/// loss as faint raw points under its [`ema_centred`] (span [`smoothing_span`]); the total loss first
 /// and [`TOTAL_WIDTH`] wide, then over it the softmax loss and the center term (only when it is
 /// ever non-zero; see [`CenterTerm`] for what it shows), so that no curve hides the total.
 ///
@@ -589,9 +589,7 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
     let steps_path = run_dir.join("steps.jsonl");
     if steps_path.exists() {
         let records = read_records(&steps_path)?;
-        let series = |key: &str| -> Vec<(f64, f64)> {
-            records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?))).collect()
-        };
+        let series = |key: &str| points_of(&records, key);
         let center = series("center_loss");
         let center_term = if center.iter().any(|p| p.1 != 0.0) {
             Some(run_lambda(run_dir).map_or(CenterTerm::Unweighted, CenterTerm::Weighted))
@@ -658,7 +656,7 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
                 name: k.clone(),
                 colour: class_colour(i),
                 marks: Marks::Line {
-                    points: records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(k)?.as_f64()?))).collect(),
+                    points: points_of(&records, k),
                     width: LINE_WIDTH,
                     markers: true,
                 },
@@ -676,6 +674,11 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
         }
     }
     Ok(figures)
+}
+
+/// `(step, key)` of each record that has both as numbers.
+fn points_of(records: &[serde_json::Map<String, serde_json::Value>], key: &str) -> Vec<(f64, f64)> {
+    records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?))).collect()
 }
 
 /// A figure of `series` over training steps: the x axis padded by at least half a step (one

@@ -212,11 +212,9 @@ impl LfwEvalConfig {
                 self.folds
             ));
         }
-        if let Some(w) = {
-            let mut sorted = self.folds.clone();
-            sorted.sort_unstable();
-            sorted.windows(2).find(|w| w[0] == w[1]).map(<[usize]>::to_vec)
-        } {
+        let mut sorted = self.folds.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
             return Err(format!("eval.lfw.folds = {:?}: fold {} is listed twice", self.folds, w[0]));
         }
         if self.batch_size == 0 {
@@ -267,7 +265,7 @@ impl Config {
             }
             let sets_milestones = overrides.iter().any(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == "schedule.milestones"));
             if !sets_milestones {
-                check_milestone_unit(before, schedule_unit(&value), &value).map_err(err)?;
+                check_milestone_unit(before, &value).map_err(err)?;
             }
             // Round-trip through text so that errors still name the key.
             let text = toml::to_string(&value).map_err(|e| err(e.to_string()))?;
@@ -444,15 +442,11 @@ fn schedule_unit(table: &toml::Table) -> Option<(&'static str, i64)> {
     ["epochs", "steps"].into_iter().find_map(|unit| Some((unit, schedule.get(unit)?.as_integer()?)))
 }
 
-/// Refuses overrides that switch the schedule between epochs and steps while the milestones,
-/// written in the old unit, are left as they are: `[6, 9]` epochs would silently become steps 6
-/// and 9, dropping the rate 100x within the first ten steps.
-fn check_milestone_unit(
-    before: Option<(&'static str, i64)>,
-    after: Option<(&'static str, i64)>,
-    table: &toml::Table,
-) -> std::result::Result<(), String> {
-    let (Some((old_unit, old_len)), Some((new_unit, new_len))) = (before, after) else { return Ok(()) };
+/// Refuses overrides that switch the schedule from `before` (its unit as written) to another
+/// unit in `table` while the milestones, written in the old unit, are left as they are: `[6, 9]`
+/// epochs would silently become steps 6 and 9, dropping the rate 100x within the first ten steps.
+fn check_milestone_unit(before: Option<(&'static str, i64)>, table: &toml::Table) -> std::result::Result<(), String> {
+    let (Some((old_unit, old_len)), Some((new_unit, new_len))) = (before, schedule_unit(table)) else { return Ok(()) };
     let milestones: Vec<i64> = table
         .get("schedule")
         .and_then(|s| s.get("milestones"))

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::Map;
 use tch::{nn, Device, Kind, Tensor};
 
 use facerec_data::loader::{Batch, Loader, LoaderConfig, Source};
@@ -24,7 +24,7 @@ use crate::checkpoint::{self, Checkpoint, TrainState};
 use crate::config::{config_changes, Config, ConfigChange, Precision};
 use crate::distributed::{per_rank_batch, Distributed};
 use crate::error::{Result, TrainError};
-use crate::metrics::{read_records, record, JsonLines};
+use crate::metrics::{record, JsonLines};
 use crate::schedule::MultiStep;
 use crate::sgd::Sgd;
 use crate::tensorboard::EventWriter;
@@ -123,25 +123,23 @@ impl Every {
 /// `<run>/changes.jsonl`: each setting changed on a resume, with the step it took effect.
 pub const CHANGES_FILE: &str = "changes.jsonl";
 
-/// Rewrites `path` with the records of changes made before `step` and then `changes` at `step`
-/// (a record at or past `step` belongs to a resume whose later part was lost, or is the same
-/// change being recorded again).
+/// Keeps the records of `path` made before `step` and appends `changes` at `step` (a record at
+/// or past `step` belongs to a resume whose later part was lost, or is the same change being
+/// recorded again). No checkpoint is at step 0, so `step - 1` is the last step kept.
 fn record_changes(path: &Path, step: usize, changes: &[ConfigChange]) -> Result<()> {
-    let mut records: Vec<Map<String, Value>> = if path.exists() { read_records(path)? } else { Vec::new() };
-    records.retain(|r| r.get("step").and_then(Value::as_u64).is_some_and(|s| (s as usize) < step));
-    if records.is_empty() && changes.is_empty() {
+    JsonLines::truncate_after(path, step.saturating_sub(1))?;
+    if changes.is_empty() {
         return Ok(());
     }
+    let mut log = JsonLines::open(path)?;
     for c in changes {
         let mut r = Map::new();
         r.insert("step".into(), step.into());
         r.insert("key".into(), c.key.clone().into());
         r.insert("from".into(), c.from.clone().into());
         r.insert("to".into(), c.to.clone().into());
-        records.push(r);
+        log.write(&r)?;
     }
-    let text: String = records.iter().map(|r| format!("{}\n", Value::Object(r.clone()))).collect();
-    facerec_data::fsutil::atomic_write_bytes(path, text.as_bytes())?;
     Ok(())
 }
 

@@ -137,7 +137,6 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
     let mut out = Vec::new();
     let mut files: Vec<PathBuf> = Vec::with_capacity(ds.len());
     let mut skipped: Vec<String> = Vec::new();
-    let _guard = tch::no_grad_guard();
     for chunk in ds.samples.chunks(args.batch.max(1)) {
         let mut flat: Vec<f32> = Vec::with_capacity(per * chunk.len());
         for (s, crop) in chunk.iter().zip(crops.of(&ds, chunk, template)) {

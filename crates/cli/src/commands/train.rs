@@ -215,7 +215,8 @@ fn lfw_report(eval: &mut LfwEval, trainer: &Trainer, run_dir: &Path, summary: &F
     let parts = trainer.parts();
     // The run's last evaluation saw the final weights: its verification is reused, and only
     // identification (when configured) needs features of more images.
-    let bar = Bar::new("LFW features for the report", eval.images_to_embed() as u64, quiet || eval.images_to_embed() == 0);
+    let images = eval.images_to_embed() as u64;
+    let bar = Bar::new("LFW features for the report", images, quiet || images == 0);
     let report = eval.report(parts.backbone, parts.device, &|n| bar.inc(n))?;
     drop(bar);
     let name = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -312,21 +313,18 @@ fn prepare_run_dir(run_dir: &Path, resume: bool, overwrite: bool) -> anyhow::Res
         facerec_train::trainer::CHANGES_FILE,
     ];
     if overwrite {
-        // Temporaries of an interrupted atomic write are named `.<file>.tmp-<pid>`.
-        let temporaries = std::fs::read_dir(run_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| {
+        // Besides those: temporaries of an interrupted atomic write (`.<file>.tmp-<pid>`), and
+        // re-evaluations by `facerec eval RUN` with other settings (`eval_pca64/`, ...).
+        let also_written = std::fs::read_dir(run_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")).is_some_and(|(f, _)| RUN_FILES.contains(&f))
-        });
-        // Re-evaluations by `facerec eval RUN` with other settings (`eval_pca64/`, ...).
-        let reevaluations = std::fs::read_dir(run_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| {
-            p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("eval_")) && p.join("lfw_report.json").is_file()
+            let temporary = name.strip_prefix('.').and_then(|n| n.split_once(".tmp-")).is_some_and(|(f, _)| RUN_FILES.contains(&f));
+            temporary || (name.starts_with("eval_") && p.join("lfw_report.json").is_file())
         });
         let paths: Vec<PathBuf> = RUN_FILES
             .iter()
             .map(|f| run_dir.join(f))
             .chain(facerec_train::tensorboard::event_files(run_dir))
-            .chain(temporaries)
-            .chain(reevaluations)
+            .chain(also_written)
             .collect();
         for p in paths {
             if p.is_dir() {
