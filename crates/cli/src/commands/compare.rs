@@ -117,12 +117,19 @@ fn report_threshold(path: &Path) -> anyhow::Result<(f64, bool)> {
 pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
     let device = args.device.resolve()?;
     let model = backbone_file(&args.model);
-    // The model first: a missing one is reported as such, not as a missing report beside it.
-    let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
     let (threshold, flip, threshold_from) = match args.threshold {
         Some(t) => (t, !args.no_flip, "--threshold".to_owned()),
         None => {
-            let report = args.report.clone().unwrap_or_else(|| model.with_file_name("lfw_report.json"));
+            let report = match &args.report {
+                Some(r) => r.clone(),
+                None => {
+                    // The report beside a model that is not there: say so, not that the report is missing.
+                    if !model.is_file() {
+                        bail!("{}: no such model file (--model takes a run directory or its model.safetensors)", model.display());
+                    }
+                    model.with_file_name("lfw_report.json")
+                }
+            };
             let (t, flip) = report_threshold(&report)?;
             if args.no_flip && flip {
                 bail!(
@@ -133,6 +140,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
             (t, flip, report.display().to_string())
         }
     };
+    let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
     let template = template_for(&loaded.config)?;
     let detector = load_detector(args.weights.as_deref(), Device::Cpu)?;
     let [_, h, w] = loaded.backbone.input_shape();
