@@ -60,7 +60,7 @@ impl Diverged {
 
     pub fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
         let path = run_dir.join(Self::FILE);
-        facerec_data::fsutil::atomic_write_bytes(&path, serde_json::to_string_pretty(self)?.as_bytes())
+        facerec_core::fsutil::atomic_write_bytes(&path, serde_json::to_string_pretty(self)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))
     }
 

@@ -841,6 +841,7 @@ fn error_chains_say_each_cause_once() -> Result {
     let ops = || facerec_ops::OpsError::Op("shape mismatch".into());
     let path = PathBuf::from("x.bin");
     let errors: Vec<anyhow::Error> = vec![
+        facerec_core::CoreError::Io { path: path.clone(), error: io() }.into(),
         facerec_data::DataError::Io { path: path.clone(), error: io() }.into(),
         facerec_data::DataError::Torch(torch()).into(),
         facerec_model::ModelError::Io { path: path.clone(), error: io() }.into(),
@@ -850,10 +851,12 @@ fn error_chains_say_each_cause_once() -> Result {
         facerec_train::TrainError::Io { path: path.clone(), error: io() }.into(),
         facerec_train::TrainError::Torch(torch()).into(),
         facerec_train::TrainError::Ops(ops()).into(),
+        facerec_train::TrainError::Core(facerec_core::CoreError::Io { path: path.clone(), error: io() }).into(),
         facerec_train::TrainError::Data(facerec_data::DataError::Io { path: path.clone(), error: io() }).into(),
         facerec_train::TrainError::Model(facerec_model::ModelError::Ops(ops())).into(),
         facerec_eval::EvalError::Io { path: path.clone(), error: io() }.into(),
         facerec_eval::EvalError::Torch(torch()).into(),
+        facerec_eval::EvalError::Core(facerec_core::CoreError::Io { path: path.clone(), error: io() }).into(),
         facerec_eval::EvalError::Data(facerec_data::DataError::Torch(torch())).into(),
         facerec_eval::EvalError::Train(facerec_train::TrainError::Io { path: path.clone(), error: io() }).into(),
         facerec_train::TrainError::from(tch::TchError::Torch("shape mismatch".into())).into(),

@@ -191,7 +191,7 @@ pub fn build(
         fingerprint: fingerprint(dataset, landmarks, template),
     };
     let json = serde_json::to_vec(&index).map_err(|e| DataError::Invalid(e.to_string()))?;
-    crate::fsutil::atomic_write_bytes(&index_path, &json)?;
+    facerec_core::fsutil::atomic_write_bytes(&index_path, &json)?;
     Ok(BuildReport { written: index.paths.len(), skipped })
 }
 
@@ -312,7 +312,7 @@ pub fn write_crops(
                 image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95).encode_image(&img)
             };
             enc.map_err(|e| DataError::Image { path: dst.clone(), msg: e.to_string() })?;
-            crate::fsutil::atomic_write_bytes(&dst, &bytes)?;
+            facerec_core::fsutil::atomic_write_bytes(&dst, &bytes)?;
             written.fetch_add(1, Ordering::Relaxed);
             Ok(())
         },

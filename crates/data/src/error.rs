@@ -26,7 +26,7 @@ pub enum DataError {
     Landmarks { path: PathBuf, msg: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("libtorch: {}", torch_message(.0))]
+    #[error("libtorch: {}", facerec_core::torch_message(.0))]
     Torch(tch::TchError),
 }
 
@@ -37,6 +37,17 @@ pub type Result<T, E = DataError> = std::result::Result<T, E>;
 impl From<tch::TchError> for DataError {
     fn from(e: tch::TchError) -> Self {
         DataError::Torch(e)
+    }
+}
+
+// The same variants (and so the same messages) as the I/O errors of data's own files.
+impl From<facerec_core::CoreError> for DataError {
+    fn from(e: facerec_core::CoreError) -> Self {
+        match e {
+            facerec_core::CoreError::Io { path, error } => DataError::Io { path, error },
+            facerec_core::CoreError::Missing { path } => DataError::Missing { path, hint: String::new() },
+            facerec_core::CoreError::Invalid(msg) => DataError::Invalid(msg),
+        }
     }
 }
 
@@ -65,13 +76,4 @@ pub(crate) fn read_file(path: &std::path::Path, hint: &str) -> Result<Vec<u8>> {
         DataError::Missing { path, .. } => DataError::Missing { path, hint: hint.to_owned() },
         other => other,
     })
-}
-
-/// libtorch's message without the C++ stack trace that follows it ("Exception raised from ...").
-pub fn torch_message(e: &tch::TchError) -> String {
-    let full = e.to_string();
-    match full.find("\nException raised from") {
-        Some(i) => full[..i].to_owned(),
-        None => full,
-    }
 }

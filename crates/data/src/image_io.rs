@@ -58,7 +58,7 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage> {
     decode_rgb(&bytes, path)
 }
 
-/// Writes `img` as a PNG file, atomically (see [`crate::fsutil`]), creating its folder.
+/// Writes `img` as a PNG file, atomically (see [`facerec_core::fsutil`]), creating its folder.
 pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
@@ -66,7 +66,7 @@ pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .map_err(|e| DataError::Image { path: path.to_path_buf(), msg: e.to_string() })?;
-    crate::fsutil::atomic_write_bytes(path, &bytes)
+    Ok(facerec_core::fsutil::atomic_write_bytes(path, &bytes)?)
 }
 
 #[cfg(test)]

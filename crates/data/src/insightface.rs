@@ -239,8 +239,8 @@ pub fn write_recordio(rec_path: &Path, images: &[(Vec<u8>, i64)]) -> Result<()> 
         let end = start + images.iter().filter(|x| x.1 == id as i64).count() as u64;
         put(n + 1 + id, pack(0.0, &[start as f32, end as f32], n + 1 + id, &[]), &mut rec);
     }
-    crate::fsutil::atomic_write_bytes(rec_path, &rec)?;
-    crate::fsutil::atomic_write_bytes(&rec_path.with_extension("idx"), idx.as_bytes())
+    facerec_core::fsutil::atomic_write_bytes(rec_path, &rec)?;
+    Ok(facerec_core::fsutil::atomic_write_bytes(&rec_path.with_extension("idx"), idx.as_bytes())?)
 }
 
 /// Aligns every image of `dataset` (in parallel) and encodes the crops as JPEG (quality 95),
@@ -393,10 +393,10 @@ impl EvalBin {
     /// Python 3 reads with `pickle.load(f, encoding="bytes")` as insightface does.
     pub fn write(&self, path: &Path) -> Result<()> {
         let bins: Vec<PyBytes> = self.images.iter().map(|b| PyBytes(b)).collect();
-        crate::fsutil::atomic_write(path, |w| {
+        Ok(facerec_core::fsutil::atomic_write(path, |w| {
             serde_pickle::to_writer(w, &(bins, &self.issame), serde_pickle::SerOptions::new())
                 .map_err(|e| std::io::Error::other(format!("pickling: {e}")))
-        })
+        })?)
     }
 }
 

@@ -97,7 +97,7 @@ impl LandmarkFile {
                 None => text.push('\n'),
             }
         }
-        crate::fsutil::atomic_write_bytes(path, text.as_bytes())
+        Ok(facerec_core::fsutil::atomic_write_bytes(path, text.as_bytes())?)
     }
 }
 

@@ -5,7 +5,6 @@ pub mod align;
 pub mod cache;
 pub mod dataset;
 pub mod error;
-pub mod fsutil;
 pub mod idx;
 pub mod image_io;
 pub mod inputs;

@@ -34,7 +34,7 @@ where
     D: Dimension,
 {
     let bytes = to_bytes(array).map_err(|msg| DataError::format(path, msg))?;
-    crate::fsutil::atomic_write_bytes(path, &bytes)
+    Ok(facerec_core::fsutil::atomic_write_bytes(path, &bytes)?)
 }
 
 /// Reads an array of element type `A` and dimension `D` (`Ix2`, or `IxDyn` for any) from

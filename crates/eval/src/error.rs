@@ -20,12 +20,14 @@ pub enum EvalError {
     #[error("plot {path}: {msg}")]
     Plot { path: PathBuf, msg: String },
     #[error(transparent)]
+    Core(#[from] facerec_core::CoreError),
+    #[error(transparent)]
     Data(#[from] facerec_data::DataError),
     #[error(transparent)]
     Model(#[from] facerec_model::ModelError),
     #[error(transparent)]
     Train(#[from] facerec_train::TrainError),
-    #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
+    #[error("libtorch: {}", facerec_core::torch_message(.0))]
     Torch(tch::TchError),
 }
 

@@ -333,7 +333,7 @@ impl LfwReport {
     pub fn write(&self, dir: &Path, name: &str) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| EvalError::Io { path: dir.to_path_buf(), error: e })?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| EvalError::Invalid(e.to_string()))?;
-        facerec_data::fsutil::atomic_write_bytes(&dir.join("lfw_report.json"), &json)?;
+        facerec_core::fsutil::atomic_write_bytes(&dir.join("lfw_report.json"), &json)?;
         for (file, figure) in self.verification.figures(name) {
             figure.draw(&dir.join(file))?;
         }

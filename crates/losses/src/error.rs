@@ -12,7 +12,7 @@ pub enum LossError {
     Shape { what: &'static str, expected: String, got: Vec<i64> },
     #[error("label {label} out of range: the loss has {classes} classes")]
     Label { label: i64, classes: i64 },
-    #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
+    #[error("libtorch: {}", facerec_core::torch_message(.0))]
     Torch(tch::TchError),
 }
 

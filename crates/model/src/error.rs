@@ -19,7 +19,7 @@ pub enum ModelError {
         path: std::path::PathBuf,
         error: std::io::Error,
     },
-    #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
+    #[error("libtorch: {}", facerec_core::torch_message(.0))]
     Torch(tch::TchError),
     /// An operation of facerec-ops (PReLU) failed; the message is libtorch's.
     #[error("libtorch: {0}")]

@@ -28,7 +28,7 @@ pub fn save_backbone(path: &Path, config: &BackboneConfig, tensors: &[(String, T
         ("backbone".to_owned(), serde_json::to_string(config).map_err(|e| ModelError::Config(e.to_string()))?),
     ]);
     let bytes = weights::to_bytes(tensors, &meta)?;
-    facerec_data::fsutil::atomic_write_bytes(path, &bytes).map_err(|e| ModelError::Weights { path: path.to_path_buf(), msg: e.to_string() })
+    facerec_core::fsutil::atomic_write_bytes(path, &bytes).map_err(|e| ModelError::Weights { path: path.to_path_buf(), msg: e.to_string() })
 }
 
 /// The backbone file `path` names: `path` itself, or `<path>/model.safetensors` for a run

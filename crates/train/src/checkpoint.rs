@@ -109,7 +109,7 @@ pub fn save(
     ]);
     let bytes = weights::to_bytes(&tensors, &metadata)?;
     let path = dir.join(file_name(state.step));
-    facerec_data::fsutil::atomic_write_bytes(&path, &bytes)?;
+    facerec_core::fsutil::atomic_write_bytes(&path, &bytes)?;
     for (_, old) in list(run_dir).into_iter().skip(keep) {
         if let Err(e) = std::fs::remove_file(&old) {
             tracing::warn!("cannot remove old checkpoint {}: {e}", old.display());

@@ -36,12 +36,14 @@ pub enum TrainError {
     )]
     RanksDiffer { rank: usize, differences: String },
     #[error(transparent)]
+    Core(#[from] facerec_core::CoreError),
+    #[error(transparent)]
     Data(#[from] facerec_data::DataError),
     #[error(transparent)]
     Model(#[from] facerec_model::ModelError),
     #[error(transparent)]
     Loss(#[from] facerec_losses::LossError),
-    #[error("libtorch: {}", facerec_data::error::torch_message(.0))]
+    #[error("libtorch: {}", facerec_core::torch_message(.0))]
     Torch(tch::TchError),
     /// An operation of facerec-ops (autocast, dropping gradients) failed; the message is
     /// libtorch's.

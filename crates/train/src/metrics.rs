@@ -46,7 +46,7 @@ impl JsonLines {
         if !text.is_empty() {
             text.push('\n');
         }
-        facerec_data::fsutil::atomic_write_bytes(path, text.as_bytes())?;
+        facerec_core::fsutil::atomic_write_bytes(path, text.as_bytes())?;
         Ok(())
     }
 }

@@ -198,7 +198,7 @@ pub fn truncate_after(dir: &Path, step: usize) -> Result<()> {
         for r in kept {
             frame(&mut out, r);
         }
-        facerec_data::fsutil::atomic_write_bytes(&path, &out)?;
+        facerec_core::fsutil::atomic_write_bytes(&path, &out)?;
     }
     Ok(())
 }

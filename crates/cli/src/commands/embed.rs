@@ -187,12 +187,12 @@ fn write(out: &Path, emb: &Tensor, files: &[PathBuf]) -> anyhow::Result<()> {
         Some("npy") => {
             facerec_data::npy::write(out, &facerec_eval::features::to_array2::<f32>(emb)?)?;
             let index = out.with_extension("txt");
-            facerec_data::fsutil::atomic_write_bytes(&index, (paths.join("\n") + "\n").as_bytes())?;
+            facerec_core::fsutil::atomic_write_bytes(&index, (paths.join("\n") + "\n").as_bytes())?;
         }
         Some("safetensors") => {
             let meta = BTreeMap::from([("paths".to_owned(), serde_json::to_string(&paths)?)]);
             let bytes = facerec_model::weights::to_bytes(&[("embeddings".to_owned(), emb.shallow_clone())], &meta)?;
-            facerec_data::fsutil::atomic_write_bytes(out, &bytes)?;
+            facerec_core::fsutil::atomic_write_bytes(out, &bytes)?;
         }
         _ => bail!("{}: the output must end in .npy or .safetensors", out.display()),
     }

@@ -272,7 +272,7 @@ fn mnist_report(
         "scatter_png": png,
     });
     let report_path = run_dir.join("report.json");
-    facerec_data::fsutil::atomic_write_bytes(&report_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    facerec_core::fsutil::atomic_write_bytes(&report_path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     println!(
         "{}: test accuracy {:.2}%, intra-class distance {:.3} (ratio to inter-class {:.3}), {} steps in {:.0} s; {}",
         run_dir.display(),

@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{DataError, Result};
+use crate::error::{CoreError, Result};
 
 /// Writes `path` atomically with whatever `write` puts into the buffered writer.
 /// On any error the temporary file is removed and `path` is left as it was.
@@ -18,7 +18,7 @@ where
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().ok_or_else(|| DataError::Invalid(format!("{}: not a file path", path.display())))?;
+    let name = path.file_name().ok_or_else(|| CoreError::Invalid(format!("{}: not a file path", path.display())))?;
     let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let file = File::create(&tmp)?;
@@ -33,7 +33,7 @@ where
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(DataError::io(path, e));
+        return Err(CoreError::io(path, e));
     }
     Ok(())
 }
@@ -67,5 +67,6 @@ mod tests {
     fn unwritable_directory_is_a_clear_error() {
         let err = atomic_write_bytes(Path::new("/nonexistent-dir/x.bin"), b"x").unwrap_err();
         assert!(err.to_string().contains("/nonexistent-dir/x.bin"), "{err}");
+        assert!(matches!(err, CoreError::Missing { .. }), "{err:?}");
     }
 }

@@ -1,0 +1,19 @@
+//! The base of facerec's crate graph: what every other crate shares and nothing else. It
+//! depends on no facerec crate, so that the others never need `facerec-data` for it.
+//!
+//! - [`torch_message`]: libtorch's error message without its C++ stack trace;
+//! - [`fsutil`]: writing files atomically, with [`CoreError`] naming the file on failure.
+
+pub mod error;
+pub mod fsutil;
+
+pub use error::{CoreError, Result};
+
+/// libtorch's message without the C++ stack trace that follows it ("Exception raised from ...").
+pub fn torch_message(e: &tch::TchError) -> String {
+    let full = e.to_string();
+    match full.find("\nException raised from") {
+        Some(i) => full[..i].to_owned(),
+        None => full,
+    }
+}
