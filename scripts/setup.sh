@@ -101,7 +101,7 @@ fi
 # --- MTCNN weights from PyPI facenet-pytorch -------------------------------------------------------
 # The wheel ships P-, R- and O-Net state dicts (facenet_pytorch/data/{pnet,rnet,onet}.pt); they
 # are converted to safetensors with the same names. The extracted package stays in the cache:
-# its detect_face.py is the reference that crates/model/tests/mtcnn.rs compares against.
+# its detect_face.py is the reference that crates/detect/tests/mtcnn.rs compares against.
 mtcnn=$cache/models/mtcnn
 mtcnn_pkg=facenet-pytorch==2.6.0
 mtcnn_wheel=facenet_pytorch-2.6.0-py3-none-any.whl

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Converts facenet-pytorch's MTCNN state dicts (`facenet_pytorch/data/{pnet,rnet,onet}.pt`,
 PyPI facenet-pytorch==2.6.0) to safetensors with the same parameter names, which
-`facerec_model::mtcnn` loads strictly.
+`facerec_detect::mtcnn` loads strictly.
 
   convert_mtcnn.py --src <folder with pnet.pt rnet.pt onet.pt> --out <folder>
 

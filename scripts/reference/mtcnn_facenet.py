@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference MTCNN detections from facenet-pytorch 2.6.0 itself, for crates/model/tests/mtcnn.rs.
+"""Reference MTCNN detections from facenet-pytorch 2.6.0 itself, for crates/detect/tests/mtcnn.rs.
 
 Runs the package's own `PNet`, `RNet`, `ONet` (with its own `.pt` weights) and `detect_face`
 on images given as `.npy` arrays (H, W, 3, uint8, RGB; the test writes the pixels it decoded,

@@ -8,7 +8,7 @@ use image::RgbImage;
 use tch::Device;
 
 use facerec_data::align::{align, Template};
-use facerec_model::mtcnn::{nearest_to_centre, Mtcnn};
+use facerec_detect::mtcnn::{nearest_to_centre, Mtcnn};
 
 /// Help text of the `--weights` options.
 pub const WEIGHTS_HELP: &str = "Folder with MTCNN's pnet/rnet/onet.safetensors (made by scripts/setup.sh) \

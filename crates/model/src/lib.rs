@@ -1,6 +1,7 @@
 //! CNN backbones for facerec on libtorch (through `tch`): LeNets++ (the paper's 2-D toy),
-//! Face-ResNet (the paper's face network, caffe-face) and insightface's IResNet; and MTCNN, the
-//! face detector that gives photos their five landmarks.
+//! Face-ResNet (the paper's face network, caffe-face) and insightface's IResNet, with the layers
+//! and safetensors weights they are built from. MTCNN, the face detector that gives photos their
+//! five landmarks, is `facerec-detect`, built on these layers and weights.
 //!
 //! A backbone maps images to features; the classifier that softmax needs lives with the loss in
 //! `facerec-losses`, so that evaluation uses backbones alone.
@@ -13,7 +14,6 @@ pub mod iresnet;
 pub mod layers;
 pub mod lenet_pp;
 pub mod saved;
-pub mod mtcnn;
 pub mod weights;
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use rayon::prelude::*;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use facerec_data::landmarks::{LandmarkEntry, LandmarkFile, Landmarks, OnBad};
+use facerec_detect::mtcnn::{nearest_to_centre, Face};
 use facerec_model::device::{describe, DeviceChoice};
-use facerec_model::mtcnn::{nearest_to_centre, Face};
 
 use crate::faces::{load_detector, select_images, IMAGES_HELP, WEIGHTS_HELP};
 

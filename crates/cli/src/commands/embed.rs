@@ -16,9 +16,9 @@ use facerec_data::dataset::{FaceDataset, Sample};
 use facerec_data::image_io::read_rgb;
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::normalize::normalize_u8;
+use facerec_detect::mtcnn::Mtcnn;
 use facerec_eval::features::embed_batch;
 use facerec_model::device::DeviceChoice;
-use facerec_model::mtcnn::Mtcnn;
 use facerec_model::saved::{backbone_file, load_backbone};
 
 use crate::commands::train::template_for;

@@ -13,7 +13,7 @@ use facerec_data::dataset::FaceDataset;
 use facerec_data::image_io::read_rgb;
 use facerec_data::landmarks::{LandmarkFile, Landmarks, OnBad};
 use facerec_data::npy;
-use facerec_model::mtcnn::{nearest_to_centre, Face, Mtcnn};
+use facerec_detect::mtcnn::{nearest_to_centre, Face, Mtcnn};
 use tch::Device;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;

@@ -28,12 +28,11 @@
 use std::path::Path;
 
 use facerec_data::landmarks::Landmarks;
+use facerec_model::layers::{max_pool2, Conv2d, Linear, PRelu};
+use facerec_model::weights;
+use facerec_model::{ModelError, Result};
 use image::RgbImage;
 use tch::{nn, Device, Kind, Tensor};
-
-use crate::error::{ModelError, Result};
-use crate::layers::{max_pool2, Conv2d, Linear, PRelu};
-use crate::weights;
 
 /// Crops per forward pass of R-Net and O-Net (facenet-pytorch's `fixed_batch_process`).
 const BATCH: usize = 512;
