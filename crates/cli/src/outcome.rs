@@ -1,11 +1,6 @@
-//! How a command ended, for scripts: exit codes, and the file a diverged run leaves behind so
-//! that `facerec summary` can say what happened to it.
+//! How a command ended, for scripts: exit codes.
 
-use std::path::Path;
-
-use anyhow::Context;
-use serde::{Deserialize, Serialize};
-
+use facerec_experiment::ExperimentError;
 use facerec_train::TrainError;
 
 /// Exit code of `facerec train` when the run diverged (a non-finite loss or weight).
@@ -40,37 +35,13 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<Interrupted>().is_some() {
         return EXIT_INTERRUPTED;
     }
-    let diverged = error.chain().any(|e| matches!(e.downcast_ref::<TrainError>(), Some(TrainError::Diverged { .. })));
+    let diverged = error.chain().any(|e| {
+        matches!(e.downcast_ref::<TrainError>(), Some(TrainError::Diverged { .. }))
+            || e.downcast_ref::<ExperimentError>().and_then(ExperimentError::diverged_at).is_some()
+    });
     if diverged {
         EXIT_DIVERGED
     } else {
         1
-    }
-}
-
-/// `<run>/diverged.json`: the step at which a run diverged, and the trainer's message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Diverged {
-    pub step: usize,
-    pub message: String,
-}
-
-impl Diverged {
-    pub const FILE: &'static str = "diverged.json";
-
-    pub fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
-        let path = run_dir.join(Self::FILE);
-        facerec_core::fsutil::atomic_write_bytes(&path, serde_json::to_string_pretty(self)?.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))
-    }
-
-    /// The record of `run_dir`, if it diverged.
-    pub fn read(run_dir: &Path) -> anyhow::Result<Option<Self>> {
-        let path = run_dir.join(Self::FILE);
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}: not a divergence record", path.display()))?))
     }
 }

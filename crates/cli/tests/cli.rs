@@ -858,7 +858,9 @@ fn error_chains_say_each_cause_once() -> Result {
         facerec_eval::EvalError::Torch(torch()).into(),
         facerec_eval::EvalError::Core(facerec_core::CoreError::Io { path: path.clone(), error: io() }).into(),
         facerec_eval::EvalError::Data(facerec_data::DataError::Torch(torch())).into(),
-        facerec_eval::EvalError::Train(facerec_train::TrainError::Io { path: path.clone(), error: io() }).into(),
+        facerec_experiment::ExperimentError::Train(facerec_train::TrainError::Io { path: path.clone(), error: io() }).into(),
+        facerec_experiment::ExperimentError::Eval(facerec_eval::EvalError::Io { path: path.clone(), error: io() }).into(),
+        facerec_experiment::ExperimentError::Io { path: path.clone(), error: io() }.into(),
         facerec_train::TrainError::from(tch::TchError::Torch("shape mismatch".into())).into(),
     ];
     for e in errors {

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use facerec_train::checkpoint;
-use facerec_train::metrics::read_records;
+use facerec_core::metrics::read_records;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 

@@ -2,10 +2,14 @@
 //! depends on no facerec crate, so that the others never need `facerec-data` for it.
 //!
 //! - [`torch_message`]: libtorch's error message without its C++ stack trace;
-//! - [`fsutil`]: writing files atomically, with [`CoreError`] naming the file on failure.
+//! - [`fsutil`]: writing files atomically, with [`CoreError`] naming the file on failure;
+//! - [`metrics`]: JSON-lines files (`steps.jsonl`, `metrics.jsonl`), written and read back;
+//! - [`run_files`]: the names of the files in a run directory.
 
 pub mod error;
 pub mod fsutil;
+pub mod metrics;
+pub mod run_files;
 
 pub use error::{CoreError, Result};
 

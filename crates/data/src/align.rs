@@ -52,6 +52,13 @@ impl Template {
         [Template::CaffeFace, Template::Insightface].into_iter().find(|t| t.size() == (height, width))
     }
 
+    /// The template of a backbone's `[C, H, W]` input: RGB crops of a template's size.
+    pub fn for_input(shape: [i64; 3]) -> Result<Self, String> {
+        let [c, h, w] = shape;
+        let found = if c == 3 { u32::try_from(h).ok().zip(u32::try_from(w).ok()).and_then(|(h, w)| Self::of_size(h, w)) } else { None };
+        found.ok_or_else(|| format!("no face crop template gives {shape:?} inputs (112x96 and 112x112 exist)"))
+    }
+
     /// The five target points.
     pub fn points(self) -> [[f64; 2]; 5] {
         let dx = f64::from(self.x_offset());

@@ -146,6 +146,17 @@ pub fn disjoint_train_set(dataset: &FaceDataset, pairs: &Pairs, test_folds: &[us
     dataset.filter_identities(|name| !test.contains(name), min_images)
 }
 
+/// 1-based folds to 0-based, checked against the pairs file's fold count.
+pub fn zero_based_folds(folds: &[usize], available: usize, key: &str) -> std::result::Result<Vec<usize>, String> {
+    if folds.is_empty() {
+        return Err(format!("{key}: give at least one fold"));
+    }
+    folds
+        .iter()
+        .map(|&f| if (1..=available).contains(&f) { Ok(f - 1) } else { Err(format!("{key}: fold {f} is not in 1..={available}")) })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,13 @@
 //! How compact and how separated the classes are in feature space: the numbers behind the
 //! paper's Fig. 2/3 (softmax alone) versus Fig. 3 (softmax + center loss).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::error::{EvalError, Result};
 
 /// Intra- and inter-class distances of a set of features.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterStats {
     /// Mean over samples of ||x_i - m_{y_i}||, m_j the mean feature of class j.
     pub intra_to_mean: f64,

@@ -26,7 +26,7 @@ pub enum EvalError {
     #[error(transparent)]
     Model(#[from] facerec_model::ModelError),
     #[error(transparent)]
-    Train(#[from] facerec_train::TrainError),
+    Loss(#[from] facerec_losses::LossError),
     #[error("libtorch: {}", facerec_core::torch_message(.0))]
     Torch(tch::TchError),
 }
@@ -38,14 +38,5 @@ pub type Result<T, E = EvalError> = std::result::Result<T, E>;
 impl From<tch::TchError> for EvalError {
     fn from(e: tch::TchError) -> Self {
         EvalError::Torch(e)
-    }
-}
-
-impl From<EvalError> for facerec_train::TrainError {
-    fn from(e: EvalError) -> Self {
-        match e {
-            EvalError::Train(t) => t,
-            other => facerec_train::TrainError::Evaluation(other.to_string()),
-        }
     }
 }

@@ -1,13 +1,13 @@
 //! Closed-set identification: one gallery image per identity, the others are probes; each probe
 //! is ranked against the gallery by cosine similarity. Rank-1 accuracy and the CMC curve.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::error::{EvalError, Result};
 
 /// Rank-1 and the cumulative match characteristic.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IdentificationReport {
     pub identities: usize,
     pub gallery: usize,

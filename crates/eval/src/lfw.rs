@@ -7,10 +7,11 @@
 //! thresholds from the other four), and leave-one-fold-out variants. A report always states
 //! its folds and settings next to its numbers.
 
+use facerec_core::run_files;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use facerec_data::align::Template;
@@ -20,17 +21,85 @@ use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::lfw::{identity_of, Pairs};
 use facerec_data::pixels::PixelSource;
 use facerec_model::Backbone;
-use facerec_train::config::LfwEvalConfig;
-use facerec_train::data::zero_based_folds;
-use facerec_train::{Evaluator, ModelParts};
+use facerec_data::lfw::zero_based_folds;
 
 use crate::error::{EvalError, Result};
 use crate::features::embed_rows;
 use crate::identification::{identify, IdentificationReport};
 use crate::verification::{verify, PairRef, VerificationReport};
 
+/// `[eval.lfw]`: the LFW verification protocol (Wen et al. Sec. 4.2): features of image and
+/// mirror concatenated, optional PCA fitted on the training folds, cosine similarity, the
+/// threshold of each fold chosen on the other folds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LfwEvalConfig {
+    /// LFW `images/` root.
+    pub images: PathBuf,
+    pub landmarks: PathBuf,
+    pub pairs: PathBuf,
+    /// Folds to evaluate, 1-based; empty = all of them.
+    #[serde(default)]
+    pub folds: Vec<usize>,
+    /// PCA dimensions fitted on the training folds' images; 0 = no PCA.
+    #[serde(default)]
+    pub pca: usize,
+    /// Concatenate the features of each image and its mirror.
+    #[serde(default = "default_true")]
+    pub flip: bool,
+    /// Also report identification (rank-1, CMC) on the evaluated folds' identities.
+    #[serde(default)]
+    pub identification: bool,
+    /// Where the aligned crops of the evaluation images are cached.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Images per forward pass.
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from("data/cache")
+}
+fn default_eval_batch() -> usize {
+    128
+}
+
+impl LfwEvalConfig {
+    /// Paths exist and numbers are sane; the message names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        for (key, path) in [("eval.lfw.images", &self.images), ("eval.lfw.landmarks", &self.landmarks), ("eval.lfw.pairs", &self.pairs)] {
+            if !path.exists() {
+                return Err(format!("{key}: {} does not exist (run scripts/setup.sh for LFW)", path.display()));
+            }
+        }
+        if self.folds.contains(&0) {
+            return Err("eval.lfw.folds: folds are 1-based".into());
+        }
+        if self.folds.len() == 1 {
+            return Err(format!(
+                "eval.lfw.folds = {:?}: verification needs at least 2 folds (the threshold of each fold is \
+                 chosen on the others)",
+                self.folds
+            ));
+        }
+        let mut sorted = self.folds.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("eval.lfw.folds = {:?}: fold {} is listed twice", self.folds, w[0]));
+        }
+        if self.batch_size == 0 {
+            return Err("eval.lfw.batch_size must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// What one evaluation found, with the protocol spelled out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LfwReport {
     pub protocol: String,
     /// Whether each feature is the image's and its mirror's concatenated (`eval.lfw.flip`), as
@@ -52,7 +121,7 @@ pub struct LfwEval {
     folds: Vec<usize>,
     /// Cache rows used by the pairs (sorted).
     pair_rows: Vec<usize>,
-    /// The verification of the last periodic evaluation ([`Evaluator::evaluate`]): a training
+    /// The verification of the last periodic evaluation ([`LfwEval::evaluate`]): a training
     /// run ends with one of its final weights, which [`LfwEval::report`] reuses.
     last: Option<VerificationReport>,
 }
@@ -233,9 +302,12 @@ impl LfwEval {
     }
 }
 
-impl Evaluator for LfwEval {
-    fn evaluate(&mut self, model: &ModelParts<'_>) -> facerec_train::Result<Vec<(String, f64)>> {
-        let r = self.verify_model(model.backbone, model.device)?;
+impl LfwEval {
+    /// The periodic evaluation during training: verification's accuracy, AUC and (where
+    /// resolved) TAR at FAR 1e-3 of the model as it is now, named `lfw_*`. Kept for
+    /// [`LfwEval::report`].
+    pub fn evaluate(&mut self, backbone: &dyn Backbone, device: Device) -> Result<Vec<(String, f64)>> {
+        let r = self.verify_model(backbone, device)?;
         let mut metrics = vec![
             ("lfw_accuracy".into(), r.accuracy_mean),
             ("lfw_accuracy_std".into(), r.accuracy_std),
@@ -333,7 +405,7 @@ impl LfwReport {
     pub fn write(&self, dir: &Path, name: &str) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| EvalError::Io { path: dir.to_path_buf(), error: e })?;
         let json = serde_json::to_vec_pretty(self).map_err(|e| EvalError::Invalid(e.to_string()))?;
-        facerec_core::fsutil::atomic_write_bytes(&dir.join("lfw_report.json"), &json)?;
+        facerec_core::fsutil::atomic_write_bytes(&dir.join(run_files::LFW_REPORT), &json)?;
         for (file, figure) in self.verification.figures(name) {
             figure.draw(&dir.join(file))?;
         }

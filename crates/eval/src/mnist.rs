@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use serde::Serialize;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use facerec_data::mnist::{Mnist, Split};
-use facerec_train::{Evaluator, ModelParts};
+use facerec_losses::Loss;
+use facerec_model::Backbone;
 
 use crate::clusters::{cluster_stats, ClusterStats};
 use crate::error::Result;
@@ -43,18 +44,15 @@ impl MnistEval {
         Ok(MnistEval { images, labels })
     }
 
-    /// Accuracy, cluster statistics and features of a model on the test set.
-    pub fn run(&self, model: &ModelParts<'_>) -> Result<MnistReport> {
+    /// Accuracy (of the loss's classifier), cluster statistics (around the loss's centers, where
+    /// it has them) and features of a model on the test set.
+    pub fn run(&self, backbone: &dyn Backbone, loss: &dyn Loss, device: Device) -> Result<MnistReport> {
         let _guard = tch::no_grad_guard();
-        let features = extract(model.backbone, &self.images, 500, model.device)?;
-        let logits = model
-            .head
-            .fc
-            .forward(&features.f_to_device(model.device)?)?
-            .f_to_device(tch::Device::Cpu)?;
+        let features = extract(backbone, &self.images, 500, device)?;
+        let logits = loss.logits(&features.f_to_device(device)?)?.f_to_device(Device::Cpu)?;
         let correct = logits.f_argmax(-1, false)?.f_eq_tensor(&self.labels)?.f_sum(Kind::Float)?;
         let accuracy = f64::try_from(correct)? / self.labels.size()[0].max(1) as f64;
-        let clusters = cluster_stats(&features, &self.labels, 10, model.centers)?;
+        let clusters = cluster_stats(&features, &self.labels, 10, loss.centers())?;
         Ok(MnistReport { accuracy, clusters, features, labels: self.labels.shallow_clone() })
     }
 }
@@ -79,9 +77,10 @@ impl MnistReport {
     }
 }
 
-impl Evaluator for MnistEval {
-    fn evaluate(&mut self, model: &ModelParts<'_>) -> facerec_train::Result<Vec<(String, f64)>> {
-        let r = self.run(model)?;
+impl MnistEval {
+    /// The periodic evaluation during training: test accuracy and the cluster statistics.
+    pub fn evaluate(&self, backbone: &dyn Backbone, loss: &dyn Loss, device: Device) -> Result<Vec<(String, f64)>> {
+        let r = self.run(backbone, loss, device)?;
         Ok(vec![
             ("test_accuracy".into(), r.accuracy),
             ("intra_to_mean".into(), r.clusters.intra_to_mean),

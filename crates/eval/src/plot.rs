@@ -6,6 +6,7 @@
 //! points, the axis ranges): [`Figure::draw`] draws exactly that, and tests read it to check what
 //! a plot shows without looking at pixels.
 
+use facerec_core::run_files;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -552,14 +553,16 @@ impl CenterTerm {
 
 /// The lambda of the run in `run_dir`, from its resolved `config.toml` (`None` without one).
 fn run_lambda(run_dir: &Path) -> Option<f64> {
-    let path = run_dir.join("config.toml");
+    let path = run_dir.join(run_files::CONFIG);
     if !path.is_file() {
         return None;
     }
-    match facerec_train::config::Config::load(&path, &[]) {
-        Ok(config) => Some(config.loss.lambda),
+    // The table as written, not the experiment's schema: only `[loss] lambda` matters here.
+    let table = std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| t.parse::<toml::Table>().map_err(|e| e.to_string()));
+    match table {
+        Ok(table) => table.get("loss").and_then(|l| l.get("lambda")).and_then(toml::Value::as_float),
         Err(e) => {
-            tracing::warn!("{e}: the training plot shows the center loss unweighted");
+            tracing::warn!("{}: {e}: the training plot shows the center loss unweighted", path.display());
             None
         }
     }
@@ -584,9 +587,9 @@ fn is_evaluation_curve(key: &str) -> bool {
 /// ratio metric (see [`is_evaluation_curve`]) over steps, every evaluation a marker on the line
 /// (a single evaluation is a point, not an empty plot).
 pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
-    use facerec_train::metrics::read_records;
+    use facerec_core::metrics::read_records;
     let mut figures = Vec::new();
-    let steps_path = run_dir.join("steps.jsonl");
+    let steps_path = run_dir.join(run_files::STEPS);
     if steps_path.exists() {
         let records = read_records(&steps_path)?;
         let series = |key: &str| points_of(&records, key);
@@ -631,7 +634,7 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
         }
         let span = smoothing_span(curves[0].1.len());
         let series: Vec<Series> = raw.into_iter().chain(smooth).collect();
-        figures.push((run_dir.join("training.png"), step_figure(
+        figures.push((run_dir.join(run_files::TRAINING_PNG), step_figure(
             &if span > 1.0 {
                 format!("training losses (lines: smoothed over about {span:.0} log lines; dots: each line)")
             } else {
@@ -642,7 +645,7 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
             series,
         )));
     }
-    let metrics_path = run_dir.join("metrics.jsonl");
+    let metrics_path = run_dir.join(run_files::METRICS);
     if metrics_path.exists() {
         let records: Vec<_> = read_records(&metrics_path)?
             .into_iter()
@@ -670,7 +673,7 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
                 ("accuracy", Legend::LowerRight)
             };
             let figure = step_figure("evaluation during training", y_label, legend, series);
-            figures.push((run_dir.join("evaluation.png"), figure));
+            figures.push((run_dir.join(run_files::EVALUATION_PNG), figure));
         }
     }
     Ok(figures)

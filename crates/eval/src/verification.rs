@@ -12,9 +12,10 @@
 //! find every target) but marked `resolved: false`, said so in [`VerificationReport::tar_lines`],
 //! and the ROC plot starts at `1/n`.
 
+use facerec_core::run_files;
 use ndarray::Array2;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::error::{EvalError, Result};
@@ -31,7 +32,7 @@ pub struct PairRef {
 }
 
 /// A point of the ROC.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RocPoint {
     pub far: f64,
     pub tar: f64,
@@ -39,18 +40,24 @@ pub struct RocPoint {
 }
 
 /// TAR at a target FAR.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TarAtFar {
     pub far: f64,
     pub tar: f64,
     pub threshold: f64,
     /// Whether the different-person pairs can measure this FAR (`far >= 1/n`); when not, `tar`
-    /// and `threshold` are those of FAR 0 (no different-person pair accepted).
+    /// and `threshold` are those of FAR 0 (no different-person pair accepted). Reports written
+    /// before this field existed read as resolved.
+    #[serde(default = "resolved_before")]
     pub resolved: bool,
 }
 
-/// Everything verification measures.
-#[derive(Debug, Clone, Serialize)]
+fn resolved_before() -> bool {
+    true
+}
+
+/// Everything verification measures (`roc` and the scores are not written to reports).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerificationReport {
     /// Folds evaluated, 1-based.
     pub folds: Vec<usize>,
@@ -63,9 +70,11 @@ pub struct VerificationReport {
     pub auc: f64,
     pub eer: f64,
     /// Different-person pairs: the ROC's FAR moves in steps of `1 / negative_pairs`.
+    #[serde(default)]
     pub negative_pairs: usize,
     /// The smallest non-zero FAR these pairs measure (`1 / negative_pairs`): where the ROC plot
     /// starts, and below which a TAR at FAR is not resolved.
+    #[serde(default)]
     pub smallest_far: f64,
     pub tar_at_far: Vec<TarAtFar>,
     #[serde(skip)]
@@ -113,7 +122,7 @@ impl VerificationReport {
             &[("same person".into(), self.same_scores.clone()), ("different people".into(), self.diff_scores.clone())],
             40,
         );
-        vec![("lfw_roc.png", roc), ("lfw_scores.png", scores)]
+        vec![(run_files::LFW_ROC_PNG, roc), (run_files::LFW_SCORES_PNG, scores)]
     }
 
     /// One line per TAR-at-FAR target for the terminal: `TAR 97.53% at FAR 1e-3`, or, for a

@@ -12,11 +12,10 @@ use std::process::Command;
 
 use facerec_data::align::Template;
 use facerec_eval::features::to_array2;
-use facerec_eval::lfw::{verify_external, LfwEval};
+use facerec_eval::lfw::{verify_external, LfwEval, LfwEvalConfig};
 use facerec_eval::verification::VerificationReport;
 use facerec_model::face_resnet::FaceResnetConfig;
 use facerec_model::{Backbone, BackboneConfig};
-use facerec_train::config::LfwEvalConfig;
 use tch::{nn, Device, Kind, Tensor};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -43,7 +42,7 @@ fn lfw_config(cache: &Path, folds: Vec<usize>) -> Result<LfwEvalConfig> {
 fn small_net(vs: &nn::VarStore) -> Result<Box<dyn Backbone>> {
     tch::manual_seed(5);
     let small = FaceResnetConfig { widths: [4, 8, 8, 16, 16], blocks: [0, 0, 0, 0], feature_dim: DIM, ..Default::default() };
-    Ok(BackboneConfig::FaceResnet(small).build(&vs.root())?)
+    Ok(BackboneConfig::new(small).build(&vs.root())?)
 }
 
 /// Runs a reference script of `scripts/reference/` and parses the JSON it prints.
@@ -248,7 +247,6 @@ fn the_report_after_training_reuses_the_last_evaluation_instead_of_scoring_again
     // images). Shown here by asking for the report with another network than the one evaluated:
     // the verification is the evaluated one's, and identification (which the periodic
     // evaluation does not compute) comes from the network given.
-    use facerec_train::{Evaluator, ModelParts};
     let dir = tempfile::tempdir()?;
     let cfg = LfwEvalConfig { identification: true, ..lfw_config(dir.path(), vec![1, 2])? };
     let mut eval = LfwEval::new(&cfg, Template::CaffeFace, &|_| {})?;
@@ -256,10 +254,8 @@ fn the_report_after_training_reuses_the_last_evaluation_instead_of_scoring_again
     let net_a = small_net(&vs_a)?;
     tch::manual_seed(99);
     let small = FaceResnetConfig { widths: [4, 8, 8, 16, 16], blocks: [0, 0, 0, 0], feature_dim: DIM, ..Default::default() };
-    let net_b = BackboneConfig::FaceResnet(small).build(&vs_b.root())?;
-    let head = facerec_losses::SoftmaxLoss::new(&(vs_a.root() / "head"), DIM, 10);
-    let parts = ModelParts { backbone: net_a.as_ref(), head: &head, centers: None, device: Device::Cpu };
-    let metrics = eval.evaluate(&parts)?;
+    let net_b = BackboneConfig::new(small).build(&vs_b.root())?;
+    let metrics = eval.evaluate(net_a.as_ref(), Device::Cpu)?;
     let of_a = eval.run(net_a.as_ref(), Device::Cpu)?;
     let of_b = eval.run(net_b.as_ref(), Device::Cpu)?;
     assert_ne!(of_a.verification.fold_threshold, of_b.verification.fold_threshold, "two different networks");

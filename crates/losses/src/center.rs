@@ -28,12 +28,15 @@
 //! `lr * lr_mult` reproduces caffe-face's first step only.
 
 use serde::{Deserialize, Serialize};
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
+
+use facerec_model::Plug;
 
 use crate::error::{LossError, Result};
-use crate::softmax::check_labels;
+use crate::loss::{Loss, LossOutput, LossSpec, Ranks};
+use crate::softmax::{check_labels, SoftmaxLoss};
 
-/// `[loss]` settings of center loss.
+/// `[loss] name = "center"` (the default): the softmax loss plus center loss, `L_S + lambda L_C`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CenterLossConfig {
@@ -52,13 +55,82 @@ impl Default for CenterLossConfig {
 
 impl CenterLossConfig {
     pub fn validate(&self) -> Result<()> {
+        self.check().map_err(LossError::Config)
+    }
+}
+
+impl Plug for CenterLossConfig {
+    const NAME: &'static str = "center";
+
+    fn check(&self) -> std::result::Result<(), String> {
         if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
-            return Err(LossError::Config(format!("lambda must be >= 0, got {}", self.lambda)));
+            return Err(format!("loss.lambda must be >= 0, got {}", self.lambda));
         }
         if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(LossError::Config(format!("alpha must be in [0, 1], got {}", self.alpha)));
+            return Err(format!("loss.alpha must be in [0, 1], got {}", self.alpha));
         }
         Ok(())
+    }
+}
+
+impl LossSpec for CenterLossConfig {
+    /// The classifier under `p / "head"`; the center table under `p / "center"`, unless
+    /// `lambda` is 0 (softmax alone, with the center term logged as 0).
+    fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>> {
+        let head = SoftmaxLoss::new(&(p / "head"), feature_dim, num_classes);
+        let center = if self.lambda > 0.0 { Some(CenterLoss::new(&(p / "center"), num_classes, feature_dim, *self)?) } else { None };
+        Ok(Box::new(SoftmaxCenterLoss { head, center }))
+    }
+}
+
+/// `L = L_S + lambda * L_C` (Wen et al. Eq. 5): the softmax head and, with `lambda > 0`, the
+/// center table with its Eq. 4 update after each step.
+#[derive(Debug)]
+pub struct SoftmaxCenterLoss {
+    head: SoftmaxLoss,
+    center: Option<CenterLoss>,
+}
+
+impl Loss for SoftmaxCenterLoss {
+    fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
+        let softmax = self.head.forward(features, labels)?;
+        let (objective, center_loss) = match &self.center {
+            Some(center) => {
+                let out = center.forward(features, labels)?;
+                (softmax.loss.f_add(&out.objective)?, out.loss)
+            }
+            None => (softmax.loss.shallow_clone(), Tensor::f_zeros([], (Kind::Float, features.device()))?),
+        };
+        Ok(LossOutput { terms: vec![softmax.loss.f_detach()?, center_loss], objective, logits: softmax.logits })
+    }
+
+    fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        self.head.logits(features)
+    }
+
+    fn term_names(&self) -> Vec<&'static str> {
+        vec!["softmax_loss", "center_loss"]
+    }
+
+    /// Eq. 4 on the global batch: under data parallelism every rank applies the same step to
+    /// the same rows, and rank 0's result is shared so that the tables stay identical.
+    fn after_step(&self, features: &Tensor, labels: &Tensor, ranks: &dyn Ranks) -> Result<()> {
+        let Some(center) = &self.center else { return Ok(()) };
+        if ranks.world() == 1 {
+            return center.update_centers(features, labels);
+        }
+        let (all_features, all_labels) = ranks.gather_batch(features, labels)?;
+        center.update_centers(&all_features, &all_labels)?;
+        let (touched, _, _) = all_labels.f_internal_unique2(true, false, false)?;
+        ranks.broadcast_rows(center.centers(), &touched)
+    }
+
+    fn synced_state(&self) -> Vec<&Tensor> {
+        self.center.iter().map(CenterLoss::centers).collect()
+    }
+
+    fn centers(&self) -> Option<&Tensor> {
+        self.center.as_ref().map(CenterLoss::centers)
     }
 }
 

@@ -12,6 +12,9 @@ pub enum LossError {
     Shape { what: &'static str, expected: String, got: Vec<i64> },
     #[error("label {label} out of range: the loss has {classes} classes")]
     Label { label: i64, classes: i64 },
+    /// Sharing state between the ranks of a data-parallel run failed.
+    #[error("{0}")]
+    Ranks(String),
     #[error("libtorch: {}", facerec_core::torch_message(.0))]
     Torch(tch::TchError),
 }

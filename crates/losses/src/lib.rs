@@ -1,10 +1,13 @@
 //! Losses for facerec: the softmax loss (classifier + cross-entropy) and the center loss of
-//! Wen et al., ECCV 2016, with its explicit backward and its own center update rule.
+//! Wen et al., ECCV 2016, with its explicit backward and its own center update rule; the
+//! [`Loss`] trait the trainer holds and [`LossConfig`], the `[loss]` table that picks one.
 
 pub mod center;
 pub mod error;
+pub mod loss;
 pub mod softmax;
 
-pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput};
+pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput, SoftmaxCenterLoss};
 pub use error::{LossError, Result};
-pub use softmax::{SoftmaxLoss, SoftmaxOutput};
+pub use loss::{loss_names, register_loss, Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks};
+pub use softmax::{SoftmaxConfig, SoftmaxLoss, SoftmaxOutput};

@@ -4,11 +4,29 @@
 //! L_S, the term that keeps features separable; the classifier is caffe-face's `fc6`/`ip2`,
 //! always with a bias here (caffe-face's MNIST `ip2` has none).
 
+use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use facerec_model::layers::Linear;
+use facerec_model::Plug;
 
 use crate::error::{LossError, Result};
+use crate::loss::{Loss, LossOutput, LossSpec};
+
+/// `[loss] name = "softmax"`: the softmax loss alone (no settings).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoftmaxConfig {}
+
+impl Plug for SoftmaxConfig {
+    const NAME: &'static str = "softmax";
+}
+
+impl LossSpec for SoftmaxConfig {
+    fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>> {
+        Ok(Box::new(SoftmaxLoss::new(&(p / "head"), feature_dim, num_classes)))
+    }
+}
 
 /// Classifier head plus cross-entropy.
 #[derive(Debug)]
@@ -36,14 +54,34 @@ impl SoftmaxLoss {
         self.num_classes
     }
 
-    pub fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<SoftmaxOutput> {
-        check_labels(labels, features, self.num_classes)?;
-        let logits = self.fc.forward(features).map_err(|e| match e {
+    /// `[batch, num_classes]` logits of `[batch, feature_dim]` features.
+    pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        self.fc.forward(features).map_err(|e| match e {
             facerec_model::ModelError::Torch(t) => LossError::Torch(t),
             other => LossError::Config(other.to_string()),
-        })?; // [batch, num_classes]
+        })
+    }
+
+    pub fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<SoftmaxOutput> {
+        check_labels(labels, features, self.num_classes)?;
+        let logits = self.logits(features)?; // [batch, num_classes]
         let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0)?;
         Ok(SoftmaxOutput { loss, logits })
+    }
+}
+
+impl Loss for SoftmaxLoss {
+    fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
+        let out = SoftmaxLoss::forward(self, features, labels)?;
+        Ok(LossOutput { terms: vec![out.loss.f_detach()?], objective: out.loss, logits: out.logits })
+    }
+
+    fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        SoftmaxLoss::logits(self, features)
+    }
+
+    fn term_names(&self) -> Vec<&'static str> {
+        vec!["softmax_loss"]
     }
 }
 

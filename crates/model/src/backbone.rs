@@ -1,8 +1,12 @@
-//! The [`Backbone`] trait and the [`BackboneConfig`] enum that picks one by name in a TOML file.
+//! The [`Backbone`] trait, and [`BackboneConfig`]: the `[model.backbone]` table that picks one by
+//! name.
 //!
-//! Adding a backbone takes one file (a config struct implementing [`BackboneSpec`] and a type
-//! implementing [`Backbone`]) and one arm in [`BackboneConfig`] (plus its line in
-//! [`BackboneConfig::spec`]); see `docs/adding-a-backbone.md`.
+//! Adding a backbone takes one file (a settings struct implementing [`BackboneSpec`] and
+//! [`Plug`], and a type implementing [`Backbone`]) and its registration: one line in the
+//! registry below for facerec's own, or [`register_backbone`] from a user's crate; see
+//! `docs/adding-a-backbone.md`.
+
+use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
@@ -11,6 +15,7 @@ use crate::error::{ModelError, Result};
 use crate::face_resnet::FaceResnetConfig;
 use crate::iresnet::IresnetConfig;
 use crate::lenet_pp::LenetPpConfig;
+use crate::plugin::{parse_plug, Choice, Plug, Registered, Registry};
 
 /// A feature extractor: images in, one feature vector per image out.
 pub trait Backbone: std::fmt::Debug + Send {
@@ -25,8 +30,8 @@ pub trait Backbone: std::fmt::Debug + Send {
     fn name(&self) -> &'static str;
 }
 
-/// What a backbone's config knows: how to build it, its input and its feature size.
-pub trait BackboneSpec {
+/// What a backbone's settings know: how to build it, its input and its feature size.
+pub trait BackboneSpec: std::fmt::Debug + Send + Sync {
     /// Creates the backbone's variables under `p` and returns it.
     fn build(&self, p: &nn::Path) -> Result<Box<dyn Backbone>>;
     /// The `[C, H, W]` input.
@@ -40,27 +45,60 @@ pub trait BackboneSpec {
     }
 }
 
-/// Which backbone, with its settings: `[model.backbone] name = "face_resnet"` and the fields
-/// of that backbone's config. Unknown names and unknown fields fail when the TOML is read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "snake_case")]
-pub enum BackboneConfig {
-    /// LeNets++ of the paper's MNIST experiment.
-    LenetPp(LenetPpConfig),
-    /// The paper's Face-ResNet (caffe-face), 112x96.
-    FaceResnet(FaceResnetConfig),
-    /// insightface's IResNet, 112x112.
-    Iresnet(IresnetConfig),
+/// The backbones by name. facerec's own are registered here, one line each.
+static BACKBONES: LazyLock<Registry<dyn BackboneSpec>> = LazyLock::new(|| {
+    let registry = Registry::new("backbone", None);
+    registry.add(LenetPpConfig::NAME, parse_backbone::<LenetPpConfig>);
+    registry.add(FaceResnetConfig::NAME, parse_backbone::<FaceResnetConfig>);
+    registry.add(IresnetConfig::NAME, parse_backbone::<IresnetConfig>);
+    registry
+});
+
+impl Registered for dyn BackboneSpec {
+    fn registry() -> &'static Registry<Self> {
+        &BACKBONES
+    }
 }
 
+fn erase<P: Plug + BackboneSpec>(plug: P) -> Arc<dyn BackboneSpec> {
+    Arc::new(plug)
+}
+
+fn parse_backbone<P: Plug + BackboneSpec>(table: toml::Table) -> std::result::Result<(Arc<dyn BackboneSpec>, toml::Table), String> {
+    parse_plug::<P, dyn BackboneSpec>(table, erase::<P>)
+}
+
+/// Makes the backbone `P` available to configs and saved models as `name = P::NAME`, beside
+/// the built-in ones: call it at the start of `main`, before any config is read.
+pub fn register_backbone<P: Plug + BackboneSpec>() {
+    BACKBONES.add(P::NAME, parse_backbone::<P>);
+}
+
+/// The backbone names configs can use.
+pub fn backbone_names() -> Vec<&'static str> {
+    BACKBONES.names()
+}
+
+/// Which backbone, with its settings: `[model.backbone] name = "face_resnet"` and the fields
+/// of that backbone's settings. Unknown names and unknown fields fail when the TOML is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BackboneConfig(Choice<dyn BackboneSpec>);
+
 impl BackboneConfig {
-    /// The config of the chosen backbone.
+    /// The config of backbone `P` with these settings.
+    pub fn new<P: Plug + BackboneSpec>(settings: P) -> Self {
+        BackboneConfig(Choice::of(settings, erase::<P>))
+    }
+
+    /// The name configs pick it by.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    /// The settings of the chosen backbone.
     pub fn spec(&self) -> &dyn BackboneSpec {
-        match self {
-            BackboneConfig::LenetPp(c) => c,
-            BackboneConfig::FaceResnet(c) => c,
-            BackboneConfig::Iresnet(c) => c,
-        }
+        self.0.spec()
     }
 
     /// Creates the backbone's variables under `p` and returns it.

@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
+use crate::plugin::Plug;
 use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::{ModelError, Result};
 use crate::layers::{max_pool2, Conv2d, Linear, PRelu};
@@ -71,6 +72,10 @@ impl FaceResnetConfig {
         }
         s
     }
+}
+
+impl Plug for FaceResnetConfig {
+    const NAME: &'static str = "face_resnet";
 }
 
 impl BackboneSpec for FaceResnetConfig {

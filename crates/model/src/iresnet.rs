@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
+use crate::plugin::Plug;
 use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::{ModelError, Result};
 use crate::layers::{BatchNorm, Conv2d, Linear, PRelu};
@@ -53,6 +54,10 @@ impl IresnetConfig {
             }
         })
     }
+}
+
+impl Plug for IresnetConfig {
+    const NAME: &'static str = "iresnet";
 }
 
 impl BackboneSpec for IresnetConfig {

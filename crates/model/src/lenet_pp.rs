@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
+use crate::plugin::Plug;
 use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::Result;
 use crate::layers::{max_pool2, Conv2d, Linear, PRelu};
@@ -46,6 +47,10 @@ impl Default for LenetPpConfig {
     fn default() -> Self {
         LenetPpConfig { feature_dim: 2, in_channels: 1, input_size: 28 }
     }
+}
+
+impl Plug for LenetPpConfig {
+    const NAME: &'static str = "lenet_pp";
 }
 
 impl BackboneSpec for LenetPpConfig {

@@ -14,10 +14,12 @@ pub mod iresnet;
 pub mod layers;
 pub mod lenet_pp;
 pub mod saved;
+pub mod plugin;
 pub mod weights;
 
 #[cfg(test)]
 mod flops_test;
 
-pub use backbone::{Backbone, BackboneConfig, BackboneSpec};
+pub use backbone::{backbone_names, register_backbone, Backbone, BackboneConfig, BackboneSpec};
+pub use plugin::Plug;
 pub use error::{ModelError, Result};

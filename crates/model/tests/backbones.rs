@@ -19,7 +19,7 @@ fn n_params(vs: &nn::VarStore) -> i64 {
 
 #[test]
 fn lenet_pp_gives_2d_features_and_the_expected_parameter_count() {
-    let (vs, net) = build(&BackboneConfig::LenetPp(LenetPpConfig::default()));
+    let (vs, net) = build(&BackboneConfig::new(LenetPpConfig::default()));
     let y = net.forward_t(&Tensor::zeros([3, 1, 28, 28], (Kind::Float, Device::Cpu)), true).unwrap();
     assert_eq!(y.size(), [3, 2]);
     // By hand: conv weights k*k*cin*cout + cout biases + cout PReLU slopes, per layer.
@@ -35,7 +35,7 @@ fn lenet_pp_gives_2d_features_and_the_expected_parameter_count() {
 
 #[test]
 fn face_resnet_matches_caffe_face_layout() {
-    let (vs, net) = build(&BackboneConfig::FaceResnet(FaceResnetConfig::default()));
+    let (vs, net) = build(&BackboneConfig::new(FaceResnetConfig::default()));
     // Count of the caffe-face network by hand: stage convs have bias, residual convs do not.
     let conv = |cin: i64, cout: i64| 9 * cin * cout + cout + cout; // weight, bias, prelu
     let block = |c: i64| 2 * (9 * c * c + c); // two convs without bias, two prelus
@@ -56,12 +56,12 @@ fn face_resnet_matches_caffe_face_layout() {
 #[test]
 fn small_face_resnet_and_iresnet_run() {
     let small = FaceResnetConfig { widths: [8, 16, 32, 64, 128], blocks: [1, 1, 1, 1], feature_dim: 64, ..Default::default() };
-    let (_, net) = build(&BackboneConfig::FaceResnet(small));
+    let (_, net) = build(&BackboneConfig::new(small));
     let y = net.forward_t(&Tensor::rand([2, 3, 112, 96], (Kind::Float, Device::Cpu)), true).unwrap();
     assert_eq!(y.size(), [2, 64]);
 
     let ir = IresnetConfig { layers: Some([1, 1, 1, 1]), base_width: 8, feature_dim: 32, ..Default::default() };
-    let (vs, net) = build(&BackboneConfig::Iresnet(ir));
+    let (vs, net) = build(&BackboneConfig::new(ir));
     let y = net.forward_t(&Tensor::rand([2, 3, 112, 112], (Kind::Float, Device::Cpu)), true).unwrap();
     assert_eq!(y.size(), [2, 32]);
     let names: Vec<String> = vs.variables().into_keys().collect();
@@ -72,7 +72,7 @@ fn small_face_resnet_and_iresnet_run() {
 
 #[test]
 fn wrong_input_shape_is_an_error_not_a_panic() {
-    let (_, net) = build(&BackboneConfig::LenetPp(LenetPpConfig::default()));
+    let (_, net) = build(&BackboneConfig::new(LenetPpConfig::default()));
     let err = net.forward_t(&Tensor::zeros([2, 3, 28, 28], (Kind::Float, Device::Cpu)), false).unwrap_err();
     assert!(matches!(err, ModelError::InputShape { .. }));
     assert!(err.to_string().contains("[batch, 1, 28, 28]"), "{err}");

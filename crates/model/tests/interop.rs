@@ -45,7 +45,7 @@ fn python(args: &[&str]) -> Result<serde_json::Value> {
 }
 
 fn config() -> BackboneConfig {
-    BackboneConfig::FaceResnet(FaceResnetConfig { widths: [8, 16, 32, 32, 64], blocks: [1, 1, 2, 1], feature_dim: 64, ..Default::default() })
+    BackboneConfig::new(FaceResnetConfig { widths: [8, 16, 32, 32, 64], blocks: [1, 1, 2, 1], feature_dim: 64, ..Default::default() })
 }
 
 #[test]

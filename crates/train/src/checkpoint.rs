@@ -11,6 +11,7 @@
 //! function of `(seed, epoch)` and the learning rate of the step, so no RNG state is stored.
 //! Checkpoints hold global state only, so any number of processes can resume from one.
 
+use facerec_core::run_files;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -50,8 +51,9 @@ pub struct TrainState {
 pub struct LogWindow {
     pub steps: usize,
     pub loss: f64,
-    pub softmax_loss: f64,
-    pub center_loss: f64,
+    /// Sums of the loss's terms by name (`softmax_loss`, `center_loss`, ...).
+    #[serde(flatten)]
+    pub terms: BTreeMap<String, f64>,
     pub correct: f64,
     pub seen: f64,
     /// Sum of the steps' gradient norms (before clipping).
@@ -75,7 +77,7 @@ pub struct Checkpoint {
 
 /// The checkpoint folder of a run.
 pub fn dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("checkpoints")
+    run_dir.join(run_files::CHECKPOINTS)
 }
 
 /// The file a checkpoint of `step` is written to.

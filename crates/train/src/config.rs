@@ -1,50 +1,61 @@
-//! Experiment configuration: one TOML file per experiment in `configs/`. Parsing rejects
-//! unknown keys and wrong types (with the line), [`Config::validate`] rejects out-of-range
-//! values (with the key), both before any work starts. The resolved config is written into the
-//! run directory.
-
-use std::path::{Path, PathBuf};
+//! The trainer's settings: the `[optim]`, `[schedule]`, `[checkpoint]` and `[log]` sections of
+//! an experiment config (the experiment's TOML schema lives in `facerec-experiment`, which
+//! composes them), and [`TrainConfig`], everything a [`crate::Trainer`] is built from.
 
 use serde::{Deserialize, Serialize};
 
-use facerec_losses::CenterLossConfig;
+use facerec_losses::LossConfig;
 use facerec_model::device::DeviceChoice;
 use facerec_model::BackboneConfig;
 
-use crate::data::DataConfig;
-use crate::error::{Result, TrainError};
-
-/// A whole experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Free text shown in reports.
-    #[serde(default)]
-    pub description: String,
+/// Everything a [`crate::Trainer`] is built from, taken from an experiment's config.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
     /// Seeds initialisation, data order and augmentation.
-    #[serde(default)]
     pub seed: u64,
-    /// `"auto"`, `"cpu"`, `"cuda"` or `"cuda:N"`.
-    #[serde(default)]
     pub device: DeviceChoice,
-    /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
-    #[serde(default)]
+    /// libtorch intra-op threads; 0 keeps libtorch's default.
     pub threads: usize,
-    /// `"fp32"`, or `"bf16"`: the backbone's forward (and so its backward) under bfloat16
-    /// autocast; the classifier, the losses, the center update and the weights stay float32.
-    #[serde(default)]
     pub precision: Precision,
-    pub data: DataConfig,
-    pub model: ModelConfig,
-    pub loss: CenterLossConfig,
+    pub backbone: BackboneConfig,
+    pub loss: LossConfig,
     pub optim: OptimConfig,
     pub schedule: ScheduleConfig,
-    #[serde(default)]
     pub checkpoint: CheckpointConfig,
-    #[serde(default)]
-    pub eval: EvalConfig,
-    #[serde(default)]
     pub log: LogConfig,
+    /// When the evaluator runs.
+    pub evaluate: Every,
+    /// The experiment's resolved config (TOML): written to `<run>/config.toml` and into every
+    /// checkpoint.
+    pub resolved: String,
+    /// What the ranks of a data-parallel run must agree on (the resolved config but the
+    /// device) as a checksum.
+    pub fingerprint: u32,
+}
+
+/// When a periodic job (evaluation, checkpoint) runs: after every `n` steps, at the end of
+/// each epoch, or never. The config says `every_steps = 0` for [`Every::Epoch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Every {
+    Steps(usize),
+    Epoch,
+    Never,
+}
+
+impl Every {
+    /// The config's `every_steps`: `0` is the end of each epoch.
+    pub fn from_steps(n: usize) -> Self {
+        if n == 0 {
+            Every::Epoch
+        } else {
+            Every::Steps(n)
+        }
+    }
+
+    /// Whether it runs after training step `step`.
+    pub fn after_step(self, step: usize) -> bool {
+        matches!(self, Every::Steps(n) if step % n == 0)
+    }
 }
 
 /// Arithmetic precision of training.
@@ -54,23 +65,6 @@ pub enum Precision {
     #[default]
     Fp32,
     Bf16,
-}
-
-/// `[model]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub backbone: BackboneConfig,
-}
-
-impl ModelConfig {
-    /// The backbone's name as written in configs.
-    pub fn backbone_name(&self) -> String {
-        serde_json::to_value(&self.backbone)
-            .ok()
-            .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned))
-            .unwrap_or_default()
-    }
 }
 
 /// `[optim]`: SGD.
@@ -140,90 +134,6 @@ impl Default for CheckpointConfig {
     }
 }
 
-/// `[eval]`: the periodic evaluation during training.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvalConfig {
-    /// Evaluate every this many steps; 0 at the end of each epoch only.
-    #[serde(default)]
-    pub every_steps: usize,
-    /// Turn the periodic evaluation off.
-    #[serde(default)]
-    pub disabled: bool,
-    /// LFW verification (face models).
-    pub lfw: Option<LfwEvalConfig>,
-}
-
-/// `[eval.lfw]`: the LFW verification protocol (Wen et al. Sec. 4.2): features of image and
-/// mirror concatenated, optional PCA fitted on the training folds, cosine similarity, the
-/// threshold of each fold chosen on the other folds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LfwEvalConfig {
-    /// LFW `images/` root.
-    pub images: PathBuf,
-    pub landmarks: PathBuf,
-    pub pairs: PathBuf,
-    /// Folds to evaluate, 1-based; empty = all of them.
-    #[serde(default)]
-    pub folds: Vec<usize>,
-    /// PCA dimensions fitted on the training folds' images; 0 = no PCA.
-    #[serde(default)]
-    pub pca: usize,
-    /// Concatenate the features of each image and its mirror.
-    #[serde(default = "default_true")]
-    pub flip: bool,
-    /// Also report identification (rank-1, CMC) on the evaluated folds' identities.
-    #[serde(default)]
-    pub identification: bool,
-    /// Where the aligned crops of the evaluation images are cached.
-    #[serde(default = "default_cache_dir")]
-    pub cache_dir: PathBuf,
-    /// Images per forward pass.
-    #[serde(default = "default_eval_batch")]
-    pub batch_size: usize,
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_cache_dir() -> PathBuf {
-    PathBuf::from("data/cache")
-}
-fn default_eval_batch() -> usize {
-    128
-}
-
-impl LfwEvalConfig {
-    /// Paths exist and numbers are sane; the message names the key.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        for (key, path) in [("eval.lfw.images", &self.images), ("eval.lfw.landmarks", &self.landmarks), ("eval.lfw.pairs", &self.pairs)] {
-            if !path.exists() {
-                return Err(format!("{key}: {} does not exist (run scripts/setup.sh for LFW)", path.display()));
-            }
-        }
-        if self.folds.contains(&0) {
-            return Err("eval.lfw.folds: folds are 1-based".into());
-        }
-        if self.folds.len() == 1 {
-            return Err(format!(
-                "eval.lfw.folds = {:?}: verification needs at least 2 folds (the threshold of each fold is \
-                 chosen on the others)",
-                self.folds
-            ));
-        }
-        let mut sorted = self.folds.clone();
-        sorted.sort_unstable();
-        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-            return Err(format!("eval.lfw.folds = {:?}: fold {} is listed twice", self.folds, w[0]));
-        }
-        if self.batch_size == 0 {
-            return Err("eval.lfw.batch_size must be at least 1".into());
-        }
-        Ok(())
-    }
-}
-
 /// `[log]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,344 +155,60 @@ impl LogConfig {
     }
 }
 
-impl Config {
-    /// Reads, overrides (`key.path=value`, TOML values), parses and validates a config file.
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-        Self::parse(&text, path, overrides)
-    }
-
-    /// [`Config::load`] from a string; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self> {
-        let err = |msg: String| TrainError::Config { path: path.to_path_buf(), msg };
-        let config: Config = if overrides.is_empty() {
-            toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?
-        } else {
-            let mut value: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
-            let before = schedule_unit(&value);
-            for o in overrides {
-                apply_override(&mut value, o).map_err(err)?;
-            }
-            let sets_milestones = overrides.iter().any(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == "schedule.milestones"));
-            if !sets_milestones {
-                check_milestone_unit(before, &value).map_err(err)?;
-            }
-            // Round-trip through text so that errors still name the key.
-            let text = toml::to_string(&value).map_err(|e| err(e.to_string()))?;
-            toml::from_str(&text).map_err(|e| err(format!("after --set overrides: {}", e.to_string().trim_end())))?
-        };
-        config.validate().map_err(err)?;
-        Ok(config)
-    }
-
+impl OptimConfig {
     /// Range checks; the message names the key.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        let o = &self.optim;
-        if !(o.lr > 0.0 && o.lr.is_finite()) {
-            return Err(format!("optim.lr must be > 0, got {}", o.lr));
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("optim.lr must be > 0, got {}", self.lr));
         }
-        if !(0.0..1.0).contains(&o.momentum) {
-            return Err(format!("optim.momentum must be in [0, 1), got {}", o.momentum));
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(format!("optim.momentum must be in [0, 1), got {}", self.momentum));
         }
-        if !(o.weight_decay >= 0.0 && o.weight_decay.is_finite()) {
-            return Err(format!("optim.weight_decay must be >= 0, got {}", o.weight_decay));
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(format!("optim.weight_decay must be >= 0, got {}", self.weight_decay));
         }
-        if let Some(c) = o.clip_grad_norm {
+        if let Some(c) = self.clip_grad_norm {
             if !(c > 0.0 && c.is_finite()) {
                 return Err(format!("optim.clip_grad_norm must be > 0, got {c}"));
             }
         }
-        if o.batch_size == 0 {
+        if self.batch_size == 0 {
             return Err("optim.batch_size must be at least 1".into());
         }
-        if !(self.loss.lambda >= 0.0 && self.loss.lambda.is_finite()) {
-            return Err(format!("loss.lambda must be >= 0, got {}", self.loss.lambda));
-        }
-        if !(0.0..=1.0).contains(&self.loss.alpha) {
-            return Err(format!("loss.alpha must be in [0, 1], got {}", self.loss.alpha));
-        }
-        let s = &self.schedule;
-        match (s.epochs, s.steps) {
+        Ok(())
+    }
+}
+
+impl ScheduleConfig {
+    /// Range checks; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.epochs, self.steps) {
             (Some(0), _) | (_, Some(0)) => return Err("schedule.epochs / schedule.steps must be at least 1".into()),
             (Some(_), Some(_)) => return Err("give schedule.epochs or schedule.steps, not both".into()),
             (None, None) => return Err("schedule needs epochs or steps".into()),
             _ => {}
         }
-        if s.milestones.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(format!("schedule.milestones must increase, got {:?}", s.milestones));
+        if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!("schedule.milestones must increase, got {:?}", self.milestones));
         }
-        if !(s.gamma > 0.0 && s.gamma <= 1.0) {
-            return Err(format!("schedule.gamma must be in (0, 1], got {}", s.gamma));
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return Err(format!("schedule.gamma must be in (0, 1], got {}", self.gamma));
         }
-        if self.checkpoint.keep == 0 {
-            return Err("checkpoint.keep must be at least 1".into());
-        }
-        if self.log.every_steps == Some(0) {
-            return Err("log.every_steps must be at least 1".into());
-        }
-        if let Some(lfw) = &self.eval.lfw {
-            lfw.validate()?;
-            let dims = self.model.backbone.feature_dim() as usize * if lfw.flip { 2 } else { 1 };
-            if lfw.pca > dims {
-                return Err(format!(
-                    "eval.lfw.pca = {}: the features have {dims} dimensions (model.backbone.feature_dim {}{})",
-                    lfw.pca,
-                    self.model.backbone.feature_dim(),
-                    if lfw.flip { ", twice with the mirror" } else { "" }
-                ));
-            }
-        }
-        let model_shape = self.model.backbone.input_shape();
-        self.data.validate(model_shape)?;
         Ok(())
     }
-
-    /// The resolved config as TOML (what is written into the run directory).
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialise config: {e}\n"))
-    }
-}
-
-/// Sets `a.b.c = value` in a TOML table; `value` is parsed as a TOML value, or taken as a
-/// string when it does not parse (so `--set data.root=/x/y` works unquoted). An empty value
-/// (`--set schedule.epochs=`) removes the key.
-pub fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result::Result<(), String> {
-    let (key, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| format!("override {assignment:?} is not of the form key.path=value"))?;
-    if raw.trim().is_empty() {
-        let parts: Vec<&str> = key.trim().split('.').collect();
-        let (last, path) = parts.split_last().ok_or_else(|| format!("override {assignment:?} has an empty key"))?;
-        let mut cur = &mut *table;
-        for part in path {
-            cur = cur.get_mut(*part).and_then(toml::Value::as_table_mut).ok_or_else(|| format!("override {key}: no table {part}"))?;
-        }
-        cur.remove(*last);
-        return Ok(());
-    }
-    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    let mut cur = table;
-    for (i, part) in parts.iter().enumerate() {
-        if i + 1 == parts.len() {
-            cur.insert((*part).to_owned(), value);
-            return Ok(());
-        }
-        cur = cur
-            .entry((*part).to_owned())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| format!("override {key}: {part} is not a table"))?;
-    }
-    Err(format!("override {assignment:?} has an empty key"))
-}
-
-/// One setting that differs between the config a checkpoint was written with and the config a
-/// run resumes with. Values are TOML (`None`: the key is absent on that side).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ConfigChange {
-    pub key: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
-impl ConfigChange {
-    /// Keys (or key prefixes, ending in `.`) whose change leaves what is trained alone: how a
-    /// run is described, logged, checkpointed and evaluated, and where it runs.
-    const FREE: [&'static str; 6] = ["description", "threads", "device", "log.", "checkpoint.", "eval."];
-
-    /// Whether the change alters the training (the data, model, loss, optimiser or schedule).
-    pub fn alters_training(&self) -> bool {
-        !Self::FREE.iter().any(|f| if f.ends_with('.') { self.key.starts_with(f) } else { self.key == *f })
-    }
-}
-
-impl std::fmt::Display for ConfigChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let side = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
-        write!(f, "{} {} -> {}", self.key, side(&self.from), side(&self.to))
-    }
-}
-
-/// The settings that differ between two resolved configs (TOML texts as [`Config::to_toml`]
-/// writes them), by dotted key, in key order. Arrays are compared whole.
-pub fn config_changes(from: &str, to: &str) -> std::result::Result<Vec<ConfigChange>, String> {
-    fn flatten(prefix: &str, table: &toml::Table, out: &mut std::collections::BTreeMap<String, String>) {
-        for (k, v) in table {
-            let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-            match v {
-                toml::Value::Table(t) => flatten(&key, t, out),
-                other => {
-                    out.insert(key, other.to_string());
-                }
-            }
-        }
-    }
-    let parse = |text: &str| -> std::result::Result<_, String> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| format!("reading a config: {e}"))?;
-        let mut flat = std::collections::BTreeMap::new();
-        flatten("", &table, &mut flat);
-        Ok(flat)
-    };
-    let (a, b) = (parse(from)?, parse(to)?);
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    Ok(keys
-        .into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| ConfigChange { key: k.clone(), from: a.get(k).cloned(), to: b.get(k).cloned() })
-        .collect())
-}
-
-/// A schedule's unit and length as written: `("epochs", 10)` or `("steps", 500)`.
-fn schedule_unit(table: &toml::Table) -> Option<(&'static str, i64)> {
-    let schedule = table.get("schedule")?.as_table()?;
-    ["epochs", "steps"].into_iter().find_map(|unit| Some((unit, schedule.get(unit)?.as_integer()?)))
-}
-
-/// Refuses overrides that switch the schedule from `before` (its unit as written) to another
-/// unit in `table` while the milestones, written in the old unit, are left as they are: `[6, 9]`
-/// epochs would silently become steps 6 and 9, dropping the rate 100x within the first ten steps.
-fn check_milestone_unit(before: Option<(&'static str, i64)>, table: &toml::Table) -> std::result::Result<(), String> {
-    let (Some((old_unit, old_len)), Some((new_unit, new_len))) = (before, schedule_unit(table)) else { return Ok(()) };
-    let milestones: Vec<i64> = table
-        .get("schedule")
-        .and_then(|s| s.get("milestones"))
-        .and_then(toml::Value::as_array)
-        .map(|a| a.iter().filter_map(toml::Value::as_integer).collect())
-        .unwrap_or_default();
-    if old_unit == new_unit || milestones.is_empty() {
-        return Ok(());
-    }
-    let scaled: Vec<String> = milestones.iter().map(|m| (m * new_len / old_len.max(1)).to_string()).collect();
-    Err(format!(
-        "--set changes the schedule from {old_unit} (schedule.{old_unit} = {old_len}) to {new_unit} \
-         (schedule.{new_unit} = {new_len}), but schedule.milestones {milestones:?} count {old_unit}: \
-         give them in {new_unit} too, e.g. --set \"schedule.milestones=[{}]\" (the same fractions of \
-         the run), or --set \"schedule.milestones=[]\" for none",
-        scaled.join(", ")
-    ))
-}
-
-/// The run directory of a config: `runs/<config file stem>` (or `runs/<name>`).
-pub fn default_run_dir(config_path: &Path, name: Option<&str>) -> PathBuf {
-    let stem = name
-        .map(str::to_owned)
-        .or_else(|| config_path.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "run".to_owned());
-    PathBuf::from("runs").join(stem)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
-[data]
-kind = "mnist"
-dir = "nowhere"
-[model.backbone]
-name = "lenet_pp"
-[loss]
-lambda = 0.01
-alpha = 0.5
-[optim]
-lr = 0.05
-batch_size = 128
-[schedule]
-steps = 640
-"#;
-
-    fn error_of(overrides: &[&str]) -> String {
-        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-        Config::parse(MINIMAL, Path::new("x.toml"), &overrides).unwrap_err().to_string()
-    }
-
     #[test]
-    fn clip_and_log_settings_are_checked_with_their_key() {
-        for bad in ["optim.clip_grad_norm=0", "optim.clip_grad_norm=-1", "optim.clip_grad_norm=nan"] {
-            let msg = error_of(&[bad]);
-            assert!(msg.contains("x.toml") && msg.contains("optim.clip_grad_norm must be > 0"), "{bad}: {msg}");
-        }
-        assert!(error_of(&["log.every_steps=0"]).contains("log.every_steps must be at least 1"));
-        // Valid settings get as far as the data check.
-        let msg = error_of(&["optim.clip_grad_norm=5", "schedule.warmup_steps=128"]);
-        assert!(msg.contains("data.dir"), "{msg}");
-    }
-
-    #[test]
-    fn switching_the_schedule_unit_needs_milestones_in_the_new_unit() {
-        let epochs = MINIMAL.replace("steps = 640", "epochs = 10\nmilestones = [6, 9]");
-        let parse = |overrides: &[&str]| {
-            let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-            Config::parse(&epochs, Path::new("x.toml"), &overrides).unwrap_err().to_string()
-        };
-        // The documented way to shorten a run would turn epochs 6 and 9 into steps 6 and 9.
-        let msg = parse(&["schedule.epochs=", "schedule.steps=500"]);
-        assert!(msg.contains("x.toml") && msg.contains("schedule.milestones [6, 9] count epochs"), "{msg}");
-        assert!(msg.contains("schedule.milestones=[300, 450]"), "the same fractions of 500 steps: {msg}");
-        // Giving the milestones (or none), or keeping the unit, passes this check (and stops
-        // at the data check, which comes later).
-        for ok in [
-            &["schedule.epochs=", "schedule.steps=500", "schedule.milestones=[300, 450]"][..],
-            &["schedule.epochs=", "schedule.steps=500", "schedule.milestones=[]"],
-            &["schedule.epochs=20"],
-        ] {
-            let msg = parse(ok);
-            assert!(msg.contains("data.dir"), "{ok:?}: {msg}");
-        }
-    }
-
-    #[test]
-    fn config_changes_name_each_key_and_tell_training_from_bookkeeping() {
-        let from = "seed = 1\n[loss]\nlambda = 0.01\nalpha = 0.5\n[log]\nevery_steps = 5\n";
-        let to = "seed = 1\nthreads = 2\n[loss]\nlambda = 0.5\nalpha = 0.5\n[log]\nevery_steps = 9\n";
-        let changes = config_changes(from, to).unwrap();
-        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
-        assert_eq!(shown, ["log.every_steps 5 -> 9", "loss.lambda 0.01 -> 0.5", "threads (unset) -> 2"]);
-        let altering: Vec<&str> = changes.iter().filter(|c| c.alters_training()).map(|c| c.key.as_str()).collect();
-        assert_eq!(altering, ["loss.lambda"]);
-        assert!(config_changes(from, from).unwrap().is_empty());
-    }
-
-    #[test]
-    fn lfw_folds_that_can_only_fail_after_training_are_refused_up_front() {
-        // Any existing paths do for this check.
-        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let lfw = |folds: Vec<usize>| LfwEvalConfig {
-            images: here.clone(),
-            landmarks: here.join("Cargo.toml"),
-            pairs: here.join("Cargo.toml"),
-            folds,
-            pca: 0,
-            flip: true,
-            identification: false,
-            cache_dir: default_cache_dir(),
-            batch_size: 8,
-        };
-        let msg = lfw(vec![1]).validate().unwrap_err();
-        assert!(msg.contains("eval.lfw.folds = [1]") && msg.contains("at least 2 folds"), "{msg}");
-        let msg = lfw(vec![1, 3, 1]).validate().unwrap_err();
-        assert!(msg.contains("fold 1 is listed twice"), "{msg}");
-        for ok in [vec![], vec![1, 2], vec![10, 3, 5]] {
-            assert_eq!(lfw(ok.clone()).validate(), Ok(()), "{ok:?}");
-        }
-        // PCA to more dimensions than the features have (LeNets++: 2, 4 with the mirror).
-        let paths = [
-            format!("eval.lfw.images={}", here.display()),
-            format!("eval.lfw.landmarks={}", here.join("Cargo.toml").display()),
-            format!("eval.lfw.pairs={}", here.join("Cargo.toml").display()),
-        ];
-        let with = |extra: &str| {
-            let mut o: Vec<&str> = paths.iter().map(String::as_str).collect();
-            o.push(extra);
-            error_of(&o)
-        };
-        let msg = with("eval.lfw.pca=5");
-        assert!(msg.contains("eval.lfw.pca = 5: the features have 4 dimensions"), "{msg}");
-        assert!(with("eval.lfw.pca=4").contains("data.dir"), "4 fits; the data check comes next");
+    fn every_reads_the_configs_zero_as_each_epoch() {
+        assert_eq!(Every::from_steps(0), Every::Epoch);
+        assert_eq!(Every::from_steps(5), Every::Steps(5));
+        let steps: Vec<usize> = (1..=12).filter(|&s| Every::Steps(5).after_step(s)).collect();
+        assert_eq!(steps, [5, 10]);
+        assert!((1..=12).all(|s| !Every::Epoch.after_step(s) && !Every::Never.after_step(s)));
     }
 
     #[test]

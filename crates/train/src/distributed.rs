@@ -23,6 +23,8 @@ use tch::{Device, Tensor};
 
 use facerec_dist::{DistError, ProcessGroup};
 
+use facerec_losses::{LossError, Ranks};
+
 use crate::error::{Result, TrainError};
 
 /// Gradient bucket size: PyTorch DDP's default `bucket_cap_mb = 25`.
@@ -180,6 +182,109 @@ impl Distributed {
     /// Waits for every rank.
     pub fn barrier(&self, step: usize) -> Result<()> {
         self.group.barrier().map_err(self.err(step, "waiting for the other ranks to finish"))
+    }
+}
+
+/// The processes that train one model together: this one alone, or the ranks of a process
+/// group. The trainer calls every hook unconditionally; with one process each is a no-op.
+#[derive(Debug)]
+pub enum Replicas {
+    One,
+    Many {
+        dist: Distributed,
+        /// The non-trainable variables rank 0 shares after each step (batch-norm statistics:
+        /// all but those the loss keeps in step itself).
+        buffers: Vec<Tensor>,
+    },
+}
+
+impl Replicas {
+    pub fn world(&self) -> usize {
+        match self {
+            Replicas::One => 1,
+            Replicas::Many { dist, .. } => dist.world(),
+        }
+    }
+
+    pub fn rank(&self) -> usize {
+        match self {
+            Replicas::One => 0,
+            Replicas::Many { dist, .. } => dist.rank(),
+        }
+    }
+
+    /// Whether this process writes the run's files.
+    pub fn is_main(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// At the start of `fit`: fails unless every rank has the same `facts`, then gives every
+    /// rank rank 0's model variables and momentum buffers.
+    pub fn start(&self, facts: &[(&str, i64)], vars: &[Tensor], momentum: &[Tensor], step: usize) -> Result<()> {
+        let Replicas::Many { dist, .. } = self else { return Ok(()) };
+        let (names, values): (Vec<&str>, Vec<i64>) = facts.iter().copied().unzip();
+        dist.check_same(&names, &values, step)?;
+        dist.broadcast_flat(vars, step, "broadcasting rank 0's model")?;
+        dist.broadcast_flat(momentum, step, "broadcasting rank 0's momentum buffers")
+    }
+
+    /// Sums the step's numbers (losses, correct count, stop flags) over the ranks, in place.
+    pub fn sum_numbers(&self, numbers: &Tensor, step: usize) -> Result<()> {
+        let Replicas::Many { dist, .. } = self else { return Ok(()) };
+        dist.all_reduce_flat(std::slice::from_ref(numbers), 1.0, step, "summing the losses over the ranks")
+    }
+
+    /// Averages the gradients over the ranks, in place.
+    pub fn average_gradients(&self, grads: &[Tensor], step: usize) -> Result<()> {
+        let Replicas::Many { dist, .. } = self else { return Ok(()) };
+        dist.all_reduce_flat(grads, 1.0 / dist.world() as f64, step, "averaging the gradients")
+    }
+
+    /// After the optimiser's step: every rank gets rank 0's buffers.
+    pub fn share_buffers(&self, step: usize) -> Result<()> {
+        match self {
+            Replicas::Many { dist, buffers } if !buffers.is_empty() => {
+                dist.broadcast_flat(buffers, step, "broadcasting rank 0's buffers")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits for every rank.
+    pub fn barrier(&self, step: usize) -> Result<()> {
+        let Replicas::Many { dist, .. } = self else { return Ok(()) };
+        dist.barrier(step)
+    }
+
+    /// The ranks as the loss's `after_step` sees them, at `step`.
+    pub fn for_loss(&self, step: usize) -> LossRanks<'_> {
+        LossRanks { replicas: self, step }
+    }
+}
+
+/// [`Replicas`] as a loss sees them ([`Ranks`]).
+pub struct LossRanks<'a> {
+    replicas: &'a Replicas,
+    step: usize,
+}
+
+impl Ranks for LossRanks<'_> {
+    fn world(&self) -> usize {
+        self.replicas.world()
+    }
+
+    fn gather_batch(&self, features: &Tensor, labels: &Tensor) -> facerec_losses::Result<(Tensor, Tensor)> {
+        match self.replicas {
+            Replicas::One => Ok((features.shallow_clone(), labels.shallow_clone())),
+            Replicas::Many { dist, .. } => dist.gather_batch(features, labels, self.step).map_err(|e| LossError::Ranks(e.to_string())),
+        }
+    }
+
+    fn broadcast_rows(&self, table: &Tensor, rows: &Tensor) -> facerec_losses::Result<()> {
+        match self.replicas {
+            Replicas::One => Ok(()),
+            Replicas::Many { dist, .. } => dist.broadcast_rows(table, rows, self.step).map_err(|e| LossError::Ranks(e.to_string())),
+        }
     }
 }
 

@@ -6,25 +6,24 @@
 //! each rank takes its slice of every global batch and the hooks of [`crate::distributed`]
 //! keep the ranks identical; only rank 0 writes files.
 
+use facerec_core::run_files;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Map;
 use tch::{nn, Device, Kind, Tensor};
 
 use facerec_data::loader::{Batch, Loader, LoaderConfig, Source};
 use facerec_dist::{Backend, ProcessGroup};
-use facerec_losses::{CenterLoss, SoftmaxLoss};
-use facerec_model::device::DeviceChoice;
+use facerec_losses::{Loss, LossOutput};
 use facerec_model::{weights, Backbone};
 
 use crate::checkpoint::{self, Checkpoint, TrainState};
-use crate::config::{config_changes, Config, ConfigChange, Precision};
-use crate::distributed::{per_rank_batch, Distributed};
+use crate::config::{Every, Precision, TrainConfig};
+use crate::distributed::{per_rank_batch, Distributed, Replicas};
 use crate::error::{Result, TrainError};
-use crate::metrics::{record, JsonLines};
+use facerec_core::metrics::{record, JsonLines};
 use crate::schedule::MultiStep;
 use crate::sgd::Sgd;
 use crate::tensorboard::EventWriter;
@@ -32,9 +31,8 @@ use crate::tensorboard::EventWriter;
 /// Read-only access to the model for evaluation.
 pub struct ModelParts<'a> {
     pub backbone: &'a dyn Backbone,
-    pub head: &'a SoftmaxLoss,
-    /// The center table, when training with center loss.
-    pub centers: Option<&'a Tensor>,
+    /// The loss, with its classifier (and centers, where it has them).
+    pub loss: &'a dyn Loss,
     pub device: Device,
 }
 
@@ -61,10 +59,10 @@ pub struct StepStats {
     pub step: usize,
     pub epoch: usize,
     pub lr: f64,
-    /// `L_S + lambda * L_C`.
+    /// The objective (`L_S + lambda * L_C` for center loss).
     pub loss: f64,
-    pub softmax_loss: f64,
-    pub center_loss: f64,
+    /// The loss's terms by name (`softmax_loss`, `center_loss`).
+    pub terms: Vec<(&'static str, f64)>,
     /// Training accuracy of the batch.
     pub accuracy: f64,
     pub batch_size: usize,
@@ -95,64 +93,38 @@ pub struct FitSummary {
     pub data_wait_s: f64,
 }
 
-/// When a periodic job (evaluation, checkpoint) runs: after every `n` steps, at the end of
-/// each epoch, or never. The config says `every_steps = 0` for [`Every::Epoch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Every {
-    Steps(usize),
-    Epoch,
-    Never,
+/// `fit`'s plan of the run and the state of its periodic jobs.
+struct FitRun {
+    per_epoch: usize,
+    total: usize,
+    schedule: MultiStep,
+    loader: LoaderConfig,
+    log_every: usize,
+    evaluations: Every,
+    checkpoints: Every,
+    evaluated_at: Option<usize>,
+    saved_at: Option<usize>,
+    last_checkpoint: Option<PathBuf>,
+    train_time: Duration,
+    wait_time: Duration,
 }
 
-impl Every {
-    /// The config's `every_steps`: `0` is the end of each epoch.
-    pub fn from_steps(n: usize) -> Self {
-        if n == 0 {
-            Every::Epoch
-        } else {
-            Every::Steps(n)
-        }
-    }
-
-    /// Whether it runs after training step `step`.
-    pub fn after_step(self, step: usize) -> bool {
-        matches!(self, Every::Steps(n) if step % n == 0)
-    }
-}
-
-/// `<run>/changes.jsonl`: each setting changed on a resume, with the step it took effect.
-pub const CHANGES_FILE: &str = "changes.jsonl";
-
-/// Keeps the records of `path` made before `step` and appends `changes` at `step` (a record at
-/// or past `step` belongs to a resume whose later part was lost, or is the same change being
-/// recorded again). No checkpoint is at step 0, so `step - 1` is the last step kept.
-fn record_changes(path: &Path, step: usize, changes: &[ConfigChange]) -> Result<()> {
-    JsonLines::truncate_after(path, step.saturating_sub(1))?;
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let mut log = JsonLines::open(path)?;
-    for c in changes {
-        let mut r = Map::new();
-        r.insert("step".into(), step.into());
-        r.insert("key".into(), c.key.clone().into());
-        r.insert("from".into(), c.from.clone().into());
-        r.insert("to".into(), c.to.clone().into());
-        log.write(&r)?;
-    }
-    Ok(())
+/// A step's numbers, summed over the ranks: the objective, the loss's terms (means over the
+/// ranks) and the correct count (a sum).
+struct StepNumbers {
+    loss: f64,
+    terms: Vec<(&'static str, f64)>,
+    correct: f64,
 }
 
 /// Owns the model, the optimiser and the training state of one run.
 pub struct Trainer {
-    config: Config,
-    config_toml: String,
+    config: TrainConfig,
     run_dir: PathBuf,
     device: Device,
     vs: nn::VarStore,
     backbone: Box<dyn Backbone>,
-    head: SoftmaxLoss,
-    center: Option<CenterLoss>,
+    loss: Box<dyn Loss>,
     sgd: Sgd,
     state: TrainState,
     stop: Arc<AtomicBool>,
@@ -160,21 +132,16 @@ pub struct Trainer {
     metrics_log: Option<JsonLines>,
     events: Option<EventWriter>,
     last_metrics: Vec<(String, f64)>,
-    /// Data-parallel training: the process group, the buffers broadcast after each step
-    /// (non-trainable variables other than the center table), and whether any rank asked to
+    /// This process alone, or the ranks of a data-parallel run; and whether any rank asked to
     /// stop during the last step.
-    dist: Option<Distributed>,
-    dist_buffers: Vec<Tensor>,
+    replicas: Replicas,
     stop_agreed: bool,
-    /// Whether [`Trainer::restore`] may continue a run with settings that change its training.
-    allow_config_changes: bool,
 }
 
 impl Trainer {
-    /// Builds the model for `num_classes` identities and prepares `run_dir` (writing the
-    /// resolved config there). Fails when `run_dir` already holds checkpoints: resume them
-    /// with [`Trainer::resume`] or remove them first.
-    pub fn new(config: Config, run_dir: &Path, num_classes: i64) -> Result<Self> {
+    /// Builds the model for `num_classes` identities, to train into `run_dir` (created if
+    /// needed). To continue a run, [`Trainer::restore`] its latest checkpoint.
+    pub fn new(config: TrainConfig, run_dir: &Path, num_classes: i64) -> Result<Self> {
         if config.threads > 0 {
             tch::set_num_threads(config.threads as i32);
         }
@@ -182,27 +149,19 @@ impl Trainer {
         tch::manual_seed(config.seed as i64);
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let backbone = config.model.backbone.build(&(&root / "backbone"))?;
-        let head = SoftmaxLoss::new(&(&root / "head"), backbone.feature_dim(), num_classes);
-        let center = if config.loss.lambda > 0.0 {
-            Some(CenterLoss::new(&(&root / "center"), num_classes, backbone.feature_dim(), config.loss)?)
-        } else {
-            None
-        };
+        let backbone = config.backbone.build(&(&root / "backbone"))?;
+        let loss = config.loss.build(&root, backbone.feature_dim(), num_classes)?;
         let trainable: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         let sgd = Sgd::new(trainable, config.optim.momentum, config.optim.weight_decay);
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
-        let config_toml = config.to_toml();
         Ok(Trainer {
             config,
-            config_toml,
             run_dir: run_dir.to_path_buf(),
             device,
             vs,
             backbone,
-            head,
-            center,
+            loss,
             sgd,
             state: TrainState::default(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -210,19 +169,17 @@ impl Trainer {
             metrics_log: None,
             events: None,
             last_metrics: Vec::new(),
-            dist: None,
-            dist_buffers: Vec::new(),
+            replicas: Replicas::One,
             stop_agreed: false,
-            allow_config_changes: false,
         })
     }
 
     /// Makes this trainer one rank of a data-parallel run over `group`. Call it before
-    /// [`Trainer::resume`]: only rank 0 touches the run directory's files. Fails when the
+    /// [`Trainer::restore`]: only rank 0 touches the run directory's files. Fails when the
     /// global batch (`optim.batch_size`) does not split evenly over the ranks, or when the
     /// group's backend cannot take tensors of the training device.
     pub fn with_distributed(mut self, group: ProcessGroup) -> Result<Self> {
-        let config_err = |msg: String| TrainError::Config { path: self.run_dir.join("config.toml"), msg };
+        let config_err = |msg: String| TrainError::Config { path: self.run_dir.join(run_files::CONFIG), msg };
         let per_rank = per_rank_batch(self.config.optim.batch_size, group.world_size()).map_err(config_err)?;
         if group.backend() != Backend::for_device(self.device) {
             return Err(config_err(format!(
@@ -233,11 +190,11 @@ impl Trainer {
                 if group.backend() == Backend::Nccl { "CUDA" } else { "CPU" }
             )));
         }
-        let centers = self.center.as_ref().map(|c| c.centers().data_ptr());
-        self.dist_buffers = self
+        let synced: Vec<_> = self.loss.synced_state().iter().map(|t| t.data_ptr()).collect();
+        let buffers = self
             .named_variables()
             .into_iter()
-            .filter(|(_, t)| !t.requires_grad() && Some(t.data_ptr()) != centers)
+            .filter(|(_, t)| !t.requires_grad() && !synced.contains(&t.data_ptr()))
             .map(|(_, t)| t)
             .collect();
         tracing::info!(
@@ -247,17 +204,13 @@ impl Trainer {
             "data-parallel training: {per_rank} samples per rank and step, global batch {}",
             self.config.optim.batch_size
         );
-        self.dist = Some(Distributed::new(group, self.device));
+        self.replicas = Replicas::Many { dist: Distributed::new(group, self.device), buffers };
         Ok(self)
     }
 
     /// Whether this process writes the run's files (rank 0, or the only process).
     pub fn is_main(&self) -> bool {
-        self.dist.as_ref().is_none_or(Distributed::is_main)
-    }
-
-    fn world(&self) -> usize {
-        self.dist.as_ref().map_or(1, Distributed::world)
+        self.replicas.is_main()
     }
 
     pub fn device(&self) -> Device {
@@ -268,7 +221,7 @@ impl Trainer {
         &self.state
     }
 
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &TrainConfig {
         &self.config
     }
 
@@ -285,8 +238,7 @@ impl Trainer {
     pub fn parts(&self) -> ModelParts<'_> {
         ModelParts {
             backbone: self.backbone.as_ref(),
-            head: &self.head,
-            centers: self.center.as_ref().map(CenterLoss::centers),
+            loss: self.loss.as_ref(),
             device: self.device,
         }
     }
@@ -303,61 +255,42 @@ impl Trainer {
         self.sgd.momentum_buffers()
     }
 
-    /// Lets [`Trainer::resume`] continue a run whose config now differs in what is trained
-    /// (e.g. `loss.lambda`): without it such a resume is refused. Either way every difference
-    /// is recorded in `<run>/changes.jsonl` with the step it takes effect.
-    pub fn allow_config_changes(&mut self, allow: bool) {
-        self.allow_config_changes = allow;
+    /// The newest valid checkpoint of the run directory, if any (temporaries of an interrupted
+    /// write removed first).
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        checkpoint::clean_temporaries(&self.run_dir);
+        checkpoint::latest_valid(&self.run_dir)
     }
 
-    /// Loads the newest valid checkpoint of the run directory, if any; returns its path.
-    pub fn resume(&mut self) -> Result<Option<PathBuf>> {
-        checkpoint::clean_temporaries(&self.run_dir);
-        match checkpoint::latest_valid(&self.run_dir)? {
-            None => Ok(None),
-            Some(ck) => {
-                let path = ck.path.clone();
-                self.restore(ck)?;
-                Ok(Some(path))
-            }
+    /// Fails unless this trainer can continue `ck` where it stopped: its position in the epoch
+    /// must be a whole number of this run's batches.
+    pub fn check_resumable(&self, ck: &Checkpoint) -> Result<()> {
+        let global = self.config.optim.batch_size;
+        if ck.state.samples_in_epoch % global != 0 {
+            return Err(TrainError::Checkpoint {
+                path: ck.path.clone(),
+                msg: format!(
+                    "it stopped {} samples into an epoch, not a multiple of the batch size {global}: \
+                     resume with the batch size it was trained with",
+                    ck.state.samples_in_epoch
+                ),
+            });
         }
+        Ok(())
     }
 
     /// Restores model, momentum and state from a loaded checkpoint.
     pub fn restore(&mut self, ck: Checkpoint) -> Result<()> {
+        self.check_resumable(&ck)?;
         let bad = |msg: String| TrainError::Checkpoint { path: ck.path.clone(), msg };
-        let global = self.config.optim.batch_size;
-        if ck.state.samples_in_epoch % global != 0 {
-            return Err(bad(format!(
-                "it stopped {} samples into an epoch, not a multiple of the batch size {global}: \
-                 resume with the batch size it was trained with",
-                ck.state.samples_in_epoch
-            )));
-        }
-        let changes = config_changes(&ck.config, &self.config_toml).map_err(bad)?;
-        let altering: Vec<String> = changes.iter().filter(|c| c.alters_training()).map(ToString::to_string).collect();
-        if !altering.is_empty() && !self.allow_config_changes {
-            return Err(bad(format!(
-                "the run was trained with other settings ({}): resume it as it was trained (its \
-                 config.toml, without those --set), or allow the change (facerec train --allow-changes), \
-                 which records it in changes.jsonl",
-                altering.join(", ")
-            )));
-        }
         weights::copy_into(&self.named_variables(), &ck.model, &ck.path)?;
         self.sgd.set_momentum_buffers(ck.momentum).map_err(bad)?;
-        if self.is_main() {
-            record_changes(&self.run_dir.join(CHANGES_FILE), ck.state.step, &changes)?;
-        }
-        for c in &changes {
-            tracing::warn!(step = ck.state.step, "resuming with a changed setting: {c}");
-        }
         self.state = ck.state;
         // Metrics and TensorBoard events written after the checkpoint belong to the lost part
         // of the run.
         if self.is_main() {
-            JsonLines::truncate_after(&self.run_dir.join("steps.jsonl"), self.state.step)?;
-            JsonLines::truncate_after(&self.run_dir.join("metrics.jsonl"), self.state.step)?;
+            JsonLines::truncate_after(&self.run_dir.join(run_files::STEPS), self.state.step)?;
+            JsonLines::truncate_after(&self.run_dir.join(run_files::METRICS), self.state.step)?;
             crate::tensorboard::truncate_after(&self.run_dir, self.state.step)?;
         }
         tracing::info!(step = self.state.step, epoch = self.state.epoch, "resumed from {}", ck.path.display());
@@ -387,8 +320,8 @@ impl Trainer {
             &self.state,
             &vars,
             &self.sgd.momentum_buffers(),
-            &self.config_toml,
-            self.world(),
+            &self.config.resolved,
+            self.replicas.world(),
             self.config.checkpoint.keep,
         )?;
         tracing::debug!("checkpoint {}", path.display());
@@ -398,7 +331,7 @@ impl Trainer {
     /// Saves the backbone alone, with PyTorch names and its config in the metadata, to `path`.
     pub fn export_backbone(&self, path: &Path) -> Result<()> {
         let vars = weights::strip_prefix(&self.vs.variables(), "backbone");
-        facerec_model::saved::save_backbone(path, &self.config.model.backbone, &vars)?;
+        facerec_model::saved::save_backbone(path, &self.config.backbone, &vars)?;
         Ok(())
     }
 
@@ -414,7 +347,7 @@ impl Trainer {
         let per_epoch = len / self.config.optim.batch_size;
         if per_epoch == 0 {
             return Err(TrainError::Config {
-                path: self.run_dir.join("config.toml"),
+                path: self.run_dir.join(run_files::CONFIG),
                 msg: format!("optim.batch_size {} is larger than the {len} training samples", self.config.optim.batch_size),
             });
         }
@@ -435,9 +368,53 @@ impl Trainer {
         mut evaluator: Option<&mut dyn Evaluator>,
         observer: &mut dyn Observer,
     ) -> Result<FitSummary> {
+        let mut run = self.begin(source.as_ref(), flip)?;
+        observer.on_start(self.state.step, run.total);
+        while self.state.step < run.total {
+            let start_batch = self.state.samples_in_epoch / self.config.optim.batch_size;
+            let mut loader = Loader::new(source.clone(), &run.loader, self.state.epoch, start_batch)?;
+            loop {
+                let t_wait = Instant::now();
+                let Some(batch) = loader.next() else { break };
+                let wait = t_wait.elapsed();
+                let t_step = Instant::now();
+                let stats = self.train_step(&batch?, &run.schedule, wait)?;
+                let step_time = t_step.elapsed();
+                (run.train_time, run.wait_time) = (run.train_time + step_time, run.wait_time + wait);
+                self.state.elapsed_s += (step_time + wait).as_secs_f64();
+                observer.on_step(&StepStats { step_time, ..stats.clone() });
+                if self.after_step(&stats, &mut run, evaluator.as_deref_mut(), observer)? {
+                    return Ok(self.summary(Outcome::Interrupted, run));
+                }
+                if self.state.step >= run.total {
+                    break;
+                }
+            }
+            // A run that ends mid-epoch (a step budget) does not close the epoch.
+            if self.state.samples_in_epoch >= run.per_epoch * self.config.optim.batch_size || self.state.step < run.total {
+                self.end_epoch(&mut run, evaluator.as_deref_mut(), observer)?;
+            }
+        }
+        // The run ends evaluated and saved at its last step, whatever the period.
+        if run.evaluations != Every::Never && run.evaluated_at != Some(self.state.step) {
+            self.evaluate(evaluator.as_deref_mut(), observer)?;
+        }
+        if run.saved_at != Some(self.state.step) {
+            run.last_checkpoint = Some(self.save_checkpoint()?);
+        }
+        self.replicas.barrier(self.state.step)?;
+        if self.is_main() {
+            self.export_backbone(&self.run_dir.join(run_files::MODEL))?;
+        }
+        Ok(self.summary(Outcome::Finished, run))
+    }
+
+    /// Checks the data against the model, plans the run, brings the ranks into step and opens
+    /// the run's logs.
+    fn begin(&mut self, source: &dyn Source, flip: bool) -> Result<FitRun> {
         if source.image_shape() != self.backbone.input_shape() {
             return Err(TrainError::Config {
-                path: self.run_dir.join("config.toml"),
+                path: self.run_dir.join(run_files::CONFIG),
                 msg: format!(
                     "the training images are {:?} but model.backbone takes {:?}",
                     source.image_shape(),
@@ -446,22 +423,22 @@ impl Trainer {
             });
         }
         let (per_epoch, total, schedule) = self.plan(source.len())?;
-        let global_batch = self.config.optim.batch_size;
-        let loader_cfg = LoaderConfig {
-            rank_batch: global_batch / self.world(),
+        let world = self.replicas.world();
+        let loader = LoaderConfig {
+            rank_batch: self.config.optim.batch_size / world,
             shuffle: true,
             flip,
             seed: self.config.seed,
-            rank: self.dist.as_ref().map_or(0, Distributed::rank),
-            world: self.world(),
+            rank: self.replicas.rank(),
+            world,
             prefetch: 4,
         };
         self.sync_start(source.len(), source.num_classes())?;
         if self.is_main() {
-            std::fs::write(self.run_dir.join("config.toml"), &self.config_toml)
-                .map_err(|e| TrainError::io(self.run_dir.join("config.toml"), e))?;
-            self.steps_log = Some(JsonLines::open(&self.run_dir.join("steps.jsonl"))?);
-            self.metrics_log = Some(JsonLines::open(&self.run_dir.join("metrics.jsonl"))?);
+            let config = self.run_dir.join(run_files::CONFIG);
+            std::fs::write(&config, &self.config.resolved).map_err(|e| TrainError::io(config, e))?;
+            self.steps_log = Some(JsonLines::open(&self.run_dir.join(run_files::STEPS))?);
+            self.metrics_log = Some(JsonLines::open(&self.run_dir.join(run_files::METRICS))?);
             self.events = Some(EventWriter::create(&self.run_dir)?);
         }
         tracing::info!(
@@ -474,240 +451,194 @@ impl Trainer {
             source.len(),
             source.num_classes()
         );
-        observer.on_start(self.state.step, total);
-        let (mut train_time, mut wait_time) = (Duration::ZERO, Duration::ZERO);
-        let mut last_checkpoint = None;
-        let (mut saved_at, mut evaluated_at) = (None, None);
-        let log_every = self.config.log.interval(total);
-        let checkpoints = Every::from_steps(self.config.checkpoint.every_steps);
-        let evaluations = if self.config.eval.disabled { Every::Never } else { Every::from_steps(self.config.eval.every_steps) };
+        Ok(FitRun {
+            per_epoch,
+            total,
+            schedule,
+            loader,
+            log_every: self.config.log.interval(total),
+            evaluations: self.config.evaluate,
+            checkpoints: Every::from_steps(self.config.checkpoint.every_steps),
+            evaluated_at: None,
+            saved_at: None,
+            last_checkpoint: None,
+            train_time: Duration::ZERO,
+            wait_time: Duration::ZERO,
+        })
+    }
 
-        while self.state.step < total {
-            let start_batch = self.state.samples_in_epoch / global_batch;
-            let mut loader = Loader::new(source.clone(), &loader_cfg, self.state.epoch, start_batch)?;
-            let mut epoch_done = true;
-            loop {
-                let t_wait = Instant::now();
-                let Some(batch) = loader.next() else { break };
-                let wait = t_wait.elapsed();
-                let t_step = Instant::now();
-                let stats = self.train_step(&batch?, &schedule, wait)?;
-                let step_time = t_step.elapsed();
-                train_time += step_time;
-                wait_time += wait;
-                self.state.elapsed_s += (step_time + wait).as_secs_f64();
-                observer.on_step(&StepStats { step_time, ..stats.clone() });
-                if self.state.step % log_every == 0 || self.state.step == total {
-                    // Every line goes to steps.jsonl; the terminal gets about ten of them.
-                    let announce = self.state.step % (log_every * 25) == 0 || self.state.step == total;
-                    self.log_step(&stats, announce)?;
-                }
-                if evaluations.after_step(self.state.step) {
-                    self.evaluate(evaluator.as_deref_mut(), observer)?;
-                    evaluated_at = Some(self.state.step);
-                }
-                if checkpoints.after_step(self.state.step) {
-                    last_checkpoint = Some(self.save_checkpoint()?);
-                    saved_at = Some(self.state.step);
-                }
-                if self.stop_requested() {
-                    if saved_at != Some(self.state.step) {
-                        last_checkpoint = Some(self.save_checkpoint()?);
-                    }
-                    if self.is_main() {
-                        tracing::warn!(step = self.state.step, "interrupted; checkpoint written");
-                    }
-                    return Ok(self.summary(Outcome::Interrupted, last_checkpoint, train_time, wait_time));
-                }
-                if self.state.step >= total {
-                    epoch_done = self.state.samples_in_epoch >= per_epoch * global_batch;
-                    break;
-                }
-            }
-            if epoch_done {
-                if evaluations == Every::Epoch && evaluated_at != Some(self.state.step) {
-                    self.evaluate(evaluator.as_deref_mut(), observer)?;
-                    evaluated_at = Some(self.state.step);
-                }
-                self.log_epoch()?;
-                self.state.epoch += 1;
-                self.state.samples_in_epoch = 0;
-                self.state.epoch_loss_sum = 0.0;
-                self.state.epoch_correct = 0.0;
-                self.state.epoch_seen = 0.0;
-                if checkpoints == Every::Epoch {
-                    last_checkpoint = Some(self.save_checkpoint()?);
-                    saved_at = Some(self.state.step);
-                }
-            }
+    /// The periodic jobs after a step: its log line, an evaluation and a checkpoint when due,
+    /// and a checkpoint before stopping. Returns whether to stop.
+    fn after_step(&mut self, stats: &StepStats, run: &mut FitRun, evaluator: Option<&mut (dyn Evaluator + '_)>, observer: &mut dyn Observer) -> Result<bool> {
+        let step = self.state.step;
+        if step % run.log_every == 0 || step == run.total {
+            // Every line goes to steps.jsonl; the terminal gets about ten of them.
+            let announce = step % (run.log_every * 25) == 0 || step == run.total;
+            self.log_step(stats, announce)?;
         }
-        // The run ends evaluated and saved at its last step, whatever the period.
-        if evaluations != Every::Never && evaluated_at != Some(self.state.step) {
-            self.evaluate(evaluator.as_deref_mut(), observer)?;
+        if run.evaluations.after_step(step) {
+            self.evaluate(evaluator, observer)?;
+            run.evaluated_at = Some(step);
         }
-        if saved_at != Some(self.state.step) {
-            last_checkpoint = Some(self.save_checkpoint()?);
+        if run.checkpoints.after_step(step) {
+            run.last_checkpoint = Some(self.save_checkpoint()?);
+            run.saved_at = Some(step);
         }
-        if let Some(dist) = &self.dist {
-            dist.barrier(self.state.step)?;
+        if !self.stop_requested() {
+            return Ok(false);
+        }
+        if run.saved_at != Some(step) {
+            run.last_checkpoint = Some(self.save_checkpoint()?);
         }
         if self.is_main() {
-            self.export_backbone(&self.run_dir.join("model.safetensors"))?;
+            tracing::warn!(step, "interrupted; checkpoint written");
         }
-        Ok(self.summary(Outcome::Finished, last_checkpoint, train_time, wait_time))
+        Ok(true)
+    }
+
+    /// The end of an epoch: its evaluation (when evaluating per epoch), its line of
+    /// `metrics.jsonl`, the next epoch's counters, and its checkpoint (when saving per epoch).
+    fn end_epoch(&mut self, run: &mut FitRun, evaluator: Option<&mut (dyn Evaluator + '_)>, observer: &mut dyn Observer) -> Result<()> {
+        if run.evaluations == Every::Epoch && run.evaluated_at != Some(self.state.step) {
+            self.evaluate(evaluator, observer)?;
+            run.evaluated_at = Some(self.state.step);
+        }
+        self.log_epoch()?;
+        self.state.epoch += 1;
+        self.state.samples_in_epoch = 0;
+        self.state.epoch_loss_sum = 0.0;
+        self.state.epoch_correct = 0.0;
+        self.state.epoch_seen = 0.0;
+        if run.checkpoints == Every::Epoch {
+            run.last_checkpoint = Some(self.save_checkpoint()?);
+            run.saved_at = Some(self.state.step);
+        }
+        Ok(())
     }
 
     /// Whether to stop after this step: this process's flag, or under data parallelism any
     /// rank's flag as summed during the step (so that all ranks stop at the same step).
     fn stop_requested(&self) -> bool {
-        if self.dist.is_some() {
-            self.stop_agreed
-        } else {
-            self.stop.load(Ordering::SeqCst)
+        match self.replicas {
+            Replicas::One => self.stop.load(Ordering::SeqCst),
+            Replicas::Many { .. } => self.stop_agreed,
         }
     }
 
     /// Data parallelism: checks that every rank starts from the same state, then gives every
     /// rank rank 0's model and momentum buffers.
     fn sync_start(&self, len: usize, num_classes: i64) -> Result<()> {
-        let Some(dist) = &self.dist else { return Ok(()) };
-        let step = self.state.step;
-        // Ranks may run on different devices of one machine; everything else must match.
-        let fingerprint = Config { device: DeviceChoice::Auto, ..self.config.clone() }.to_toml();
         let vars: Vec<Tensor> = self.named_variables().into_iter().map(|(_, t)| t).collect();
         let momentum: Vec<Tensor> = self.sgd.momentum_buffers().into_iter().map(|(_, t)| t).collect();
         let facts = [
-            ("step", step as i64),
+            ("step", self.state.step as i64),
             ("epoch", self.state.epoch as i64),
             ("samples into the epoch", self.state.samples_in_epoch as i64),
-            ("config checksum", i64::from(crc32fast::hash(fingerprint.as_bytes()))),
+            ("config checksum", i64::from(self.config.fingerprint)),
             ("training samples", len as i64),
             ("classes", num_classes),
             ("model variables", vars.len() as i64),
             ("momentum buffers", momentum.len() as i64),
         ];
-        let (names, values): (Vec<&str>, Vec<i64>) = facts.into_iter().unzip();
-        dist.check_same(&names, &values, step)?;
-        dist.broadcast_flat(&vars, step, "broadcasting rank 0's model")?;
-        dist.broadcast_flat(&momentum, step, "broadcasting rank 0's momentum buffers")?;
-        Ok(())
+        self.replicas.start(&facts, &vars, &momentum, self.state.step)
     }
 
-    fn summary(&self, outcome: Outcome, last_checkpoint: Option<PathBuf>, train: Duration, wait: Duration) -> FitSummary {
+    fn summary(&self, outcome: Outcome, run: FitRun) -> FitSummary {
         FitSummary {
             outcome,
             steps: self.state.step,
-            last_checkpoint,
+            last_checkpoint: run.last_checkpoint,
             metrics: self.last_metrics.clone(),
-            train_s: train.as_secs_f64(),
-            data_wait_s: wait.as_secs_f64(),
+            train_s: run.train_time.as_secs_f64(),
+            data_wait_s: run.wait_time.as_secs_f64(),
         }
     }
 
-    /// One step of Algorithm 1 on a batch.
+    /// One step of Algorithm 1 on a batch: forward, the loss, backward, the loss's own update
+    /// (Eq. 4), the SGD step; the ranks kept in step by [`Replicas`]' hooks.
     pub fn train_step(&mut self, batch: &Batch, schedule: &MultiStep, data_wait: Duration) -> Result<StepStats> {
         let images = batch.images.f_to_device(self.device)?;
         let labels = batch.labels.f_to_device(self.device)?;
-        let lr = schedule.lr_at(self.state.step);
-
-        let features = match self.config.precision {
-            Precision::Fp32 => self.backbone.forward_t(&images, true)?, //   [batch, feature_dim]
-            // bf16 autocast for the backbone only; the features come back as float32 for the
-            // classifier, the center loss and the Eq. 4 update.
-            Precision::Bf16 => facerec_ops::autocast::bf16(self.device, || self.backbone.forward_t(&images, true))??
-                .f_to_kind(Kind::Float)?,
-        };
-        let softmax = self.head.forward(&features, &labels)?;
-        let zero = Tensor::f_zeros([], (Kind::Float, self.device))?;
-        let (objective, center_loss) = match &self.center {
-            Some(center) => {
-                let out = center.forward(&features, &labels)?;
-                (softmax.loss.f_add(&out.objective)?, out.loss)
-            }
-            None => (softmax.loss.shallow_clone(), zero),
-        };
-        let correct = softmax.logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Float)?;
-        let step = self.state.step + 1;
-        let world = self.world() as f64;
-        // One transfer for all the numbers of the step; under data parallelism one all-reduce
-        // sums them (with the stop flags) over the ranks first.
-        let stop = f64::from(u8::from(self.dist.is_some() && self.stop.load(Ordering::SeqCst)));
-        let numbers = Tensor::f_stack(
-            &[objective.f_detach()?, softmax.loss.f_detach()?, center_loss, correct, Tensor::from(stop).f_to_device(self.device)?]
-                .iter()
-                .map(|t| t.f_to_kind(Kind::Double))
-                .collect::<std::result::Result<Vec<_>, _>>()?,
-            0,
-        )?;
-        if let Some(dist) = &self.dist {
-            dist.all_reduce_flat(std::slice::from_ref(&numbers), 1.0, step, "summing the losses over the ranks")?;
-        }
-        let numbers = Vec::<f64>::try_from(&numbers.f_to_device(Device::Cpu)?)?;
-        let (loss, softmax_loss, center_value, correct) =
-            (numbers[0] / world, numbers[1] / world, numbers[2] / world, numbers[3]);
-        self.stop_agreed = numbers[4] > 0.0;
-        if !loss.is_finite() {
-            return Err(TrainError::Diverged {
-                step: self.state.step + 1,
-                what: format!("the loss (softmax {softmax_loss}, center {center_value})"),
-                value: loss,
-                kept: self.latest_checkpoint_note(),
-            });
-        }
-
+        let (lr, step) = (schedule.lr_at(self.state.step), self.state.step + 1);
+        let features = self.forward(&images)?; // [batch, feature_dim]
+        let out = self.loss.forward(&features, &labels)?;
+        let numbers = self.step_numbers(&out, &labels, step)?;
         self.sgd.zero_grad()?;
-        objective.f_backward()?;
-        if let Some(dist) = &self.dist {
-            let grads: Vec<Tensor> = self.sgd.params().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
-            dist.all_reduce_flat(&grads, 1.0 / world, step, "averaging the gradients")?;
-        }
+        out.objective.f_backward()?;
+        let grads: Vec<Tensor> = self.sgd.params().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
+        self.replicas.average_gradients(&grads, step)?;
         let grad_norm = self.sgd.clip_grad_norm(self.config.optim.clip_grad_norm)?;
-        if let Some(center) = &self.center {
-            let features = features.f_detach()?;
-            match &self.dist {
-                None => center.update_centers(&features, &labels)?,
-                Some(dist) => {
-                    // Every rank applies the global batch's Eq. 4 step; rank 0's result wins.
-                    let (all_features, all_labels) = dist.gather_batch(&features, &labels, step)?;
-                    center.update_centers(&all_features, &all_labels)?;
-                    let (touched, _, _) = all_labels.f_internal_unique2(true, false, false)?;
-                    dist.broadcast_rows(center.centers(), &touched, step)?;
-                }
-            }
-        }
+        self.loss.after_step(&features.f_detach()?, &labels, &self.replicas.for_loss(step))?;
         self.sgd.step(lr)?;
-        if let Some(dist) = &self.dist {
-            if !self.dist_buffers.is_empty() {
-                dist.broadcast_flat(&self.dist_buffers, step, "broadcasting rank 0's buffers")?;
-            }
-        }
+        self.replicas.share_buffers(step)?;
+        let samples = labels.size()[0] as usize * self.replicas.world();
+        Ok(self.account(numbers, samples, lr, grad_norm, data_wait))
+    }
 
-        let n = labels.size()[0] as usize * self.world();
+    /// The backbone's forward pass in training mode: in float32, or under bf16 autocast with the
+    /// features cast back to float32 for the loss.
+    fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        Ok(match self.config.precision {
+            Precision::Fp32 => self.backbone.forward_t(images, true)?,
+            Precision::Bf16 => facerec_ops::autocast::bf16(self.device, || self.backbone.forward_t(images, true))??.f_to_kind(Kind::Float)?,
+        })
+    }
+
+    /// The step's objective, terms and correct count, summed over the ranks (with the stop
+    /// flags) in one transfer; fails if the loss is not finite.
+    fn step_numbers(&mut self, out: &LossOutput, labels: &Tensor, step: usize) -> Result<StepNumbers> {
+        let correct = out.logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_sum(Kind::Float)?;
+        let many = matches!(self.replicas, Replicas::Many { .. });
+        let stop = f64::from(u8::from(many && self.stop.load(Ordering::SeqCst)));
+        let mut parts = vec![out.objective.f_detach()?];
+        parts.extend(out.terms.iter().map(Tensor::shallow_clone));
+        parts.extend([correct, Tensor::from(stop).f_to_device(self.device)?]);
+        let parts = parts.iter().map(|t| t.f_to_kind(Kind::Double)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let numbers = Tensor::f_stack(&parts, 0)?;
+        self.replicas.sum_numbers(&numbers, step)?;
+        let numbers = Vec::<f64>::try_from(&numbers.f_to_device(Device::Cpu)?)?;
+        let world = self.replicas.world() as f64;
+        let (terms, last) = numbers[1..].split_at(numbers.len() - 3);
+        self.stop_agreed = last[1] > 0.0;
+        let terms: Vec<(&'static str, f64)> = self.loss.term_names().into_iter().zip(terms).map(|(k, v)| (k, v / world)).collect();
+        let (loss, correct) = (numbers[0] / world, last[0]);
+        if !loss.is_finite() {
+            let parts: Vec<String> = terms.iter().map(|(k, v)| format!("{} {v}", k.trim_end_matches("_loss"))).collect();
+            let (what, kept) = (format!("the loss ({})", parts.join(", ")), self.latest_checkpoint_note());
+            return Err(TrainError::Diverged { step, what, value: loss, kept });
+        }
+        Ok(StepNumbers { loss, terms, correct })
+    }
+
+    /// Adds a step to the epoch's and the log window's sums and returns its statistics.
+    fn account(&mut self, numbers: StepNumbers, samples: usize, lr: f64, grad_norm: f64, data_wait: Duration) -> StepStats {
+        let StepNumbers { loss, terms, correct } = numbers;
+        let n = samples as f64;
         self.state.step += 1;
-        self.state.samples_in_epoch += n;
-        self.state.epoch_loss_sum += loss * n as f64;
+        self.state.samples_in_epoch += samples;
+        self.state.epoch_loss_sum += loss * n;
         self.state.epoch_correct += correct;
-        self.state.epoch_seen += n as f64;
+        self.state.epoch_seen += n;
         let w = &mut self.state.log_window;
         w.steps += 1;
         w.loss += loss;
-        w.softmax_loss += softmax_loss;
-        w.center_loss += center_value;
+        for (k, v) in &terms {
+            *w.terms.entry((*k).to_owned()).or_default() += v;
+        }
         w.correct += correct;
-        w.seen += n as f64;
+        w.seen += n;
         w.grad_norm += grad_norm;
-        Ok(StepStats {
+        StepStats {
             step: self.state.step,
             epoch: self.state.epoch,
             lr,
             loss,
-            softmax_loss,
-            center_loss: center_value,
-            accuracy: correct / n as f64,
-            batch_size: n,
+            terms,
+            accuracy: correct / n,
+            batch_size: samples,
             step_time: Duration::ZERO,
             data_wait,
-        })
+        }
     }
 
     /// One line of `steps.jsonl` (and TensorBoard, and the log): the means of the losses and
@@ -715,8 +646,10 @@ impl Trainer {
     fn log_step(&mut self, s: &StepStats, announce: bool) -> Result<()> {
         let w = std::mem::take(&mut self.state.log_window);
         let steps = w.steps.max(1) as f64;
-        let (loss, softmax, center, accuracy, grad_norm) =
-            (w.loss / steps, w.softmax_loss / steps, w.center_loss / steps, w.correct / w.seen.max(1.0), w.grad_norm / steps);
+        let (loss, accuracy, grad_norm) = (w.loss / steps, w.correct / w.seen.max(1.0), w.grad_norm / steps);
+        let terms: Vec<(&str, f64)> =
+            s.terms.iter().map(|(k, _)| (*k, w.terms.get(*k).copied().unwrap_or_default() / steps)).collect();
+        let shown: Vec<String> = terms.iter().map(|(k, v)| format!("{}={v:.4}", k.trim_end_matches("_loss"))).collect();
         // tracing's levels are static per call site: one call site each.
         macro_rules! step_line {
             ($level:expr) => {
@@ -726,11 +659,10 @@ impl Trainer {
                     epoch = s.epoch,
                     lr = s.lr,
                     loss = format!("{loss:.4}"),
-                    softmax = format!("{softmax:.4}"),
-                    center = format!("{center:.4}"),
                     acc = format!("{accuracy:.3}"),
                     grad_norm = format!("{grad_norm:.3}"),
-                    "step"
+                    "step {}",
+                    shown.join(" ")
                 )
             };
         }
@@ -739,25 +671,16 @@ impl Trainer {
         } else {
             step_line!(tracing::Level::DEBUG);
         }
-        let rec = record(&[
-            ("step", s.step as f64),
-            ("epoch", s.epoch as f64),
-            ("lr", s.lr),
-            ("loss", loss),
-            ("softmax_loss", softmax),
-            ("center_loss", center),
-            ("accuracy", accuracy),
-            ("grad_norm", grad_norm),
-            ("steps_averaged", steps),
-            ("elapsed_s", self.state.elapsed_s),
-        ]);
+        let mut fields = vec![("step", s.step as f64), ("epoch", s.epoch as f64), ("lr", s.lr), ("loss", loss)];
+        fields.extend(terms.iter().copied());
+        fields.extend([("accuracy", accuracy), ("grad_norm", grad_norm), ("steps_averaged", steps), ("elapsed_s", self.state.elapsed_s)]);
         if let Some(log) = &mut self.steps_log {
-            log.write(&rec)?;
+            log.write(&record(&fields))?;
         }
         if let Some(ev) = &mut self.events {
-            for (tag, v) in [("train/loss", loss), ("train/softmax_loss", softmax), ("train/center_loss", center),
-                             ("train/accuracy", accuracy), ("train/grad_norm", grad_norm), ("train/lr", s.lr)] {
-                ev.scalar(tag, s.step, v)?;
+            let scalars = [("loss", loss)].into_iter().chain(terms.iter().copied()).chain([("accuracy", accuracy), ("grad_norm", grad_norm), ("lr", s.lr)]);
+            for (tag, v) in scalars {
+                ev.scalar(&format!("train/{tag}"), s.step, v)?;
             }
         }
         Ok(())
@@ -813,19 +736,5 @@ impl Trainer {
         }
         self.last_metrics = metrics;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_reads_the_configs_zero_as_each_epoch() {
-        assert_eq!(Every::from_steps(0), Every::Epoch);
-        assert_eq!(Every::from_steps(5), Every::Steps(5));
-        let steps: Vec<usize> = (1..=12).filter(|&s| Every::Steps(5).after_step(s)).collect();
-        assert_eq!(steps, [5, 10]);
-        assert!((1..=12).all(|s| !Every::Epoch.after_step(s) && !Every::Never.after_step(s)));
     }
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use tch::{Device, Kind, Tensor};
 
 use facerec_data::loader::Batch;
-use facerec_train::config::Config;
+use facerec_experiment::Config;
 use facerec_train::schedule::MultiStep;
 use facerec_train::Trainer;
 
@@ -123,7 +123,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let batch = args.batch.unwrap_or(config.optim.batch_size) as i64;
     let dir = tempfile::tempdir()?;
-    let mut trainer = Trainer::new(config.clone(), dir.path(), args.classes)?;
+    let mut trainer = Trainer::new(config.train_config(), dir.path(), args.classes)?;
     let [c, h, w] = config.model.backbone.input_shape();
     tch::manual_seed(0);
     let images = Tensor::f_randn([batch, c, h, w], (Kind::Float, Device::Cpu))?;
@@ -147,12 +147,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Ok(())
     })?;
     println!(
-        "facerec: {} batch {batch} on {}: median step {:.4} s = {:.1} images/s (lambda {})",
+        "facerec: {} batch {batch} on {}: median step {:.4} s = {:.1} images/s (loss {})",
         config.model.backbone_name(),
         facerec_model::device::describe(trainer.device()),
         median,
         batch as f64 / median,
-        config.loss.lambda
+        config.loss
     );
     if args.loader {
         let data = config.data.open_train()?;

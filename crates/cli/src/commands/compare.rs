@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use tch::{Device, Kind, Tensor};
 
-use facerec_data::align::hwc_to_chw;
+use facerec_data::align::{hwc_to_chw, Template};
 use facerec_data::image_io::read_rgb;
 use facerec_data::normalize::normalize_u8;
 use facerec_model::device::DeviceChoice;
@@ -16,7 +16,6 @@ use facerec_eval::features::embed_batch;
 use facerec_model::saved::{backbone_file, load_backbone};
 use serde::{Deserialize, Serialize};
 
-use crate::commands::train::template_for;
 use crate::faces::{detect_and_align, load_detector, WEIGHTS_HELP};
 use crate::outcome::EXIT_DIFFERENT;
 
@@ -127,7 +126,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
                     if !model.is_file() {
                         bail!("{}: no such model file (--model takes a run directory or its model.safetensors)", model.display());
                     }
-                    model.with_file_name("lfw_report.json")
+                    model.with_file_name(facerec_core::run_files::LFW_REPORT)
                 }
             };
             let (t, flip) = report_threshold(&report)?;
@@ -141,7 +140,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
         }
     };
     let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
-    let template = template_for(&loaded.config)?;
+    let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
     let detector = load_detector(args.weights.as_deref(), Device::Cpu)?;
     let [_, h, w] = loaded.backbone.input_shape();
     let mut embeddings = Vec::new();

@@ -21,7 +21,6 @@ use facerec_eval::features::embed_batch;
 use facerec_model::device::DeviceChoice;
 use facerec_model::saved::{backbone_file, load_backbone};
 
-use crate::commands::train::template_for;
 use crate::faces::{detect_and_align, load_detector, select_images, IMAGES_HELP, WEIGHTS_HELP};
 use crate::progress::Bar;
 
@@ -124,7 +123,7 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
     let model = backbone_file(&args.model);
     let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
     let shape = loaded.backbone.input_shape();
-    let template = template_for(&loaded.config)?;
+    let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
     let ds = select_images(&args.images, args.list.as_deref())?;
     let crops = match (&args.landmarks, args.aligned) {
         (Some(p), _) => Crops::Landmarks(LandmarkFile::read(p, OnBad::Fail)?),

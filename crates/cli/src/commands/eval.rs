@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use facerec_eval::lfw::{verify_bin, verify_external, LfwEval, LfwReport};
+use facerec_data::align::Template;
+use facerec_eval::lfw::{verify_bin, verify_external, LfwEval, LfwEvalConfig, LfwReport};
 use facerec_model::device::DeviceChoice;
 use facerec_model::saved::load_backbone;
-use facerec_train::config::{Config, LfwEvalConfig};
+use facerec_experiment::{Config, RunDir};
 
-use crate::commands::train::template_for;
 use crate::progress::Bar;
 
 pub const EXAMPLES: &str = "Examples:
@@ -88,7 +88,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     // Settings: the run's [eval.lfw], else defaults; flags override.
     let run_config = match &args.run {
         Some(run) => {
-            let path = run.join("config.toml");
+            let path = RunDir::new(run).config();
             Some(Config::load(&path, &[]).with_context(|| format!("reading the run's config {}", path.display()))?)
         }
         None => None,
@@ -118,7 +118,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let model_path = match (&args.model, &args.run) {
         (Some(m), _) => m.clone(),
-        (None, Some(run)) => run.join("model.safetensors"),
+        (None, Some(run)) => RunDir::new(run).model(),
         (None, None) => bail!("give a run directory, --model or --features (see --help)"),
     };
     let device = args.device.resolve()?;
@@ -146,12 +146,12 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
             );
             let report = LfwReport { protocol, flip: Some(lfw.flip), verification: v, identification: None };
             report.write(out, &run_name(&model_path))?;
-            println!("report: {}", out.join("lfw_report.json").display());
+            println!("report: {}", RunDir::new(&out).lfw_report().display());
         }
         return Ok(());
     }
     lfw.validate().map_err(anyhow::Error::msg)?;
-    let template = template_for(&loaded.config)?;
+    let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
     let mut eval = {
         let bar = Bar::counter("aligning LFW evaluation images", quiet);
         LfwEval::new(&lfw, template, &|n| bar.inc(n))?
@@ -202,7 +202,7 @@ fn reevaluation_dir(run: &Path, trained_with: Option<&LfwEvalConfig>, now: &LfwE
     if parts.is_empty() {
         run.to_path_buf()
     } else {
-        run.join(format!("eval_{}", parts.join("_")))
+        RunDir::new(run).eval_dir(&parts.join("_"))
     }
 }
 
@@ -256,7 +256,7 @@ fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig, out: Option
         let report = LfwReport { protocol, flip: None, verification: v, identification: None };
         let name = features.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         report.write(out, &name)?;
-        println!("report: {}", out.join("lfw_report.json").display());
+        println!("report: {}", RunDir::new(&out).lfw_report().display());
     }
     Ok(())
 }
@@ -274,5 +274,5 @@ fn print_report(report: &LfwReport, out: &Path) {
         println!("identification: rank-1 {:.2}%, rank-5 {:.2}%, rank-10 {:.2}% ({} gallery, {} probes)",
             100.0 * i.rank1, 100.0 * i.cmc[4], 100.0 * i.cmc[9], i.gallery, i.probes);
     }
-    println!("report: {}", out.join("lfw_report.json").display());
+    println!("report: {}", RunDir::new(&out).lfw_report().display());
 }

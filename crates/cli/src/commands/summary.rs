@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use facerec_experiment::report::{self, Diverged, MnistRunReport};
+use facerec_experiment::{Config, RunDir};
 use facerec_train::checkpoint;
-use facerec_train::config::Config;
 use serde_json::Value;
-
-use crate::outcome::Diverged;
 
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
@@ -29,9 +28,10 @@ pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
     let mut faces = Vec::new();
     let mut unfinished = Vec::new();
     for dir in &args.runs {
-        if dir.join("report.json").is_file() {
+        let run = RunDir::new(dir);
+        if run.mnist_report().is_file() {
             mnist.push(dir);
-        } else if dir.join("lfw_report.json").is_file() {
+        } else if run.lfw_report().is_file() {
             faces.push(dir);
         } else {
             unfinished.push(vec![run_name(dir), unfinished_status(dir)?]);
@@ -64,7 +64,7 @@ fn unfinished_status(dir: &Path) -> anyhow::Result<String> {
     if !dir.is_dir() {
         return Ok("no such run directory".into());
     }
-    if let Some(d) = Diverged::read(dir)? {
+    if let Some(d) = report::read_json::<Diverged>(&RunDir::new(dir).diverged())? {
         return Ok(format!("diverged at step {}", d.step));
     }
     Ok(match checkpoint::list(dir).first() {
@@ -90,14 +90,15 @@ fn run_name(dir: &Path) -> String {
 fn mnist_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for dir in runs {
-        let r = read_json(&dir.join("report.json"))?;
+        let path = RunDir::new(dir).mnist_report();
+        let r: MnistRunReport = report::read_json(&path)?.with_context(|| format!("{}: no report", path.display()))?;
         rows.push(vec![
             run_name(dir),
-            format!("{}", num(&r["lambda"])),
-            format!("{:.2}", 100.0 * num(&r["test_accuracy"])),
-            format!("{:.3}", num(&r["clusters"]["intra_to_mean"])),
-            format!("{:.3}", num(&r["clusters"]["ratio"])),
-            r["scatter_png"].as_str().unwrap_or("").to_owned(),
+            r.lambda.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+            format!("{:.2}", 100.0 * r.test_accuracy),
+            format!("{:.3}", r.clusters.intra_to_mean),
+            format!("{:.3}", r.clusters.ratio),
+            r.scatter_png.display().to_string(),
         ]);
     }
     print_table(&["run", "lambda", "test acc %", "intra dist", "intra/inter", "scatter"], &rows);
@@ -120,8 +121,9 @@ struct FaceRow {
 fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for dir in runs {
-        let report = read_json(&dir.join("lfw_report.json"))?;
-        let config_path = dir.join("config.toml");
+        let run = RunDir::new(dir);
+        let report = read_json(&run.lfw_report())?;
+        let config_path = run.config();
         let config = Config::load(&config_path, &[])?;
         let mut keyed = config.clone();
         keyed.seed = 0;
@@ -136,8 +138,8 @@ fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
         rows.push(FaceRow {
             name: run_name(dir),
             key: toml::to_string(&keyed).with_context(|| format!("{}: serialising the config", config_path.display()))?,
-            lambda: config.loss.lambda,
-            alpha: config.loss.alpha,
+            lambda: config.loss.setting("lambda").and_then(toml::Value::as_float).unwrap_or(f64::NAN),
+            alpha: config.loss.setting("alpha").and_then(toml::Value::as_float).unwrap_or(f64::NAN),
             seed: config.seed,
             values: [
                 100.0 * num(&v["accuracy_mean"]),

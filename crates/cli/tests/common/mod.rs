@@ -71,7 +71,7 @@ pub fn random_face_model(path: &Path) -> Result {
 /// [`random_face_model`] taking `input_shape` crops (`[3, 112, 112]`: insightface's template).
 pub fn random_face_model_of(path: &Path, input_shape: [i64; 3]) -> Result {
     use facerec_model::face_resnet::FaceResnetConfig;
-    let config = facerec_model::BackboneConfig::FaceResnet(FaceResnetConfig {
+    let config = facerec_model::BackboneConfig::new(FaceResnetConfig {
         widths: [4, 8, 8, 16, 16],
         blocks: [0, 0, 0, 0],
         feature_dim: 16,

@@ -10,11 +10,11 @@ use facerec_data::cache::CropCache;
 use facerec_data::dataset::FaceDataset;
 use facerec_data::insightface::{RecordIo, RecordIoSource};
 use facerec_data::landmarks::{LandmarkFile, OnBad};
-use facerec_data::lfw::{disjoint_train_set, Pairs};
+use facerec_data::lfw::{disjoint_train_set, zero_based_folds, Pairs};
 use facerec_data::loader::Source;
 use facerec_data::mnist::{Mnist, Split};
 
-use crate::error::Result;
+use crate::error::{ExperimentError, Result};
 
 /// The training data: `kind = "mnist"` or `kind = "faces"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,17 +87,6 @@ fn one() -> usize {
     1
 }
 
-/// 1-based folds to 0-based, checked against the pairs file's fold count.
-pub fn zero_based_folds(folds: &[usize], available: usize, key: &str) -> std::result::Result<Vec<usize>, String> {
-    if folds.is_empty() {
-        return Err(format!("{key}: give at least one fold"));
-    }
-    folds
-        .iter()
-        .map(|&f| if (1..=available).contains(&f) { Ok(f - 1) } else { Err(format!("{key}: fold {f} is not in 1..={available}")) })
-        .collect()
-}
-
 impl FacesData {
     /// The training dataset after the identity-disjoint and minimum-images filters.
     pub fn dataset(&self) -> Result<FaceDataset> {
@@ -109,13 +98,13 @@ impl FacesData {
             Some(ex) => {
                 let pairs = Pairs::read(&ex.pairs)?;
                 let folds = zero_based_folds(&ex.folds, pairs.folds, "data.exclude_pairs.folds")
-                    .map_err(|msg| crate::TrainError::Config { path: ex.pairs.clone(), msg })?;
+                    .map_err(|msg| ExperimentError::Config { path: ex.pairs.clone(), msg })?;
                 disjoint_train_set(&all, &pairs, &folds, self.min_images)
             }
             None => all.filter_identities(|_| true, self.min_images),
         };
         if ds.is_empty() {
-            return Err(crate::TrainError::Config {
+            return Err(ExperimentError::Config {
                 path: self.images.clone(),
                 msg: "no training images left after the identity filters".into(),
             });

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use facerec_train::Config;
+use facerec_experiment::Config;
 
 const FULL: &str = r#"
 description = "x"
@@ -37,6 +37,9 @@ epochs = 1
 images = "i"
 landmarks = "m"
 pairs = "p"
+[[eval.bin]]
+name = "cfp_fp"
+path = "b"
 "#;
 
 fn keys(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
@@ -44,6 +47,12 @@ fn keys(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
         let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
         match v {
             toml::Value::Table(inner) => keys(&path, inner, out),
+            // An array of tables (`[[eval.bin]]`): the keys of its tables.
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_table) && !items.is_empty() => {
+                for item in items.iter().filter_map(toml::Value::as_table) {
+                    keys(&path, item, out);
+                }
+            }
             _ => out.push(path),
         }
     }
@@ -58,6 +67,7 @@ fn every_config_key_is_documented() {
         ("kind = \"faces\"", "kind = \"record_io\"\nrec = \"r\"\n#"),
         ("name = \"face_resnet\"", "name = \"lenet_pp\""),
         ("name = \"face_resnet\"", "name = \"iresnet\"\nlayers = [1, 1, 1, 1]"),
+        ("lambda = 0.1\nalpha = 0.5", "name = \"softmax\""),
     ];
     let mut all = Vec::new();
     for (from, to) in variants {

@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::error::{Result, TrainError};
+use crate::error::{CoreError, Result};
+
+fn io(path: &Path, error: std::io::Error) -> CoreError {
+    CoreError::Io { path: path.to_path_buf(), error }
+}
 
 /// An append-only JSON-lines file.
 #[derive(Debug)]
@@ -20,15 +24,15 @@ pub struct JsonLines {
 impl JsonLines {
     /// Opens (creating) `path` for appending.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| TrainError::io(path, e))?;
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| io(path, e))?;
         Ok(JsonLines { path: path.to_path_buf(), file })
     }
 
     /// Appends one record and flushes it.
     pub fn write(&mut self, record: &Map<String, Value>) -> Result<()> {
-        let mut line = serde_json::to_string(record).map_err(|e| TrainError::io(&self.path, e.into()))?;
+        let mut line = serde_json::to_string(record).map_err(|e| io(&self.path, e.into()))?;
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(|e| TrainError::io(&self.path, e))
+        self.file.write_all(line.as_bytes()).map_err(|e| io(&self.path, e))
     }
 
     /// Rewrites `path` keeping only records whose `step` is at most `step` (and lines that
@@ -46,17 +50,17 @@ impl JsonLines {
         if !text.is_empty() {
             text.push('\n');
         }
-        facerec_core::fsutil::atomic_write_bytes(path, text.as_bytes())?;
+        crate::fsutil::atomic_write_bytes(path, text.as_bytes())?;
         Ok(())
     }
 }
 
 /// Reads every record of a JSON-lines file, skipping lines that do not parse.
 pub fn read_records(path: &Path) -> Result<Vec<Map<String, Value>>> {
-    let file = File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let file = File::open(path).map_err(|e| io(path, e))?;
     let mut out = Vec::new();
     for line in BufReader::new(file).lines() {
-        let line = line.map_err(|e| TrainError::io(path, e))?;
+        let line = line.map_err(|e| io(path, e))?;
         if let Ok(Value::Object(map)) = serde_json::from_str(&line) {
             out.push(map);
         }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use facerec_dist::{Backend, DistConfig, ProcessGroup};
 use facerec_train::checkpoint;
-use facerec_train::metrics::read_records;
-use facerec_train::{Config, Trainer};
+use facerec_core::metrics::read_records;
+use facerec_experiment::{provenance, Config, RunDir};
+use facerec_train::Trainer;
 use tch::Tensor;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -58,12 +59,12 @@ every_steps = 1
 fn train(run_dir: &Path, group: Option<ProcessGroup>, resume: bool) -> Result<Trainer> {
     let cfg = config()?;
     let data = cfg.data.open_train()?;
-    let mut trainer = Trainer::new(cfg, run_dir, data.source.num_classes())?;
+    let mut trainer = Trainer::new(cfg.train_config(), run_dir, data.source.num_classes())?;
     if let Some(g) = group {
         trainer = trainer.with_distributed(g)?;
     }
     if resume {
-        trainer.resume()?.ok_or("no checkpoint to resume")?;
+        provenance::resume(&mut trainer, &RunDir::new(run_dir), false)?.ok_or("no checkpoint to resume")?;
     }
     trainer.fit(data.source, data.flip, None, &mut ())?;
     Ok(trainer)

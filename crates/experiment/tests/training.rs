@@ -5,8 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use facerec_train::checkpoint;
-use facerec_train::metrics::read_records;
-use facerec_train::{Config, Observer, Outcome, StepStats, Trainer, TrainError};
+use facerec_core::metrics::read_records;
+use facerec_experiment::{provenance, Config, RunDir};
+use facerec_train::{Observer, Outcome, StepStats, Trainer, TrainError};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -58,9 +59,9 @@ fn train(config: Config, dir: &Path, stop_at: Option<usize>, resume: bool) -> Re
         }
     }
     let data = config.data.open_train()?;
-    let mut trainer = Trainer::new(config, dir, data.source.num_classes())?;
+    let mut trainer = Trainer::new(config.train_config(), dir, data.source.num_classes())?;
     if resume {
-        trainer.resume()?.ok_or("no checkpoint to resume")?;
+        provenance::resume(&mut trainer, &RunDir::new(dir), false)?.ok_or("no checkpoint to resume")?;
     }
     let mut obs = StopAt(stop_at, trainer.stop_flag());
     Ok(trainer.fit(data.source, data.flip, None, &mut obs)?.outcome)
@@ -193,7 +194,7 @@ fn config_errors_name_the_file_and_key() -> Result {
     let err = Config::parse(&text, Path::new("c.toml"), &["loss.lambda=-2".into()]).unwrap_err().to_string();
     assert!(err.contains("loss.lambda"), "{err}");
     let ok = Config::parse(&text, Path::new("c.toml"), &["loss.lambda=0.5".into()])?;
-    assert_eq!(ok.loss.lambda, 0.5);
+    assert_eq!(ok.loss.setting("lambda").and_then(toml::Value::as_float), Some(0.5));
     // An empty value removes a key.
     let ok = Config::parse(&text, Path::new("c.toml"), &["schedule.epochs=".into(), "schedule.steps=7".into(), "schedule.milestones=[4]".into()])?;
     assert_eq!((ok.schedule.epochs, ok.schedule.steps), (None, Some(7)));

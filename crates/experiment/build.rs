@@ -1,0 +1,3 @@
+fn main() {
+    facerec_build::link_libtorch();
+}

@@ -1,0 +1,140 @@
+//! The evaluations of a run, picked from its data and `[eval]` settings: MNIST's test set for
+//! MNIST runs; for face runs LFW (`[eval.lfw]`) and any insightface `.bin` sets
+//! (`[[eval.bin]]`), each reported under its own name. [`Evaluators`] runs them all as the
+//! trainer's one [`Evaluator`].
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use facerec_data::align::Template;
+use facerec_eval::lfw::{verify_bin, LfwEval};
+use facerec_eval::mnist::MnistEval;
+use facerec_train::{Evaluator, ModelParts, TrainError};
+
+use crate::config::Config;
+use crate::data::DataConfig;
+use crate::error::{ExperimentError, Result};
+
+/// `[[eval.bin]]`: verification on an insightface evaluation set (`cfp_fp.bin`, `agedb_30.bin`,
+/// ...) during training, its metrics named `<name>_accuracy`, `<name>_accuracy_std`,
+/// `<name>_auc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinEvalConfig {
+    /// The name its metrics carry (e.g. `"cfp_fp"`).
+    pub name: String,
+    pub path: PathBuf,
+    /// Concatenate the features of each image and its mirror.
+    #[serde(default = "yes")]
+    pub flip: bool,
+    /// PCA dimensions fitted on the training folds; 0 = none.
+    #[serde(default)]
+    pub pca: usize,
+    /// Images per forward pass.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_batch() -> usize {
+    128
+}
+
+impl BinEvalConfig {
+    /// The path exists and the numbers are sane; the message names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("eval.bin.name {:?}: use letters, digits and _ (it names the metrics)", self.name));
+        }
+        if !self.path.is_file() {
+            return Err(format!("eval.bin.path: {} does not exist (facerec convert writes .bin sets)", self.path.display()));
+        }
+        if self.batch_size == 0 {
+            return Err("eval.bin.batch_size must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// One evaluation of a run.
+pub enum Evaluation {
+    Mnist(MnistEval),
+    Lfw(Box<LfwEval>),
+    Bin(BinEvalConfig),
+}
+
+impl Evaluation {
+    fn evaluate(&mut self, model: &ModelParts<'_>) -> facerec_eval::Result<Vec<(String, f64)>> {
+        match self {
+            Evaluation::Mnist(e) => e.evaluate(model.backbone, model.loss, model.device),
+            Evaluation::Lfw(e) => e.evaluate(model.backbone, model.device),
+            Evaluation::Bin(b) => {
+                let r = verify_bin(&b.path, model.backbone, model.device, b.flip, b.pca, b.batch_size)?;
+                Ok(vec![
+                    (format!("{}_accuracy", b.name), r.accuracy_mean),
+                    (format!("{}_accuracy_std", b.name), r.accuracy_std),
+                    (format!("{}_auc", b.name), r.auc),
+                ])
+            }
+        }
+    }
+}
+
+/// Every evaluation of a run, run one after the other; their metrics together.
+#[derive(Default)]
+pub struct Evaluators {
+    list: Vec<Evaluation>,
+}
+
+impl Evaluators {
+    /// The evaluations `config` asks for; `progress` counts the LFW images aligned (once, into
+    /// the crop cache).
+    pub fn for_config(config: &Config, progress: &(dyn Fn(u64) + Sync)) -> Result<Self> {
+        let mut list = Vec::new();
+        match &config.data {
+            DataConfig::Mnist(m) => list.push(Evaluation::Mnist(MnistEval::load(&m.dir, m.test_limit)?)),
+            DataConfig::Faces(_) | DataConfig::RecordIo(_) => {
+                if let Some(lfw) = &config.eval.lfw {
+                    let template = Template::for_input(config.model.backbone.input_shape())
+                        .map_err(|msg| ExperimentError::Config { path: lfw.pairs.clone(), msg })?;
+                    list.push(Evaluation::Lfw(Box::new(LfwEval::new(lfw, template, progress)?)));
+                }
+                list.extend(config.eval.bin.iter().cloned().map(Evaluation::Bin));
+            }
+        }
+        Ok(Evaluators { list })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The LFW evaluation, for the run's report.
+    pub fn lfw_mut(&mut self) -> Option<&mut LfwEval> {
+        self.list.iter_mut().find_map(|e| match e {
+            Evaluation::Lfw(l) => Some(l.as_mut()),
+            _ => None,
+        })
+    }
+
+    /// The MNIST evaluation, for the run's report.
+    pub fn mnist(&self) -> Option<&MnistEval> {
+        self.list.iter().find_map(|e| match e {
+            Evaluation::Mnist(m) => Some(m),
+            _ => None,
+        })
+    }
+}
+
+impl Evaluator for Evaluators {
+    fn evaluate(&mut self, model: &ModelParts<'_>) -> facerec_train::Result<Vec<(String, f64)>> {
+        let mut metrics = Vec::new();
+        for e in &mut self.list {
+            metrics.extend(e.evaluate(model).map_err(|e| TrainError::Evaluation(e.to_string()))?);
+        }
+        Ok(metrics)
+    }
+}

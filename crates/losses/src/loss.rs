@@ -1,0 +1,160 @@
+//! The [`Loss`] trait the trainer holds, and [`LossConfig`]: the `[loss]` table that picks a
+//! loss by name (`name = "center"`, the default, or `"softmax"`).
+//!
+//! Adding a loss takes one file (a settings struct implementing [`LossSpec`] and [`Plug`], and
+//! a type implementing [`Loss`]) and its registration: one line in the registry below for
+//! facerec's own, or [`register_loss`] from a user's crate; see `docs/adding-a-loss.md`.
+
+use std::sync::{Arc, LazyLock};
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+use facerec_model::plugin::{parse_plug, Choice, Registered, Registry};
+use facerec_model::Plug;
+
+use crate::center::CenterLossConfig;
+use crate::error::Result;
+use crate::softmax::SoftmaxConfig;
+
+/// A training objective on a backbone's features: the classifier and whatever the loss adds
+/// (centers, margins). Its variables live under the `nn::Path` its [`LossSpec`] built it
+/// under, so they are saved in checkpoints with the model.
+pub trait Loss: std::fmt::Debug + Send {
+    /// The objective to differentiate, the logits (for the training accuracy), and the value of
+    /// each term of [`Loss::term_names`], detached.
+    fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput>;
+    /// `[batch, classes]` logits of features, for classification accuracy.
+    fn logits(&self, features: &Tensor) -> Result<Tensor>;
+    /// The names the terms are logged under (`steps.jsonl`, TensorBoard): e.g.
+    /// `["softmax_loss", "center_loss"]`.
+    fn term_names(&self) -> Vec<&'static str>;
+    /// After the optimiser's step, with the step's detached features: updates that are not
+    /// gradient steps (center loss's Eq. 4). Under data parallelism every rank calls it, and
+    /// `ranks` gathers the global batch and shares the result.
+    fn after_step(&self, _features: &Tensor, _labels: &Tensor, _ranks: &dyn Ranks) -> Result<()> {
+        Ok(())
+    }
+    /// Non-trainable variables the loss itself keeps the same on every rank (in
+    /// [`Loss::after_step`]). The trainer gives every rank rank 0's copy of the other
+    /// non-trainable variables after each step.
+    fn synced_state(&self) -> Vec<&Tensor> {
+        Vec::new()
+    }
+    /// Class centers in feature space, where the loss has them (for plots).
+    fn centers(&self) -> Option<&Tensor> {
+        None
+    }
+}
+
+/// One forward pass of a [`Loss`].
+#[derive(Debug)]
+pub struct LossOutput {
+    /// The scalar to differentiate.
+    pub objective: Tensor,
+    /// `[batch, classes]`.
+    pub logits: Tensor,
+    /// Scalars in the order of [`Loss::term_names`], detached.
+    pub terms: Vec<Tensor>,
+}
+
+/// The ranks of a data-parallel run, as a loss sees them in [`Loss::after_step`].
+pub trait Ranks {
+    /// How many processes train together.
+    fn world(&self) -> usize;
+    /// The features and labels of every rank's share of the batch, concatenated in rank order.
+    fn gather_batch(&self, features: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)>;
+    /// Gives every rank rank 0's values of `table`'s rows `rows`.
+    fn broadcast_rows(&self, table: &Tensor, rows: &Tensor) -> Result<()>;
+}
+
+/// Training in one process: the batch is the whole batch, and there is nothing to share.
+#[derive(Debug, Clone, Copy)]
+pub struct OneProcess;
+
+impl Ranks for OneProcess {
+    fn world(&self) -> usize {
+        1
+    }
+    fn gather_batch(&self, features: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((features.shallow_clone(), labels.shallow_clone()))
+    }
+    fn broadcast_rows(&self, _table: &Tensor, _rows: &Tensor) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a loss's settings know: how to build it.
+pub trait LossSpec: std::fmt::Debug + Send + Sync {
+    /// Creates the loss's variables under `p` (the classifier under `p / "head"`, by
+    /// convention) for `feature_dim`-long features of `num_classes` classes.
+    fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>>;
+}
+
+/// The losses by name. facerec's own are registered here, one line each; a `[loss]` table
+/// without a name is the paper's (`"center"`).
+static LOSSES: LazyLock<Registry<dyn LossSpec>> = LazyLock::new(|| {
+    let registry = Registry::new("loss", Some(CenterLossConfig::NAME));
+    registry.add(SoftmaxConfig::NAME, parse_loss::<SoftmaxConfig>);
+    registry.add(CenterLossConfig::NAME, parse_loss::<CenterLossConfig>);
+    registry
+});
+
+impl Registered for dyn LossSpec {
+    fn registry() -> &'static Registry<Self> {
+        &LOSSES
+    }
+}
+
+fn erase<P: Plug + LossSpec>(plug: P) -> Arc<dyn LossSpec> {
+    Arc::new(plug)
+}
+
+fn parse_loss<P: Plug + LossSpec>(table: toml::Table) -> std::result::Result<(Arc<dyn LossSpec>, toml::Table), String> {
+    parse_plug::<P, dyn LossSpec>(table, erase::<P>)
+}
+
+/// Makes the loss `P` available to configs as `[loss] name = P::NAME`, beside the built-in
+/// ones: call it at the start of `main`, before any config is read.
+pub fn register_loss<P: Plug + LossSpec>() {
+    LOSSES.add(P::NAME, parse_loss::<P>);
+}
+
+/// The loss names configs can use.
+pub fn loss_names() -> Vec<&'static str> {
+    LOSSES.names()
+}
+
+impl std::fmt::Display for LossConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which loss, with its settings: `[loss] name = "center"` and the fields of that loss's
+/// settings. Unknown names and fields, and out-of-range values, fail when the TOML is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LossConfig(Choice<dyn LossSpec>);
+
+impl LossConfig {
+    /// The config of loss `P` with these settings.
+    pub fn new<P: Plug + LossSpec>(settings: P) -> Self {
+        LossConfig(Choice::of(settings, erase::<P>))
+    }
+
+    /// The name configs pick it by.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    /// A setting by key, as written (e.g. `"lambda"`), for reports.
+    pub fn setting(&self, key: &str) -> Option<&toml::Value> {
+        self.0.settings().get(key)
+    }
+
+    /// Creates the loss's variables under `p` and returns it.
+    pub fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>> {
+        self.0.spec().build(p, feature_dim, num_classes)
+    }
+}
