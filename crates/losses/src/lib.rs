@@ -3,6 +3,7 @@
 //! [`Loss`] trait the trainer holds and [`LossConfig`], the `[loss]` table that picks one.
 
 pub mod center;
+pub mod cosface;
 pub mod error;
 pub mod loss;
 pub mod softmax;

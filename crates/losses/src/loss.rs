@@ -14,6 +14,7 @@ use facerec_model::plugin::{parse_plug, Choice, Registered, Registry};
 use facerec_model::Plug;
 
 use crate::center::CenterLossConfig;
+use crate::cosface::CosFaceConfig;
 use crate::error::Result;
 use crate::softmax::SoftmaxConfig;
 
@@ -97,6 +98,7 @@ static LOSSES: LazyLock<Registry<dyn LossSpec>> = LazyLock::new(|| {
     let registry = Registry::new("loss", Some(CenterLossConfig::NAME));
     registry.add(SoftmaxConfig::NAME, parse_loss::<SoftmaxConfig>);
     registry.add(CenterLossConfig::NAME, parse_loss::<CenterLossConfig>);
+    registry.add(CosFaceConfig::NAME, parse_loss::<CosFaceConfig>);
     registry
 });
 

@@ -1,0 +1,98 @@
+//! CosFace, the large margin cosine loss: Wang, Wang, Zhou, Ji, Gong, Zhou, Li, Liu, "CosFace:
+//! Large Margin Cosine Loss for Deep Face Recognition", CVPR 2018, Eq. 4:
+//!
+//! `L = -1/N sum_i log( e^{s (cos t_{y_i,i} - m)} / (e^{s (cos t_{y_i,i} - m)} + sum_{j != y_i} e^{s cos t_{j,i}}) )`
+//!
+//! with `cos t_{j,i}` the cosine between feature `x_i` and class weight `W_j` (both
+//! L2-normalised, no bias), scale `s` and margin `m`. The classifier's logits for accuracy are
+//! `s cos t` without the margin. Gradients are autograd's.
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+use facerec_model::layers::Linear;
+use facerec_model::Plug;
+
+use crate::error::Result;
+use crate::loss::{Loss, LossOutput, LossSpec};
+use crate::softmax::check_labels;
+
+/// `[loss] name = "cosface"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosFaceConfig {
+    /// `s`, the radius of the hypersphere the logits live on (the paper: 64).
+    #[serde(default = "default_scale")]
+    pub scale: f64,
+    /// `m`, subtracted from the target class's cosine (the paper: 0.35).
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+}
+
+fn default_scale() -> f64 {
+    64.0
+}
+fn default_margin() -> f64 {
+    0.35
+}
+
+impl Plug for CosFaceConfig {
+    const NAME: &'static str = "cosface";
+
+    fn check(&self) -> std::result::Result<(), String> {
+        if !(self.scale > 0.0 && self.scale.is_finite()) {
+            return Err(format!("loss.scale must be > 0, got {}", self.scale));
+        }
+        if !(0.0..1.0).contains(&self.margin) {
+            return Err(format!("loss.margin must be in [0, 1), got {}", self.margin));
+        }
+        Ok(())
+    }
+}
+
+impl LossSpec for CosFaceConfig {
+    /// The class weights under `p / "head" / "fc"` (`weight: [classes, dim]`, no bias).
+    fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>> {
+        let fc = Linear::new(p / "head" / "fc", feature_dim, num_classes, false);
+        Ok(Box::new(CosFace { fc, config: self.clone() }))
+    }
+}
+
+/// The normalised classifier and the margin.
+#[derive(Debug)]
+pub struct CosFace {
+    fc: Linear,
+    config: CosFaceConfig,
+}
+
+/// Rows of `t` scaled to unit L2 norm (rows of norm below 1e-12 stay near zero).
+fn unit_rows(t: &Tensor) -> Result<Tensor> {
+    let norm = t.f_square()?.f_sum_dim_intlist([1i64].as_slice(), true, t.kind())?.f_sqrt()?.f_clamp_min(1e-12)?;
+    Ok(t.f_div(&norm)?)
+}
+
+impl CosFace {
+    /// `[batch, classes]` cosines between the features and the class weights.
+    fn cosines(&self, features: &Tensor) -> Result<Tensor> {
+        Ok(unit_rows(features)?.f_matmul(&unit_rows(&self.fc.weight)?.f_tr()?)?)
+    }
+}
+
+impl Loss for CosFace {
+    fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
+        check_labels(labels, features, self.fc.weight.size()[0])?;
+        let cos = self.cosines(features)?;
+        let margin = labels.f_one_hot(cos.size()[1])?.f_to_kind(cos.kind())?.f_mul_scalar(self.config.margin)?;
+        let logits = cos.f_sub(&margin)?.f_mul_scalar(self.config.scale)?;
+        let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0)?;
+        Ok(LossOutput { terms: vec![loss.f_detach()?], objective: loss, logits: cos.f_mul_scalar(self.config.scale)? })
+    }
+
+    fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        Ok(self.cosines(features)?.f_mul_scalar(self.config.scale)?)
+    }
+
+    fn term_names(&self) -> Vec<&'static str> {
+        vec!["cosface_loss"]
+    }
+}
