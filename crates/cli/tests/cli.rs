@@ -180,6 +180,16 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
         "schedule.milestones=[]".into(),
         "optim.batch_size=16".into(),
     ];
+    // Two insightface .bin sets evaluated beside LFW, each under its own name.
+    let (wide, narrow) = lfw_bins(dir.path())?;
+    let sets: Vec<String> = sets
+        .into_iter()
+        .chain([format!(
+            "eval.bin=[{{name = \"b112\", path = \"{}\"}}, {{name = \"b96\", path = \"{}\"}}]",
+            wide.display(),
+            narrow.display()
+        )])
+        .collect();
     let mut args = vec!["train".to_string(), cfg.display().to_string(), "--name".into(), "face".into(), "-q".into()];
     for s in &sets {
         args.push("--set".into());
@@ -198,6 +208,16 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
     for f in ["lfw_roc.png", "lfw_scores.png", "model.safetensors"] {
         assert!(run.join(f).exists(), "missing {f}");
     }
+    // The last evaluation has every set's metrics; a .bin set's accuracy is what `facerec eval
+    // --bin` finds for the trained model.
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl"))?;
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().filter(|l| l.contains("\"eval\"")).last().ok_or("no eval record")?)?;
+    for key in ["lfw_accuracy", "b112_accuracy", "b112_auc", "b96_accuracy", "b96_accuracy_std"] {
+        assert!(last[key].is_number(), "{key} missing from {last}");
+    }
+    let out = facerec(&["eval", "--model", "runs/face", "--bin", narrow.to_str().unwrap(), "--out", "b96", "-q"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(read_json(&dir.path().join("b96/lfw_report.json"))?["verification"]["accuracy_mean"], last["b96_accuracy"]);
     // `facerec eval` on the run reproduces the accuracy with the run's own settings.
     let out = facerec(&["eval", "runs/face", "-q"], dir.path());
     assert!(out.status.success(), "{}", text(&out));
