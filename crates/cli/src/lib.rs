@@ -16,6 +16,7 @@
 // Printing results is this binary's job.
 #![allow(clippy::print_stdout)]
 
+mod args;
 mod commands;
 mod faces;
 mod logging;

@@ -17,6 +17,7 @@ use facerec_data::cache::{aligned_crop, build, write_crops, BuildReport};
 use facerec_data::dataset::FaceDataset;
 use facerec_data::landmarks::{LandmarkFile, Landmarks, OnBad};
 
+use crate::args::TemplateArg;
 use crate::faces::{select_images, IMAGES_HELP};
 use crate::progress::Bar;
 
@@ -68,21 +69,6 @@ pub struct AlignArgs {
     /// as red (255, 0, 0) 3x3 squares: where they part, the similarity could not fit the face.
     #[arg(long, value_name = "DIR")]
     pub preview: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum TemplateArg {
-    CaffeFace,
-    Insightface,
-}
-
-impl From<TemplateArg> for Template {
-    fn from(t: TemplateArg) -> Self {
-        match t {
-            TemplateArg::CaffeFace => Template::CaffeFace,
-            TemplateArg::Insightface => Template::Insightface,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

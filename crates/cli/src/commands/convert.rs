@@ -12,7 +12,7 @@ use facerec_data::insightface::{aligned_jpegs, write_recordio, EvalBin};
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::lfw::{identity_of, Pairs};
 
-use crate::commands::align::TemplateArg;
+use crate::args::TemplateArg;
 use crate::faces::select_images;
 use crate::progress::Bar;
 
