@@ -69,6 +69,8 @@ fn every_config_key_is_documented() {
         ("name = \"face_resnet\"", "name = \"iresnet\"\nlayers = [1, 1, 1, 1]"),
         ("lambda = 0.1\nalpha = 0.5", "name = \"softmax\""),
         ("lambda = 0.1\nalpha = 0.5", "name = \"cosface\""),
+        ("lambda = 0.1\nalpha = 0.5", "name = \"arcface\""),
+        ("lambda = 0.1\nalpha = 0.5", "name = \"combined_margin\""),
     ];
     let mut all = Vec::new();
     for (from, to) in variants {

@@ -10,12 +10,11 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use facerec_model::layers::Linear;
 use facerec_model::Plug;
 
 use crate::error::Result;
 use crate::loss::{Loss, LossOutput, LossSpec};
-use crate::softmax::check_labels;
+use crate::margin::CosineClassifier;
 
 /// `[loss] name = "cosface"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,43 +52,27 @@ impl Plug for CosFaceConfig {
 impl LossSpec for CosFaceConfig {
     /// The class weights under `p / "head" / "fc"` (`weight: [classes, dim]`, no bias).
     fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>> {
-        let fc = Linear::new(p / "head" / "fc", feature_dim, num_classes, false);
-        Ok(Box::new(CosFace { fc, config: self.clone() }))
+        let head = CosineClassifier::new(&(p / "head"), feature_dim, num_classes);
+        Ok(Box::new(CosFace { head, config: self.clone() }))
     }
 }
 
 /// The normalised classifier and the margin.
 #[derive(Debug)]
 pub struct CosFace {
-    fc: Linear,
+    head: CosineClassifier,
     config: CosFaceConfig,
-}
-
-/// Rows of `t` scaled to unit L2 norm (rows of norm below 1e-12 stay near zero).
-fn unit_rows(t: &Tensor) -> Result<Tensor> {
-    let norm = t.f_square()?.f_sum_dim_intlist([1i64].as_slice(), true, t.kind())?.f_sqrt()?.f_clamp_min(1e-12)?;
-    Ok(t.f_div(&norm)?)
-}
-
-impl CosFace {
-    /// `[batch, classes]` cosines between the features and the class weights.
-    fn cosines(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(unit_rows(features)?.f_matmul(&unit_rows(&self.fc.weight)?.f_tr()?)?)
-    }
 }
 
 impl Loss for CosFace {
     fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
-        check_labels(labels, features, self.fc.weight.size()[0])?;
-        let cos = self.cosines(features)?;
-        let margin = labels.f_one_hot(cos.size()[1])?.f_to_kind(cos.kind())?.f_mul_scalar(self.config.margin)?;
-        let logits = cos.f_sub(&margin)?.f_mul_scalar(self.config.scale)?;
-        let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0)?;
-        Ok(LossOutput { terms: vec![loss.f_detach()?], objective: loss, logits: cos.f_mul_scalar(self.config.scale)? })
+        let margin = self.config.margin;
+        let (loss, logits) = self.head.margin_softmax(features, labels, self.config.scale, |c| Ok(c.f_sub_scalar(margin)?))?;
+        Ok(LossOutput { terms: vec![loss.f_detach()?], objective: loss, logits })
     }
 
     fn logits(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(self.cosines(features)?.f_mul_scalar(self.config.scale)?)
+        Ok(self.head.cosines(features)?.f_mul_scalar(self.config.scale)?)
     }
 
     fn term_names(&self) -> Vec<&'static str> {

@@ -2,10 +2,13 @@
 //! Wen et al., ECCV 2016, with its explicit backward and its own center update rule; the
 //! [`Loss`] trait the trainer holds and [`LossConfig`], the `[loss]` table that picks one.
 
+pub mod arcface;
 pub mod center;
+pub mod combined_margin;
 pub mod cosface;
 pub mod error;
 pub mod loss;
+pub mod margin;
 pub mod softmax;
 
 pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput, SoftmaxCenterLoss};

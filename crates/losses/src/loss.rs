@@ -13,7 +13,9 @@ use tch::{nn, Tensor};
 use facerec_model::plugin::{parse_plug, Choice, Registered, Registry};
 use facerec_model::Plug;
 
+use crate::arcface::ArcFaceConfig;
 use crate::center::CenterLossConfig;
+use crate::combined_margin::CombinedMarginConfig;
 use crate::cosface::CosFaceConfig;
 use crate::error::Result;
 use crate::softmax::SoftmaxConfig;
@@ -99,6 +101,8 @@ static LOSSES: LazyLock<Registry<dyn LossSpec>> = LazyLock::new(|| {
     registry.add(SoftmaxConfig::NAME, parse_loss::<SoftmaxConfig>);
     registry.add(CenterLossConfig::NAME, parse_loss::<CenterLossConfig>);
     registry.add(CosFaceConfig::NAME, parse_loss::<CosFaceConfig>);
+    registry.add(ArcFaceConfig::NAME, parse_loss::<ArcFaceConfig>);
+    registry.add(CombinedMarginConfig::NAME, parse_loss::<CombinedMarginConfig>);
     registry
 });
 
