@@ -33,10 +33,11 @@ use tch::{nn, Kind, Tensor};
 use facerec_model::Plug;
 
 use crate::error::{LossError, Result};
-use crate::loss::{Loss, LossOutput, LossSpec, Ranks};
-use crate::softmax::{check_labels, SoftmaxLoss};
+use crate::loss::{Loss, LossConfig, LossOutput, LossSpec, Ranks};
+use crate::margin::unit_rows;
+use crate::softmax::{check_labels, SoftmaxConfig};
 
-/// `[loss] name = "center"` (the default): the softmax loss plus center loss, `L_S + lambda L_C`.
+/// The settings of the center term itself (Eq. 2 to 4).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CenterLossConfig {
@@ -55,53 +56,100 @@ impl Default for CenterLossConfig {
 
 impl CenterLossConfig {
     pub fn validate(&self) -> Result<()> {
-        self.check().map_err(LossError::Config)
+        check_center(self.lambda, self.alpha).map_err(LossError::Config)
     }
 }
 
-impl Plug for CenterLossConfig {
+fn check_center(lambda: f64, alpha: f64) -> std::result::Result<(), String> {
+    if !(lambda >= 0.0 && lambda.is_finite()) {
+        return Err(format!("loss.lambda must be >= 0, got {lambda}"));
+    }
+    if !(0.0..=1.0).contains(&alpha) {
+        return Err(format!("loss.alpha must be in [0, 1], got {alpha}"));
+    }
+    Ok(())
+}
+
+/// `[loss] name = "center"` (the default): a classification loss plus center loss,
+/// `L_S + lambda L_C` (Wen et al. Eq. 5). The classification loss is `head` (softmax unless
+/// set: `head = { name = "arcface" }` puts the center term beside a margin loss).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JointCenterConfig {
+    /// Weight of L_C (the paper's face model: 0.003). 0 = the head alone.
+    pub lambda: f64,
+    /// Center learning rate of Eq. 4, in [0, 1] (the paper: 0.5).
+    pub alpha: f64,
+    /// The classification loss: any loss but `center`.
+    #[serde(default = "softmax_head")]
+    pub head: LossConfig,
+    /// The center term (and Eq. 4) on L2-normalised features, the ones a margin loss sees,
+    /// instead of the backbone's features as they are.
+    #[serde(default)]
+    pub normalized: bool,
+}
+
+fn softmax_head() -> LossConfig {
+    LossConfig::new(SoftmaxConfig {})
+}
+
+impl Plug for JointCenterConfig {
     const NAME: &'static str = "center";
 
     fn check(&self) -> std::result::Result<(), String> {
-        if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
-            return Err(format!("loss.lambda must be >= 0, got {}", self.lambda));
-        }
-        if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(format!("loss.alpha must be in [0, 1], got {}", self.alpha));
+        check_center(self.lambda, self.alpha)?;
+        if self.head.name() == Self::NAME {
+            return Err("loss.head: the head of center loss is a classification loss, not center loss again".into());
         }
         Ok(())
     }
 }
 
-impl LossSpec for CenterLossConfig {
-    /// The classifier under `p / "head"`; the center table under `p / "center"`, unless
-    /// `lambda` is 0 (softmax alone, with the center term logged as 0).
+impl LossSpec for JointCenterConfig {
+    /// The head's variables under `p` (its classifier under `p / "head"`); the center table under
+    /// `p / "center"`, unless `lambda` is 0 (the head alone, with the center term logged as 0).
     fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>> {
-        let head = SoftmaxLoss::new(&(p / "head"), feature_dim, num_classes);
-        let center = if self.lambda > 0.0 { Some(CenterLoss::new(&(p / "center"), num_classes, feature_dim, *self)?) } else { None };
-        Ok(Box::new(SoftmaxCenterLoss { head, center }))
+        let head = self.head.build(p, feature_dim, num_classes)?;
+        let settings = CenterLossConfig { lambda: self.lambda, alpha: self.alpha };
+        let center = if self.lambda > 0.0 { Some(CenterLoss::new(&(p / "center"), num_classes, feature_dim, settings)?) } else { None };
+        Ok(Box::new(SoftmaxCenterLoss { head, center, normalized: self.normalized }))
     }
 }
 
-/// `L = L_S + lambda * L_C` (Wen et al. Eq. 5): the softmax head and, with `lambda > 0`, the
+/// `L = L_S + lambda * L_C` (Wen et al. Eq. 5): the head's loss and, with `lambda > 0`, the
 /// center table with its Eq. 4 update after each step.
 #[derive(Debug)]
 pub struct SoftmaxCenterLoss {
-    head: SoftmaxLoss,
+    head: Box<dyn Loss>,
     center: Option<CenterLoss>,
+    /// The center term on L2-normalised features.
+    normalized: bool,
+}
+
+impl SoftmaxCenterLoss {
+    /// The features the center term sees.
+    fn center_features(&self, features: &Tensor) -> Result<Tensor> {
+        if self.normalized {
+            unit_rows(features)
+        } else {
+            Ok(features.shallow_clone())
+        }
+    }
 }
 
 impl Loss for SoftmaxCenterLoss {
     fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
-        let softmax = self.head.forward(features, labels)?;
-        let (objective, center_loss) = match &self.center {
+        let mut out = self.head.forward(features, labels)?;
+        let center_loss = match &self.center {
             Some(center) => {
-                let out = center.forward(features, labels)?;
-                (softmax.loss.f_add(&out.objective)?, out.loss)
+                let c = center.forward(&self.center_features(features)?, labels)?;
+                out.objective = out.objective.f_add(&c.objective)?;
+                c.loss
             }
-            None => (softmax.loss.shallow_clone(), Tensor::f_zeros([], (Kind::Float, features.device()))?),
+            None => Tensor::f_zeros([], (Kind::Float, features.device()))?,
         };
-        Ok(LossOutput { terms: vec![softmax.loss.f_detach()?, center_loss], objective, logits: softmax.logits })
+        out.terms.push(center_loss);
+        Ok(out)
     }
 
     fn logits(&self, features: &Tensor) -> Result<Tensor> {
@@ -109,13 +157,18 @@ impl Loss for SoftmaxCenterLoss {
     }
 
     fn term_names(&self) -> Vec<&'static str> {
-        vec!["softmax_loss", "center_loss"]
+        let mut names = self.head.term_names();
+        names.push("center_loss");
+        names
     }
 
-    /// Eq. 4 on the global batch: under data parallelism every rank applies the same step to
-    /// the same rows, and rank 0's result is shared so that the tables stay identical.
+    /// The head's own update, then Eq. 4 on the global batch: under data parallelism every rank
+    /// applies the same step to the same rows, and rank 0's result is shared so that the tables
+    /// stay identical.
     fn after_step(&self, features: &Tensor, labels: &Tensor, ranks: &dyn Ranks) -> Result<()> {
+        self.head.after_step(features, labels, ranks)?;
         let Some(center) = &self.center else { return Ok(()) };
+        let features = &self.center_features(features)?;
         if ranks.world() == 1 {
             return center.update_centers(features, labels);
         }
@@ -126,7 +179,7 @@ impl Loss for SoftmaxCenterLoss {
     }
 
     fn synced_state(&self) -> Vec<&Tensor> {
-        self.center.iter().map(CenterLoss::centers).collect()
+        self.center.iter().map(CenterLoss::centers).chain(self.head.synced_state()).collect()
     }
 
     fn centers(&self) -> Option<&Tensor> {

@@ -14,7 +14,7 @@ use facerec_model::plugin::{parse_plug, Choice, Registered, Registry};
 use facerec_model::Plug;
 
 use crate::arcface::ArcFaceConfig;
-use crate::center::CenterLossConfig;
+use crate::center::JointCenterConfig;
 use crate::combined_margin::CombinedMarginConfig;
 use crate::cosface::CosFaceConfig;
 use crate::error::Result;
@@ -97,9 +97,9 @@ pub trait LossSpec: std::fmt::Debug + Send + Sync {
 /// The losses by name. facerec's own are registered here, one line each; a `[loss]` table
 /// without a name is the paper's (`"center"`).
 static LOSSES: LazyLock<Registry<dyn LossSpec>> = LazyLock::new(|| {
-    let registry = Registry::new("loss", Some(CenterLossConfig::NAME));
+    let registry = Registry::new("loss", Some(JointCenterConfig::NAME));
     registry.add(SoftmaxConfig::NAME, parse_loss::<SoftmaxConfig>);
-    registry.add(CenterLossConfig::NAME, parse_loss::<CenterLossConfig>);
+    registry.add(JointCenterConfig::NAME, parse_loss::<JointCenterConfig>);
     registry.add(CosFaceConfig::NAME, parse_loss::<CosFaceConfig>);
     registry.add(ArcFaceConfig::NAME, parse_loss::<ArcFaceConfig>);
     registry.add(CombinedMarginConfig::NAME, parse_loss::<CombinedMarginConfig>);

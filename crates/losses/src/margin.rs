@@ -17,7 +17,7 @@ pub struct CosineClassifier {
 }
 
 /// Rows of `t` scaled to unit L2 norm (rows of norm below 1e-12 stay near zero).
-fn unit_rows(t: &Tensor) -> Result<Tensor> {
+pub(crate) fn unit_rows(t: &Tensor) -> Result<Tensor> {
     let norm = t.f_square()?.f_sum_dim_intlist([1i64].as_slice(), true, t.kind())?.f_sqrt()?.f_clamp_min(1e-12)?;
     Ok(t.f_div(&norm)?)
 }

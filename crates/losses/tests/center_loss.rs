@@ -164,3 +164,34 @@ fn softmax_loss_is_mean_cross_entropy() {
     let expected = ((lse([1.0, 2.0, 3.0]) - 3.0) + (lse([0.0, -1.0, -1.0]) - 0.0)) / 2.0;
     assert!((f64::try_from(&out.loss).unwrap() - expected).abs() < 1e-12);
 }
+
+#[test]
+fn center_loss_beside_a_margin_loss_on_normalised_features() {
+    // [loss] name = "center", head = arcface, normalized = true: the terms are the head's and
+    // the center term; with zero centers and unit features L_C = 1/(2M) sum ||x_i||^2 = 1/2.
+    let config: facerec_losses::LossConfig =
+        toml::from_str("lambda = 0.2\nalpha = 0.5\nnormalized = true\n[head]\nname = \"arcface\"\nscale = 8.0").unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let loss = config.build(&vs.root(), 2, 3).unwrap();
+    assert_eq!(loss.term_names(), ["arcface_loss", "center_loss"]);
+    let mut names: Vec<String> = vs.variables().into_keys().collect();
+    names.sort();
+    assert_eq!(names, ["center.centers", "head.fc.weight"], "the head's classifier and the center table");
+    let features = Tensor::from_slice2(&[[3.0f32, 4.0], [0.0, -2.0], [1.0, 0.0]]);
+    let labels = Tensor::from_slice(&[0i64, 2, 1]);
+    let out = loss.forward(&features, &labels).unwrap();
+    let (head, center) = (f64::try_from(&out.terms[0]).unwrap(), f64::try_from(&out.terms[1]).unwrap());
+    assert!((center - 0.5).abs() < 1e-6, "{center}");
+    assert!((f64::try_from(&out.objective).unwrap() - (head + 0.2 * center)).abs() < 1e-5);
+    // Eq. 4 moves each center towards its class's unit feature: alpha * x / (1 + 1).
+    loss.after_step(&features, &labels, &facerec_losses::OneProcess).unwrap();
+    let centers = rows(loss.centers().unwrap());
+    for (c, want) in centers.iter().zip([[0.15, 0.2], [0.25, 0.0], [0.0, -0.25]]) {
+        assert!(c.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{centers:?}");
+    }
+    // The head of center loss cannot be center loss again.
+    let err = toml::from_str::<facerec_losses::LossConfig>("lambda = 0.1\nalpha = 0.5\n[head]\nname = \"center\"\nlambda = 0.1\nalpha = 0.5")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("loss.head"), "{err}");
+}
