@@ -17,7 +17,7 @@ use facerec_model::Plug;
 
 use crate::error::Result;
 use crate::loss::{Loss, LossOutput, LossSpec};
-use crate::margin::{open_interval, CosineClassifier};
+use crate::margin::{check_scale, open_interval, CosineClassifier};
 
 /// `[loss] name = "arcface"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,9 +45,7 @@ impl Plug for ArcFaceConfig {
     const NAME: &'static str = "arcface";
 
     fn check(&self) -> std::result::Result<(), String> {
-        if !(self.scale > 0.0 && self.scale.is_finite()) {
-            return Err(format!("loss.scale must be > 0, got {}", self.scale));
-        }
+        check_scale(self.scale)?;
         if !(0.0..std::f64::consts::FRAC_PI_2).contains(&self.margin) {
             return Err(format!("loss.margin must be in [0, pi/2) radians, got {}", self.margin));
         }
@@ -94,7 +92,7 @@ impl Loss for ArcFace {
     }
 
     fn logits(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(self.head.cosines(features)?.f_mul_scalar(self.config.scale)?)
+        self.head.scaled_logits(features, self.config.scale)
     }
 
     fn term_names(&self) -> Vec<&'static str> {

@@ -13,7 +13,7 @@ use facerec_model::Plug;
 
 use crate::error::Result;
 use crate::loss::{Loss, LossOutput, LossSpec};
-use crate::margin::{open_interval, CosineClassifier};
+use crate::margin::{check_scale, open_interval, CosineClassifier};
 
 /// `[loss] name = "combined_margin"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,9 +44,7 @@ impl Plug for CombinedMarginConfig {
     const NAME: &'static str = "combined_margin";
 
     fn check(&self) -> std::result::Result<(), String> {
-        if !(self.scale > 0.0 && self.scale.is_finite()) {
-            return Err(format!("loss.scale must be > 0, got {}", self.scale));
-        }
+        check_scale(self.scale)?;
         if !(self.m1 >= 1.0 && self.m1.is_finite()) {
             return Err(format!("loss.m1 must be >= 1, got {}", self.m1));
         }
@@ -86,7 +84,7 @@ impl Loss for CombinedMargin {
     }
 
     fn logits(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(self.head.cosines(features)?.f_mul_scalar(self.config.scale)?)
+        self.head.scaled_logits(features, self.config.scale)
     }
 
     fn term_names(&self) -> Vec<&'static str> {

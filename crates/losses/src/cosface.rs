@@ -14,7 +14,7 @@ use facerec_model::Plug;
 
 use crate::error::Result;
 use crate::loss::{Loss, LossOutput, LossSpec};
-use crate::margin::CosineClassifier;
+use crate::margin::{check_scale, CosineClassifier};
 
 /// `[loss] name = "cosface"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,9 +39,7 @@ impl Plug for CosFaceConfig {
     const NAME: &'static str = "cosface";
 
     fn check(&self) -> std::result::Result<(), String> {
-        if !(self.scale > 0.0 && self.scale.is_finite()) {
-            return Err(format!("loss.scale must be > 0, got {}", self.scale));
-        }
+        check_scale(self.scale)?;
         if !(0.0..1.0).contains(&self.margin) {
             return Err(format!("loss.margin must be in [0, 1), got {}", self.margin));
         }
@@ -72,7 +70,7 @@ impl Loss for CosFace {
     }
 
     fn logits(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(self.head.cosines(features)?.f_mul_scalar(self.config.scale)?)
+        self.head.scaled_logits(features, self.config.scale)
     }
 
     fn term_names(&self) -> Vec<&'static str> {

@@ -27,6 +27,11 @@ impl CosineClassifier {
         CosineClassifier { fc: Linear::new(p / "fc", feature_dim, num_classes, false) }
     }
 
+    /// `scale` times the cosines: the logits for accuracy, without any margin.
+    pub fn scaled_logits(&self, features: &Tensor, scale: f64) -> Result<Tensor> {
+        Ok(self.cosines(features)?.f_mul_scalar(scale)?)
+    }
+
     /// `[batch, classes]` cosines between the features and the class weights.
     pub fn cosines(&self, features: &Tensor) -> Result<Tensor> {
         Ok(unit_rows(features)?.f_matmul(&unit_rows(&self.fc.weight)?.f_tr()?)?)
@@ -55,4 +60,13 @@ impl CosineClassifier {
 /// gradients at angles 0 and pi.
 pub fn open_interval(cos: &Tensor) -> Result<Tensor> {
     Ok(cos.f_clamp(-1.0 + 1e-7, 1.0 - 1e-7)?)
+}
+
+/// The scale `s` of a margin loss's logits must be a positive number.
+pub fn check_scale(scale: f64) -> std::result::Result<(), String> {
+    if scale > 0.0 && scale.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("loss.scale must be > 0, got {scale}"))
+    }
 }
