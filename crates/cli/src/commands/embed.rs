@@ -10,12 +10,12 @@ use clap::Args;
 use rayon::prelude::*;
 use tch::{Device, Tensor};
 
-use facerec_data::align::{fit_aligned, hwc_to_chw, Template};
+use facerec_data::align::{fit_aligned, Template};
 use facerec_data::cache::aligned_crop;
 use facerec_data::dataset::{FaceDataset, Sample};
 use facerec_data::image_io::read_rgb;
 use facerec_data::landmarks::{LandmarkFile, OnBad};
-use facerec_data::normalize::normalize_u8;
+use facerec_data::normalize::crops_to_tensor;
 use facerec_detect::mtcnn::Mtcnn;
 use facerec_eval::features::embed_batch;
 use facerec_model::device::DeviceChoice;
@@ -106,8 +106,7 @@ impl Crops {
                     .into_iter()
                     .zip(chunk)
                     .map(|(img, s)| {
-                        let path = ds.image_path(s);
-                        detect_and_align(detector, &img?, template, &path)?.ok_or_else(|| anyhow!("{}: no face found", path.display()))
+                        detect_and_align(detector, &img?, template, &ds.image_path(s))
                     })
                     .collect()
             }
@@ -131,17 +130,16 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
         (None, false) => Crops::Detect(Box::new(load_detector(args.weights.as_deref(), Device::Cpu)?)),
     };
     let bar = Bar::new("embed", ds.len() as u64, quiet);
-    let per = shape.iter().product::<i64>() as usize;
     let (h, w) = (shape[1] as usize, shape[2] as usize);
     let mut out = Vec::new();
     let mut files: Vec<PathBuf> = Vec::with_capacity(ds.len());
     let mut skipped: Vec<String> = Vec::new();
     for chunk in ds.samples.chunks(args.batch.max(1)) {
-        let mut flat: Vec<f32> = Vec::with_capacity(per * chunk.len());
+        let mut good: Vec<Vec<u8>> = Vec::with_capacity(chunk.len());
         for (s, crop) in chunk.iter().zip(crops.of(&ds, chunk, template)) {
             match crop {
                 Ok(hwc) => {
-                    flat.extend(normalize_u8(&hwc_to_chw(&hwc, h, w)));
+                    good.push(hwc);
                     files.push(s.path.clone());
                 }
                 Err(e) if args.skip_bad => skipped.push(format!("{e:#}")),
@@ -149,10 +147,10 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
             }
         }
         bar.inc(chunk.len() as u64);
-        if flat.is_empty() {
+        if good.is_empty() {
             continue;
         }
-        let x = Tensor::f_from_slice(&flat)?.f_view([(flat.len() / per) as i64, shape[0], shape[1], shape[2]])?;
+        let x = crops_to_tensor(&good, h, w)?; // [batch, 3, h, w]
         let mut emb = embed_batch(loaded.backbone.as_ref(), &x, args.flip, device)?; // [batch, D or 2D]
         if args.normalize {
             let norm = emb.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?; // [batch, 1]
