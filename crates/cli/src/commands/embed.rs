@@ -84,6 +84,15 @@ enum Crops {
 }
 
 impl Crops {
+    /// The way `args` ask for: a landmarks file, the images as they are, or MTCNN.
+    fn for_args(args: &EmbedArgs) -> anyhow::Result<Self> {
+        Ok(match (&args.landmarks, args.aligned) {
+            (Some(p), _) => Crops::Landmarks(LandmarkFile::read(p, OnBad::Fail)?),
+            (None, true) => Crops::Aligned,
+            (None, false) => Crops::Detect(Box::new(load_detector(args.weights.as_deref(), Device::Cpu)?)),
+        })
+    }
+
     /// The aligned HWC crops of `chunk`, one result per sample: decoded in parallel, detected
     /// (MTCNN) in order.
     fn of(&self, ds: &FaceDataset, chunk: &[Sample], template: Template) -> Vec<anyhow::Result<Vec<u8>>> {
@@ -121,16 +130,11 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let model = backbone_file(&args.model);
     let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
-    let shape = loaded.backbone.input_shape();
+    let [_, h, w] = loaded.backbone.input_shape();
     let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
     let ds = select_images(&args.images, args.list.as_deref())?;
-    let crops = match (&args.landmarks, args.aligned) {
-        (Some(p), _) => Crops::Landmarks(LandmarkFile::read(p, OnBad::Fail)?),
-        (None, true) => Crops::Aligned,
-        (None, false) => Crops::Detect(Box::new(load_detector(args.weights.as_deref(), Device::Cpu)?)),
-    };
+    let crops = Crops::for_args(&args)?;
     let bar = Bar::new("embed", ds.len() as u64, quiet);
-    let (h, w) = (shape[1] as usize, shape[2] as usize);
     let mut out = Vec::new();
     let mut files: Vec<PathBuf> = Vec::with_capacity(ds.len());
     let mut skipped: Vec<String> = Vec::new();
@@ -150,7 +154,7 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
         if good.is_empty() {
             continue;
         }
-        let x = crops_to_tensor(&good, h, w)?; // [batch, 3, h, w]
+        let x = crops_to_tensor(&good, h as usize, w as usize)?; // [batch, 3, h, w]
         let mut emb = embed_batch(loaded.backbone.as_ref(), &x, args.flip, device)?; // [batch, D or 2D]
         if args.normalize {
             let norm = emb.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?; // [batch, 1]
