@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use image::RgbImage;
 use tch::Device;
 
@@ -32,13 +32,14 @@ pub fn load_detector(weights: Option<&Path>, device: Device) -> anyhow::Result<M
 }
 
 /// The face of `img` (read from `path`, named in errors) nearest its centre, aligned to
-/// `template`: HWC RGB bytes of the template's size, or `None` when MTCNN finds no face.
-pub fn detect_and_align(detector: &Mtcnn, img: &RgbImage, template: Template, path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+/// `template`: HWC RGB bytes of the template's size, or an error `<path>: no face found` when
+/// MTCNN finds none.
+pub fn detect_and_align(detector: &Mtcnn, img: &RgbImage, template: Template, path: &Path) -> anyhow::Result<Vec<u8>> {
     let faces = detector.detect(img).with_context(|| format!("detecting faces in {}", path.display()))?;
     let Some(face) = nearest_to_centre(&faces, img.width(), img.height()) else {
-        return Ok(None);
+        bail!("{}: no face found", path.display());
     };
-    Ok(Some(align(img, &face.landmarks, template).with_context(|| format!("aligning the face of {}", path.display()))?))
+    align(img, &face.landmarks, template).with_context(|| format!("aligning the face of {}", path.display()))
 }
 
 /// The images `--images` (and `--list`) name, as every photo command reads them: see

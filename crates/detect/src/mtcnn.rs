@@ -297,9 +297,15 @@ impl Mtcnn {
             .f_permute([2, 0, 1])?
             .f_to_kind(Kind::Float)?
             .f_unsqueeze(0)?; // [1, 3, h, w]
-        let [t1, t2, t3] = self.config.thresholds;
+        let cands = self.proposals(&img, w, h)?;
+        let Some(cands) = self.refine(&img, &cands, w, h)? else {
+            return Ok(Vec::new());
+        };
+        self.output(&img, &cands, w, h)
+    }
 
-        // Stage 1: P-Net over the pyramid.
+    /// Stage 1: P-Net over the pyramid of `img` (`[1, 3, h, w]`): candidate boxes, squared.
+    fn proposals(&self, img: &Tensor, w: i64, h: i64) -> Result<Vec<Cand>> {
         let mut cands: Vec<Cand> = Vec::new();
         for scale in pyramid(w, h, self.config.min_face, self.config.factor) {
             let (hs, ws) = ((h as f64 * scale + 1.0) as i64, (w as f64 * scale + 1.0) as i64);
@@ -309,12 +315,12 @@ impl Mtcnn {
             let (ph, pw) = (size[2] as usize, size[3] as usize);
             let prob = to_vec(&prob.f_select(1, 1)?)?; // [h' * w']
             let reg = to_vec(&reg)?; // [4 * h' * w']
-            let level = generate_boxes(&prob, &reg, ph, pw, scale as f32, t1);
+            let level = generate_boxes(&prob, &reg, ph, pw, scale as f32, self.config.thresholds[0]);
             let keep = nms(&level, 0.5, Overlap::Iou);
             cands.extend(keep.into_iter().map(|i| level[i]));
         }
         let keep = nms(&cands, 0.7, Overlap::Iou);
-        let mut cands: Vec<Cand> = keep
+        let cands: Vec<Cand> = keep
             .into_iter()
             .map(|i| {
                 let c = cands[i];
@@ -330,11 +336,15 @@ impl Mtcnn {
             })
             .collect();
         tracing::trace!(candidates = cands.len(), "mtcnn stage 1");
+        Ok(cands)
+    }
 
-        // Stage 2: R-Net on 24x24 crops.
-        let (kept, crops) = self.crops(&img, &cands, w, h, 24)?;
+    /// Stage 2: R-Net on 24x24 crops of the candidates: those it passes, regressed and
+    /// squared; `None` when no candidate overlaps the image.
+    fn refine(&self, img: &Tensor, cands: &[Cand], w: i64, h: i64) -> Result<Option<Vec<Cand>>> {
+        let (kept, crops) = self.crops(img, cands, w, h, 24)?;
         if kept.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let mut regs = Vec::new();
         let mut probs = Vec::new();
@@ -346,14 +356,10 @@ impl Mtcnn {
         let passed: Vec<Cand> = kept
             .iter()
             .enumerate()
-            .filter(|&(k, _)| probs[2 * k + 1] > t2)
-            .map(|(k, &i)| Cand {
-                bbox: cands[i].bbox,
-                score: probs[2 * k + 1],
-                reg: [regs[4 * k], regs[4 * k + 1], regs[4 * k + 2], regs[4 * k + 3]],
-            })
+            .filter(|&(k, _)| probs[2 * k + 1] > self.config.thresholds[1])
+            .map(|(k, &i)| Cand { bbox: cands[i].bbox, score: probs[2 * k + 1], reg: reg_of(&regs, k) })
             .collect();
-        cands = nms(&passed, 0.7, Overlap::Iou)
+        let cands: Vec<Cand> = nms(&passed, 0.7, Overlap::Iou)
             .into_iter()
             .map(|i| {
                 let c = passed[i];
@@ -361,9 +367,13 @@ impl Mtcnn {
             })
             .collect();
         tracing::trace!(candidates = cands.len(), "mtcnn stage 2");
+        Ok(Some(cands))
+    }
 
-        // Stage 3: O-Net on 48x48 crops, landmarks.
-        let (kept, crops) = self.crops(&img, &cands, w, h, 48)?;
+    /// Stage 3: O-Net on 48x48 crops of the candidates: the faces it passes, with their
+    /// landmarks; none when no candidate overlaps the image.
+    fn output(&self, img: &Tensor, cands: &[Cand], w: i64, h: i64) -> Result<Vec<Face>> {
+        let (kept, crops) = self.crops(img, cands, w, h, 48)?;
         if kept.is_empty() {
             return Ok(Vec::new());
         }
@@ -378,7 +388,7 @@ impl Mtcnn {
         let mut boxes = Vec::new();
         for (k, &i) in kept.iter().enumerate() {
             let score = probs[2 * k + 1];
-            if score <= t3 {
+            if score <= self.config.thresholds[2] {
                 continue;
             }
             let b = cands[i].bbox;
@@ -388,8 +398,7 @@ impl Mtcnn {
             for (j, p) in pts.iter_mut().enumerate() {
                 *p = [bw * marks[10 * k + j] + b[0] - 1.0, bh * marks[10 * k + 5 + j] + b[1] - 1.0];
             }
-            let reg = [regs[4 * k], regs[4 * k + 1], regs[4 * k + 2], regs[4 * k + 3]];
-            let bbox = regress(b, reg);
+            let bbox = regress(b, reg_of(&regs, k));
             boxes.push(Cand { bbox, score, reg: [0.0; 4] });
             faces.push(Face { bbox, score, landmarks: Landmarks(pts) });
         }
@@ -498,6 +507,11 @@ fn generate_boxes(prob: &[f32], reg: &[f32], h: usize, w: usize, scale: f32, thr
         }
     }
     out
+}
+
+/// The regression of the `k`-th box of R- or O-Net's output (`[n, 4]`, flattened).
+fn reg_of(regs: &[f32], k: usize) -> [f32; 4] {
+    [regs[4 * k], regs[4 * k + 1], regs[4 * k + 2], regs[4 * k + 3]]
 }
 
 /// R- and O-Net's box regression: offsets are fractions of the pixel-inclusive side (`+1`).

@@ -19,6 +19,7 @@ use facerec_data::cache::CropCache;
 use facerec_data::dataset::{FaceDataset, Sample};
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::lfw::{identity_of, Pairs};
+use facerec_data::normalize::crops_to_tensor;
 use facerec_data::pixels::PixelSource;
 use facerec_model::Backbone;
 use facerec_data::lfw::zero_based_folds;
@@ -329,8 +330,7 @@ impl LfwEval {
 pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bool, pca: usize, batch: usize) -> Result<VerificationReport> {
     let bin = facerec_data::insightface::EvalBin::read(path)?;
     let shape = backbone.input_shape();
-    let per = shape.iter().product::<i64>() as usize;
-    let mut pixels = Vec::with_capacity(per * bin.images.len());
+    let mut hwc_crops = Vec::with_capacity(bin.images.len());
     for (i, bytes) in bin.images.iter().enumerate() {
         let img = facerec_data::image_io::decode_rgb(bytes, &path.join(format!("#{i}")))?;
         // A 112x112 (insightface) crop holds the 112x96 (caffe-face) one.
@@ -349,12 +349,14 @@ pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bo
                 ),
             });
         };
-        pixels.extend(facerec_data::align::hwc_to_chw(&hwc, shape[1] as usize, shape[2] as usize));
+        hwc_crops.push(hwc);
     }
     let n = bin.images.len();
-    let source = PixelSource::new(pixels.into(), vec![0; n], 1, shape)?;
     let rows: Vec<usize> = (0..n).collect();
-    let crops = |chunk: &[usize]| Ok(source.images_tensor(chunk, &vec![false; chunk.len()])?);
+    let crops = |chunk: &[usize]| {
+        let chunk: Vec<&[u8]> = chunk.iter().map(|&i| hwc_crops[i].as_slice()).collect();
+        Ok(crops_to_tensor(&chunk, shape[1] as usize, shape[2] as usize)?)
+    };
     let feats = embed_rows(backbone, &rows, batch, flip, device, crops, &|_| {})?;
     let per_fold = (bin.issame.len() / 10).max(1);
     let pairs: Vec<PairRef> = bin

@@ -369,76 +369,80 @@ impl Figure {
             Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
             Legend::LowerRight => SeriesLabelPosition::LowerRight,
         };
-        // The same drawing on a linear and on a logarithmic x coordinate.
-        macro_rules! draw {
-            ($chart:expr) => {{
-                let mut chart = $chart;
-                let mut mesh = chart.configure_mesh();
-                mesh.x_desc(&self.x_label).y_desc(&self.y_label).label_style(("sans-serif", 14));
-                if self.x_ticks.is_some() {
-                    mesh.x_label_formatter(&|x| format!("{x}")); // 640, not 640.0
-                }
-                if matches!(self.x_axis, XAxis::Bins(_)) || self.x_label.is_empty() {
-                    mesh.disable_mesh();
-                }
-                mesh.draw().map_err(|e| plot_err(path, e))?;
-                for s in &self.series {
-                    let colour = s.colour;
-                    let drawn = match &s.marks {
-                        Marks::Dots(pts) => chart
-                            .draw_series(pts.iter().map(|p| Circle::new(*p, 1, colour.mix(DOT_OPACITY).filled())))
-                            .map_err(|e| plot_err(path, e))?
-                            .legend(move |(x, y)| Circle::new((x, y), 5, colour.filled())),
-                        Marks::Crosses(pts) => chart
-                            .draw_series(pts.iter().map(|p| Cross::new(*p, 8, colour.stroke_width(3))))
-                            .map_err(|e| plot_err(path, e))?
-                            .legend(move |(x, y)| Cross::new((x, y), 6, colour.stroke_width(2))),
-                        Marks::Faint(pts) => {
-                            chart
-                                .draw_series(pts.iter().map(|p| Circle::new(*p, 2, colour.mix(FAINT_OPACITY).filled())))
-                                .map_err(|e| plot_err(path, e))?;
-                            continue; // not in the legend: the smoothed curve stands for it
-                        }
-                        Marks::Line { points, width, markers } => {
-                            let width = *width;
-                            if *markers {
-                                chart
-                                    .draw_series(points.iter().map(|p| Circle::new(*p, MARKER_RADIUS, colour.filled())))
-                                    .map_err(|e| plot_err(path, e))?;
-                            }
-                            chart
-                                .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(width)))
-                                .map_err(|e| plot_err(path, e))?
-                                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(width)))
-                        }
-                        Marks::Bars { .. } => {
-                            return Err(plot_err(path, "a histogram needs a binned x axis"));
-                        }
-                    };
-                    drawn.label(s.name.clone());
-                }
-                draw_legend(&mut chart, position, path)?;
-            }};
-        }
+        // The same drawing ([`Figure::draw_on`]) on a linear and on a logarithmic x coordinate.
         match (self.x_axis, &self.x_ticks) {
             (XAxis::Linear, None) => {
                 let chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| plot_err(path, e))?;
-                draw!(chart);
+                self.draw_on(chart, path, position)?;
             }
             (XAxis::Linear, Some(ticks)) => {
                 let x = Ticked { axis: (x0..x1).into(), ticks: ticks.clone() };
                 let chart = builder.build_cartesian_2d(x, y0..y1).map_err(|e| plot_err(path, e))?;
-                draw!(chart);
+                self.draw_on(chart, path, position)?;
             }
             (XAxis::Log, None) => {
                 let chart = builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(|e| plot_err(path, e))?;
-                draw!(chart);
+                self.draw_on(chart, path, position)?;
             }
             (XAxis::Log, Some(_)) => return Err(plot_err(path, "ticks of their own are for a linear x axis")),
             (XAxis::Bins(bins), _) => self.draw_histograms(builder, path, bins, position)?,
         }
         root.present().map_err(|e| plot_err(path, e))?;
         Ok(())
+    }
+
+    /// The mesh, every dot, cross and line series, and the legend, on a chart of any x
+    /// coordinate.
+    fn draw_on<'a, DB, X>(&self, mut chart: ChartContext<'a, DB, Cartesian2d<X, RangedCoordf64>>, path: &Path, position: SeriesLabelPosition) -> Result<()>
+    where
+        DB: DrawingBackend + 'a,
+        X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(&self.x_label).y_desc(&self.y_label).label_style(("sans-serif", 14));
+        if self.x_ticks.is_some() {
+            mesh.x_label_formatter(&|x| format!("{x}")); // 640, not 640.0
+        }
+        if matches!(self.x_axis, XAxis::Bins(_)) || self.x_label.is_empty() {
+            mesh.disable_mesh();
+        }
+        mesh.draw().map_err(|e| plot_err(path, e))?;
+        for s in &self.series {
+            let colour = s.colour;
+            let drawn = match &s.marks {
+                Marks::Dots(pts) => chart
+                    .draw_series(pts.iter().map(|p| Circle::new(*p, 1, colour.mix(DOT_OPACITY).filled())))
+                    .map_err(|e| plot_err(path, e))?
+                    .legend(move |(x, y)| Circle::new((x, y), 5, colour.filled())),
+                Marks::Crosses(pts) => chart
+                    .draw_series(pts.iter().map(|p| Cross::new(*p, 8, colour.stroke_width(3))))
+                    .map_err(|e| plot_err(path, e))?
+                    .legend(move |(x, y)| Cross::new((x, y), 6, colour.stroke_width(2))),
+                Marks::Faint(pts) => {
+                    chart
+                        .draw_series(pts.iter().map(|p| Circle::new(*p, 2, colour.mix(FAINT_OPACITY).filled())))
+                        .map_err(|e| plot_err(path, e))?;
+                    continue; // not in the legend: the smoothed curve stands for it
+                }
+                Marks::Line { points, width, markers } => {
+                    let width = *width;
+                    if *markers {
+                        chart
+                            .draw_series(points.iter().map(|p| Circle::new(*p, MARKER_RADIUS, colour.filled())))
+                            .map_err(|e| plot_err(path, e))?;
+                    }
+                    chart
+                        .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(width)))
+                        .map_err(|e| plot_err(path, e))?
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(width)))
+                }
+                Marks::Bars { .. } => {
+                    return Err(plot_err(path, "a histogram needs a binned x axis"));
+                }
+            };
+            drawn.label(s.name.clone());
+        }
+        draw_legend(&mut chart, position, path)
     }
 
     /// The bars of every histogram series, binned by plotters' `Histogram` on [`bin_coord`].
@@ -591,59 +595,8 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
     let mut figures = Vec::new();
     let steps_path = run_dir.join(run_files::STEPS);
     if steps_path.exists() {
-        let records = read_records(&steps_path)?;
-        let series = |key: &str| points_of(&records, key);
-        let center = series("center_loss");
-        let center_term = if center.iter().any(|p| p.1 != 0.0) {
-            Some(run_lambda(run_dir).map_or(CenterTerm::Unweighted, CenterTerm::Weighted))
-        } else {
-            None
-        };
-        let total_label = match center_term {
-            Some(_) => "loss = L_S + λ·L_C",
-            None => "loss",
-        };
-        // (name, points, colour), drawn in this order: the total first and wide, so that the
-        // thinner softmax and center curves drawn over it leave it showing on both sides
-        // where they meet it (with a small center term the total and the softmax loss nearly
-        // coincide).
-        let mut curves = vec![
-            (total_label.to_owned(), series("loss"), class_colour(0)),
-            ("softmax loss L_S".to_owned(), series("softmax_loss"), class_colour(1)),
-        ];
-        if let Some(term) = center_term {
-            let points = match term {
-                CenterTerm::Weighted(lambda) => center.iter().map(|&(x, y)| (x, lambda * y)).collect(),
-                CenterTerm::Unweighted => center,
-            };
-            curves.push((term.label(), points, class_colour(2)));
-        }
-        let mut raw = Vec::new();
-        let mut smooth = Vec::new();
-        for (i, (name, points, colour)) in curves.iter().enumerate() {
-            raw.push(Series { name: format!("{name} (raw)"), colour: *colour, marks: Marks::Faint(points.clone()) });
-            smooth.push(Series {
-                name: name.clone(),
-                colour: *colour,
-                marks: Marks::Line {
-                    points: ema_centred(points, smoothing_span(points.len())),
-                    width: if i == 0 { TOTAL_WIDTH } else { LINE_WIDTH },
-                    markers: false,
-                },
-            });
-        }
-        let span = smoothing_span(curves[0].1.len());
-        let series: Vec<Series> = raw.into_iter().chain(smooth).collect();
-        figures.push((run_dir.join(run_files::TRAINING_PNG), step_figure(
-            &if span > 1.0 {
-                format!("training losses (lines: smoothed over about {span:.0} log lines; dots: each line)")
-            } else {
-                "training losses".to_owned()
-            },
-            "loss",
-            Legend::UpperRight,
-            series,
-        )));
+        let figure = losses_figure(&read_records(&steps_path)?, run_dir);
+        figures.push((run_dir.join(run_files::TRAINING_PNG), figure));
     }
     let metrics_path = run_dir.join(run_files::METRICS);
     if metrics_path.exists() {
@@ -651,36 +604,117 @@ pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
             .into_iter()
             .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("eval"))
             .collect();
-        let keys: BTreeSet<String> = records.iter().flat_map(|r| r.keys().filter(|k| is_evaluation_curve(k)).cloned()).collect();
-        let series: Vec<Series> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Series {
-                name: k.clone(),
-                colour: class_colour(i),
-                marks: Marks::Line {
-                    points: points_of(&records, k),
-                    width: LINE_WIDTH,
-                    markers: true,
-                },
-            })
-            .collect();
-        if series.iter().any(|s| !s.is_empty()) {
-            // Accuracies near the top, ratios near the bottom: the legend between them.
-            let (y_label, legend) = if keys.iter().any(|k| k.contains("ratio")) {
-                ("accuracy, intra/inter ratio", Legend::MiddleRight)
-            } else {
-                ("accuracy", Legend::LowerRight)
-            };
-            let figure = step_figure("evaluation during training", y_label, legend, series);
+        if let Some(figure) = evaluation_figure(&records) {
             figures.push((run_dir.join(run_files::EVALUATION_PNG), figure));
         }
     }
     Ok(figures)
 }
 
+/// `training.png`'s figure of the records of `steps.jsonl` (see [`training_figures`]).
+fn losses_figure(records: &[Record], run_dir: &Path) -> Figure {
+    let curves = loss_curves(records, run_dir);
+    let mut raw = Vec::new();
+    let mut smooth = Vec::new();
+    for (i, LossCurve { name, points, colour }) in curves.iter().enumerate() {
+        raw.push(Series { name: format!("{name} (raw)"), colour: *colour, marks: Marks::Faint(points.clone()) });
+        smooth.push(Series {
+            name: name.clone(),
+            colour: *colour,
+            marks: Marks::Line {
+                points: ema_centred(points, smoothing_span(points.len())),
+                width: if i == 0 { TOTAL_WIDTH } else { LINE_WIDTH },
+                markers: false,
+            },
+        });
+    }
+    let span = smoothing_span(curves[0].points.len());
+    let series: Vec<Series> = raw.into_iter().chain(smooth).collect();
+    step_figure(
+        &if span > 1.0 {
+            format!("training losses (lines: smoothed over about {span:.0} log lines; dots: each line)")
+        } else {
+            "training losses".to_owned()
+        },
+        "loss",
+        Legend::UpperRight,
+        series,
+    )
+}
+
+/// One loss of `training.png`.
+struct LossCurve {
+    name: String,
+    /// `(step, value)`.
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+}
+
+/// The losses of `training.png`: the total loss, the softmax loss and, when it is ever
+/// non-zero, the center term.
+fn loss_curves(records: &[Record], run_dir: &Path) -> Vec<LossCurve> {
+    let series = |key: &str| points_of(records, key);
+    let center = series("center_loss");
+    let center_term = if center.iter().any(|p| p.1 != 0.0) {
+        Some(run_lambda(run_dir).map_or(CenterTerm::Unweighted, CenterTerm::Weighted))
+    } else {
+        None
+    };
+    let total_label = match center_term {
+        Some(_) => "loss = L_S + λ·L_C",
+        None => "loss",
+    };
+    // Drawn in this order: the total first and wide, so that the thinner softmax and center
+    // curves drawn over it leave it showing on both sides where they meet it (with a small
+    // center term the total and the softmax loss nearly coincide).
+    let mut curves = vec![
+        LossCurve { name: total_label.to_owned(), points: series("loss"), colour: class_colour(0) },
+        LossCurve { name: "softmax loss L_S".to_owned(), points: series("softmax_loss"), colour: class_colour(1) },
+    ];
+    if let Some(term) = center_term {
+        let points = match term {
+            CenterTerm::Weighted(lambda) => center.iter().map(|&(x, y)| (x, lambda * y)).collect(),
+            CenterTerm::Unweighted => center,
+        };
+        curves.push(LossCurve { name: term.label(), points, colour: class_colour(2) });
+    }
+    curves
+}
+
+/// `evaluation.png`'s figure of the evaluation records of `metrics.jsonl` (see
+/// [`training_figures`]); `None` when they hold no point to draw.
+fn evaluation_figure(records: &[Record]) -> Option<Figure> {
+    let keys: BTreeSet<String> = records.iter().flat_map(|r| r.keys().filter(|k| is_evaluation_curve(k)).cloned()).collect();
+    let series: Vec<Series> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Series {
+            name: k.clone(),
+            colour: class_colour(i),
+            marks: Marks::Line {
+                points: points_of(records, k),
+                width: LINE_WIDTH,
+                markers: true,
+            },
+        })
+        .collect();
+    if !series.iter().any(|s| !s.is_empty()) {
+        return None;
+    }
+    // Accuracies near the top, ratios near the bottom: the legend between them.
+    let (y_label, legend) = if keys.iter().any(|k| k.contains("ratio")) {
+        ("accuracy, intra/inter ratio", Legend::MiddleRight)
+    } else {
+        ("accuracy", Legend::LowerRight)
+    };
+    Some(step_figure("evaluation during training", y_label, legend, series))
+}
+
+/// A record of `steps.jsonl` or `metrics.jsonl`.
+type Record = serde_json::Map<String, serde_json::Value>;
+
 /// `(step, key)` of each record that has both as numbers.
-fn points_of(records: &[serde_json::Map<String, serde_json::Value>], key: &str) -> Vec<(f64, f64)> {
+fn points_of(records: &[Record], key: &str) -> Vec<(f64, f64)> {
     records.iter().filter_map(|r| Some((r.get("step")?.as_f64()?, r.get(key)?.as_f64()?))).collect()
 }
 

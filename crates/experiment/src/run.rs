@@ -16,6 +16,7 @@ use facerec_train::distributed::per_rank_batch;
 use facerec_train::{Evaluator, FitSummary, Observer, Outcome, TrainError, Trainer};
 
 use crate::config::Config;
+use crate::data::TrainSet;
 use crate::error::{ExperimentError, Result};
 use crate::evaluators::Evaluators;
 use crate::provenance;
@@ -82,70 +83,13 @@ pub enum RunReport {
 
 /// Trains as `request` says.
 pub fn train(request: &TrainRequest, hooks: &dyn RunHooks, observer: &mut dyn Observer) -> Result<TrainOutcome> {
-    let dist = DistConfig::from_env().map_err(|e| ExperimentError::Config {
-        path: request.config.clone(),
-        msg: format!("reading the distributed launch variables: {e}"),
-    })?;
-    let mut config = Config::load(&request.config, &request.sets)?;
-    if let Some(d) = &dist {
-        per_rank_batch(config.optim.batch_size, d.world_size)
-            .map_err(|msg| ExperimentError::Config { path: request.config.clone(), msg })?;
-        config.device = rank_device(config.device, d.local_rank).map_err(|msg| ExperimentError::Config { path: request.config.clone(), msg })?;
-    }
+    let (config, dist) = load_config(request)?;
     let main = dist.as_ref().is_none_or(|d| d.rank == 0);
-    let run = match &request.run_dir {
-        Some(dir) => RunDir::new(dir),
-        None => RunDir::for_config(&request.config, request.name.as_deref()),
-    };
-    // Only rank 0 deletes an old run; the others just skip the check it replaces.
-    if main || !request.overwrite {
-        prepare(&run, request.resume, request.overwrite)?;
-    }
-    if main {
-        // A divergence recorded by an earlier attempt no longer describes this run.
-        remove_file(&run.diverged())?;
-    }
-
-    // Rank 0 opens the data first (it may build the crop caches); the others join the group,
-    // which waits for rank 0, and then find the caches ready.
-    let join = |d: &DistConfig| -> Result<ProcessGroup> {
-        let backend = Backend::for_device(config.device.resolve()?);
-        ProcessGroup::new(d, backend).map_err(|e| ExperimentError::Config {
-            path: request.config.clone(),
-            msg: format!("joining the {} process group: {e}", backend.name()),
-        })
-    };
-    let mut group = match &dist {
-        Some(d) if d.rank != 0 => Some(join(d)?),
-        _ => None,
-    };
-    let train = config.data.open_train_with_progress(&*hooks.counter("aligning training images"))?;
-    let mut evaluators = Evaluators::for_config(&config, &*hooks.counter("aligning LFW evaluation images"))?;
-    if let Some(d) = dist.as_ref().filter(|d| d.rank == 0) {
-        group = Some(join(d)?);
-    }
-    let mut trainer = Trainer::new(config.train_config(), run.path(), train.source.num_classes())?;
-    if let Some(group) = group {
-        trainer = trainer.with_distributed(group)?;
-    }
-    if request.resume {
-        match provenance::resume(&mut trainer, &run, request.allow_changes)? {
-            Some(path) => tracing::info!("resuming from {}", path.display()),
-            None => tracing::warn!("no checkpoint in {}: starting from scratch", run.path().display()),
-        }
-    }
+    let run = run_dir(request, main)?;
+    let (mut trainer, train, mut evaluators) = build(&config, dist.as_ref(), request, &run, hooks)?;
     hooks.trainer_ready(trainer.stop_flag()).map_err(|msg| ExperimentError::Run { path: run.path().to_path_buf(), msg })?;
 
-    let evaluator: Option<&mut dyn Evaluator> = if evaluators.is_empty() { None } else { Some(&mut evaluators) };
-    let summary = match trainer.fit(train.source, train.flip, evaluator, observer) {
-        Ok(summary) => summary,
-        Err(e) => {
-            if let (TrainError::Diverged { step, .. }, true) = (&e, trainer.is_main()) {
-                write_json(&run.diverged(), &Diverged { step: *step, message: e.to_string() })?;
-            }
-            return Err(e.into());
-        }
-    };
+    let summary = fit(&mut trainer, train, &mut evaluators, observer, &run)?;
     if summary.outcome == Outcome::Interrupted {
         return Ok(TrainOutcome::Interrupted { step: summary.steps, checkpoint: summary.last_checkpoint.clone() });
     }
@@ -165,6 +109,96 @@ pub fn train(request: &TrainRequest, hooks: &dyn RunHooks, observer: &mut dyn Ob
     }
     let report = report(&mut evaluators, &trainer, &config, request, &run, &summary, hooks)?;
     Ok(TrainOutcome::Finished(Box::new(FinishedRun { run, summary, report })))
+}
+
+/// The config of `request` (its `--set`s applied) and the launch's variables when this process
+/// is a rank of a data-parallel run: the global batch checked to split over the ranks, the
+/// device the rank's own.
+fn load_config(request: &TrainRequest) -> Result<(Config, Option<DistConfig>)> {
+    let dist = DistConfig::from_env().map_err(|e| ExperimentError::Config {
+        path: request.config.clone(),
+        msg: format!("reading the distributed launch variables: {e}"),
+    })?;
+    let mut config = Config::load(&request.config, &request.sets)?;
+    if let Some(d) = &dist {
+        per_rank_batch(config.optim.batch_size, d.world_size)
+            .map_err(|msg| ExperimentError::Config { path: request.config.clone(), msg })?;
+        config.device = rank_device(config.device, d.local_rank).map_err(|msg| ExperimentError::Config { path: request.config.clone(), msg })?;
+    }
+    Ok((config, dist))
+}
+
+/// The run directory, checked for an earlier run (emptied of it with `overwrite`) by the
+/// `main` rank.
+fn run_dir(request: &TrainRequest, main: bool) -> Result<RunDir> {
+    let run = match &request.run_dir {
+        Some(dir) => RunDir::new(dir),
+        None => RunDir::for_config(&request.config, request.name.as_deref()),
+    };
+    // Only rank 0 deletes an old run; the others just skip the check it replaces.
+    if main || !request.overwrite {
+        prepare(&run, request.resume, request.overwrite)?;
+    }
+    if main {
+        // A divergence recorded by an earlier attempt no longer describes this run.
+        remove_file(&run.diverged())?;
+    }
+    Ok(run)
+}
+
+/// The trainer (in the process group of a data-parallel run, resumed with `resume`), the
+/// training data and the evaluations.
+fn build(
+    config: &Config,
+    dist: Option<&DistConfig>,
+    request: &TrainRequest,
+    run: &RunDir,
+    hooks: &dyn RunHooks,
+) -> Result<(Trainer, TrainSet, Evaluators)> {
+    // Rank 0 opens the data first (it may build the crop caches); the others join the group,
+    // which waits for rank 0, and then find the caches ready.
+    let join = |d: &DistConfig| -> Result<ProcessGroup> {
+        let backend = Backend::for_device(config.device.resolve()?);
+        ProcessGroup::new(d, backend).map_err(|e| ExperimentError::Config {
+            path: request.config.clone(),
+            msg: format!("joining the {} process group: {e}", backend.name()),
+        })
+    };
+    let mut group = match dist {
+        Some(d) if d.rank != 0 => Some(join(d)?),
+        _ => None,
+    };
+    let train = config.data.open_train_with_progress(&*hooks.counter("aligning training images"))?;
+    let evaluators = Evaluators::for_config(config, &*hooks.counter("aligning LFW evaluation images"))?;
+    if let Some(d) = dist.filter(|d| d.rank == 0) {
+        group = Some(join(d)?);
+    }
+    let mut trainer = Trainer::new(config.train_config(), run.path(), train.source.num_classes())?;
+    if let Some(group) = group {
+        trainer = trainer.with_distributed(group)?;
+    }
+    if request.resume {
+        match provenance::resume(&mut trainer, run, request.allow_changes)? {
+            Some(path) => tracing::info!("resuming from {}", path.display()),
+            None => tracing::warn!("no checkpoint in {}: starting from scratch", run.path().display()),
+        }
+    }
+    Ok((trainer, train, evaluators))
+}
+
+/// [`Trainer::fit`] with the evaluations (if any); a divergence is recorded in the run
+/// directory (by the main rank) before its error is returned.
+fn fit(trainer: &mut Trainer, train: TrainSet, evaluators: &mut Evaluators, observer: &mut dyn Observer, run: &RunDir) -> Result<FitSummary> {
+    let evaluator: Option<&mut dyn Evaluator> = if evaluators.is_empty() { None } else { Some(evaluators) };
+    match trainer.fit(train.source, train.flip, evaluator, observer) {
+        Ok(summary) => Ok(summary),
+        Err(e) => {
+            if let (TrainError::Diverged { step, .. }, true) = (&e, trainer.is_main()) {
+                write_json(&run.diverged(), &Diverged { step: *step, message: e.to_string() })?;
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// The device of one rank: a GPU run uses the GPU of its local rank (as torchrun expects), a

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use facerec_data::align::{hwc_to_chw, Template};
+use facerec_data::align::Template;
 use facerec_data::cache::aligned_crop;
 use facerec_data::dataset::FaceDataset;
 use facerec_data::landmarks::{LandmarkFile, OnBad};
-use facerec_data::normalize::normalize_u8;
+use facerec_data::normalize::crops_to_tensor;
 use facerec_model::face_resnet::FaceResnetConfig;
 use facerec_model::saved::{load_backbone, save_backbone};
 use facerec_model::weights::strip_prefix;
@@ -23,11 +23,8 @@ fn faces() -> Result<Tensor> {
     let lfw = facerec_data::paths::require("lfw")?;
     let lms = LandmarkFile::read(&lfw.join("landmarks_5pt.tsv"), OnBad::Fail)?;
     let ds = FaceDataset::from_folders(&lfw.join("images"))?;
-    let mut pixels = Vec::new();
-    for s in ds.samples.iter().step_by(1500).take(8) {
-        pixels.extend(normalize_u8(&hwc_to_chw(&aligned_crop(&ds, s, &lms, Template::CaffeFace)?, 112, 96)));
-    }
-    Ok(Tensor::f_from_slice(&pixels)?.f_view([8, 3, 112, 96])?)
+    let crops = ds.samples.iter().step_by(1500).take(8).map(|s| aligned_crop(&ds, s, &lms, Template::CaffeFace)).collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(crops_to_tensor(&crops, 112, 96)?)
 }
 
 fn save_npy(path: &Path, t: &Tensor) -> Result {

@@ -83,6 +83,20 @@ fn extract_seconds(trainer: &Trainer, images: &Tensor, steps: usize) -> anyhow::
     })
 }
 
+/// Times and prints feature extraction ([`extract_seconds`]) of the batch `images`.
+fn bench_extract(trainer: &Trainer, config: &Config, images: &Tensor, steps: usize) -> anyhow::Result<()> {
+    let batch = images.size()[0];
+    let secs = extract_seconds(trainer, images, steps)?;
+    println!(
+        "facerec: {} feature extraction (image + mirror) batch {batch} on {}: median {:.4} s = {:.1} images/s",
+        config.model.backbone_name(),
+        facerec_model::device::describe(trainer.device()),
+        secs,
+        batch as f64 / secs
+    );
+    Ok(())
+}
+
 /// Median seconds of the center loss's forward (value + gradient) and update for a batch.
 fn center_seconds(classes: i64, dim: i64, batch: i64, device: Device) -> anyhow::Result<f64> {
     use facerec_losses::{CenterLoss, CenterLossConfig};
@@ -129,15 +143,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let images = Tensor::f_randn([batch, c, h, w], (Kind::Float, Device::Cpu))?;
     let labels = Tensor::f_randint(args.classes, [batch], (Kind::Int64, Device::Cpu))?;
     if args.extract {
-        let secs = extract_seconds(&trainer, &images, args.steps)?;
-        println!(
-            "facerec: {} feature extraction (image + mirror) batch {batch} on {}: median {:.4} s = {:.1} images/s",
-            config.model.backbone_name(),
-            facerec_model::device::describe(trainer.device()),
-            secs,
-            batch as f64 / secs
-        );
-        return Ok(());
+        return bench_extract(&trainer, &config, &images, args.steps);
     }
     let schedule = MultiStep { base: config.optim.lr.min(1e-3), gamma: 1.0, milestones: vec![], warmup: 0 };
     let device = trainer.device();
@@ -155,17 +161,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         config.loss
     );
     if args.loader {
-        let data = config.data.open_train()?;
-        let cfg = facerec_data::loader::LoaderConfig {
-            rank_batch: batch as usize,
-            flip: data.flip,
-            seed: config.seed,
-            ..Default::default()
-        };
-        let n = cfg.batches_per_epoch(data.source.len()).min(200);
-        let t0 = Instant::now();
-        let loaded = facerec_data::loader::Loader::new(data.source, &cfg, 0, 0)?.take(n).map(|b| b.map(|_| ())).collect::<Result<Vec<()>, _>>()?.len();
-        let rate = loaded as f64 / t0.elapsed().as_secs_f64();
+        let rate = loader_rate(&config, batch as usize)?;
         println!(
             "facerec: loader {rate:.1} batches/s of {batch}; the step consumes {:.2} batches/s: {:.1}x headroom",
             1.0 / median,
@@ -183,10 +179,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if args.peak {
-        // A training step is about 3 forward passes of the backbone plus the classifier's.
-        let feat = config.model.backbone.feature_dim() as f64;
-        let forward = config.model.backbone.spec().forward_flops().unwrap_or(f64::NAN);
-        let flops = 3.0 * batch as f64 * (forward + 2.0 * feat * args.classes as f64);
+        let flops = step_flops(&config, batch, args.classes);
         let achieved = flops / median / 1e9;
         let peak = sgemm_peak(trainer.device())?;
         println!(
@@ -196,4 +189,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Batches per second of the loader alone on the config's training data (up to 200 batches of
+/// `batch`, or one epoch).
+fn loader_rate(config: &Config, batch: usize) -> anyhow::Result<f64> {
+    let data = config.data.open_train()?;
+    let cfg = facerec_data::loader::LoaderConfig {
+        rank_batch: batch,
+        flip: data.flip,
+        seed: config.seed,
+        ..Default::default()
+    };
+    let n = cfg.batches_per_epoch(data.source.len()).min(200);
+    let t0 = Instant::now();
+    let loaded = facerec_data::loader::Loader::new(data.source, &cfg, 0, 0)?.take(n).map(|b| b.map(|_| ())).collect::<Result<Vec<()>, _>>()?.len();
+    Ok(loaded as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// Floating-point operations of a training step of `batch` images over `classes` classes.
+fn step_flops(config: &Config, batch: i64, classes: i64) -> f64 {
+    // A training step is about 3 forward passes of the backbone plus the classifier's.
+    let feat = config.model.backbone.feature_dim() as f64;
+    let forward = config.model.backbone.spec().forward_flops().unwrap_or(f64::NAN);
+    3.0 * batch as f64 * (forward + 2.0 * feat * classes as f64)
 }

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
-use facerec_data::align::{hwc_to_chw, Template};
+use facerec_data::align::Template;
 use facerec_data::image_io::read_rgb;
-use facerec_data::normalize::normalize_u8;
+use facerec_data::normalize::crops_to_tensor;
 use facerec_model::device::DeviceChoice;
 use facerec_eval::features::embed_batch;
 use facerec_model::saved::{backbone_file, load_backbone};
@@ -145,11 +145,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
     let [_, h, w] = loaded.backbone.input_shape();
     let mut embeddings = Vec::new();
     for path in [&args.a, &args.b] {
-        let img = read_rgb(path)?;
-        let crop = detect_and_align(&detector, &img, template, path)?
-            .with_context(|| format!("{}: no face found", path.display()))?;
-        let x = Tensor::f_from_slice(&normalize_u8(&hwc_to_chw(&crop, h as usize, w as usize)))?
-            .f_view([1, 3, h, w])?;
+        let crop = detect_and_align(&detector, &read_rgb(path)?, template, path)?;
+        let x = crops_to_tensor(&[crop], h as usize, w as usize)?; // [1, 3, h, w]
         // The image's features, then (with `flip`) its mirror's, as the LFW protocol takes them.
         embeddings.push(embed_batch(loaded.backbone.as_ref(), &x, flip, device)?.f_to_kind(Kind::Double)?);
     }

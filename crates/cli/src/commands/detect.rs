@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use facerec_data::landmarks::{LandmarkEntry, LandmarkFile, Landmarks, OnBad};
-use facerec_detect::mtcnn::{nearest_to_centre, Face};
+use facerec_detect::mtcnn::{nearest_to_centre, Face, Mtcnn};
 use facerec_model::device::{describe, DeviceChoice};
 
 use crate::faces::{load_detector, select_images, IMAGES_HELP, WEIGHTS_HELP};
@@ -92,118 +92,164 @@ pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<()> {
         dataset.samples.iter().step_by(args.every as usize).map(|s| s.path.clone()).collect();
     let total = rels.len();
     tracing::info!("detecting faces in {total} images under {} on {}", dataset.root.display(), describe(device));
-
-    let span = (!quiet).then(|| tracing::info_span!("detect"));
-    if let Some(span) = &span {
-        span.pb_set_style(
-            &indicatif::ProgressStyle::with_template("{span_name} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} images, eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        span.pb_set_length(total as u64);
-        span.pb_start();
-    }
-
+    let span = progress_span(quiet, total);
     let font = match &args.draw {
         Some(_) => Some(FontRef::try_from_slice(dejavu::sans::regular()).context("loading the DejaVu Sans font")?),
         None => None,
     };
     let start = Instant::now();
-    let mut detect_time = Duration::ZERO;
-    let mut entries: Vec<(PathBuf, LandmarkEntry)> = Vec::with_capacity(total);
-    let mut skipped: Vec<(PathBuf, Bad)> = Vec::new();
-    let mut done = 0usize;
-    let mut detected = 0usize;
-    // A second thread decodes the next batches (in parallel, on rayon's pool) while this one
-    // runs the networks.
-    let (tx, rx) = mpsc::sync_channel::<Vec<(PathBuf, Result<RgbImage, String>)>>(2);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let root = &dataset.root;
-        let rels = &rels;
-        scope.spawn(move || {
-            for chunk in rels.chunks(DECODE_BATCH) {
-                let decoded = chunk
-                    .par_iter()
-                    .map(|rel| {
-                        let img = facerec_data::image_io::read_rgb(&root.join(rel)).map_err(|e| e.to_string());
-                        (rel.clone(), img)
-                    })
-                    .collect();
-                if tx.send(decoded).is_err() {
-                    return; // the detector stopped early with an error
-                }
-            }
-        });
-        for batch in rx {
-            for (rel, img) in batch {
-                let found = match img {
-                    Ok(img) => {
-                        let t = Instant::now();
-                        let faces = mtcnn
-                            .detect(&img)
-                            .with_context(|| format!("detecting faces in {}", root.join(&rel).display()))?;
-                        detect_time += t.elapsed();
-                        detected += 1;
-                        let kept = nearest_to_centre(&faces, img.width(), img.height());
-                        if let (Some(dir), Some(font)) = (&args.draw, &font) {
-                            let path = dir.join(&rel).with_extension("png");
-                            facerec_data::image_io::write_png(&path, &draw_faces(img, &faces, kept, font))?;
-                        }
-                        kept.map(|f| LandmarkEntry { landmarks: f.landmarks, score: Some(f.score) }).ok_or(Bad::NoFace)
-                    }
-                    Err(msg) => Err(Bad::Decode(msg)),
-                };
-                match found {
-                    Ok(entry) => entries.push((rel, entry)),
-                    Err(bad) if args.skip_bad => {
-                        tracing::debug!("skipping {}", rel.display());
-                        skipped.push((rel, bad));
-                    }
-                    Err(Bad::NoFace) => {
-                        bail!("{}: no face found (pass --skip-bad to skip such images)", root.join(&rel).display())
-                    }
-                    Err(Bad::Decode(msg)) => bail!("{msg} (pass --skip-bad to skip such images)"),
-                }
-                done += 1;
-                if let Some(span) = &span {
-                    span.pb_inc(1);
-                }
-                if done.is_multiple_of(LOG_EVERY) {
-                    let rate = done as f64 / start.elapsed().as_secs_f64();
-                    tracing::info!("{done}/{total} images, {rate:.1} images/s, {} skipped", skipped.len());
-                }
-            }
-        }
-        Ok(())
-    })?;
+    let pass = Pass { mtcnn: &mtcnn, root: &dataset.root, args: &args, font: font.as_ref(), span: span.as_ref(), start };
+    let found = pass.run(&rels)?;
     drop(span);
 
-    LandmarkFile::write(&args.out, &entries).with_context(|| format!("writing {}", args.out.display()))?;
+    LandmarkFile::write(&args.out, &found.entries).with_context(|| format!("writing {}", args.out.display()))?;
     let elapsed = start.elapsed().as_secs_f64();
     println!(
         "{}: landmarks of {} of {total} images, paths relative to {} ({:.1} ms per image, {:.1} ms of it detection)",
         args.out.display(),
-        entries.len(),
+        found.entries.len(),
         dataset.root.display(),
         1e3 * elapsed / total.max(1) as f64,
-        1e3 * detect_time.as_secs_f64() / detected.max(1) as f64,
+        1e3 * found.detect_time.as_secs_f64() / found.detected.max(1) as f64,
     );
-    if !skipped.is_empty() {
-        let no_face = skipped.iter().filter(|(_, b)| matches!(b, Bad::NoFace)).count();
-        println!("skipped {} images ({no_face} without a face, {} undecodable):", skipped.len(), skipped.len() - no_face);
-        for (rel, bad) in skipped.iter().take(SHOW_SKIPPED) {
-            match bad {
-                Bad::NoFace => println!("  {}: no face found", rel.display()),
-                Bad::Decode(msg) => println!("  {msg}"),
-            }
-        }
-        if skipped.len() > SHOW_SKIPPED {
-            println!("  and {} more", skipped.len() - SHOW_SKIPPED);
-        }
-    }
+    print_skipped(&found.skipped);
     if let Some(other) = &args.compare {
-        compare(&entries, other)?;
+        compare(&found.entries, other)?;
     }
     Ok(())
+}
+
+/// The progress bar of the detection (none when `quiet`).
+fn progress_span(quiet: bool, total: usize) -> Option<tracing::Span> {
+    let span = (!quiet).then(|| tracing::info_span!("detect"))?;
+    span.pb_set_style(
+        &indicatif::ProgressStyle::with_template("{span_name} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} images, eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    span.pb_set_length(total as u64);
+    span.pb_start();
+    Some(span)
+}
+
+/// One pass of the detector over the images: what it runs with.
+struct Pass<'a> {
+    mtcnn: &'a Mtcnn,
+    /// The folder the images' relative paths start from.
+    root: &'a Path,
+    args: &'a DetectArgs,
+    /// For `--draw`.
+    font: Option<&'a FontRef<'a>>,
+    span: Option<&'a tracing::Span>,
+    start: Instant,
+}
+
+/// What a pass found.
+struct Found {
+    entries: Vec<(PathBuf, LandmarkEntry)>,
+    skipped: Vec<(PathBuf, Bad)>,
+    /// Images the networks ran on, and the time they took.
+    detected: usize,
+    detect_time: Duration,
+}
+
+impl Pass<'_> {
+    /// Detects the faces of `rels` in order, failing at the first bad image unless
+    /// `--skip-bad`.
+    fn run(&self, rels: &[PathBuf]) -> anyhow::Result<Found> {
+        let total = rels.len();
+        let mut found = Found { entries: Vec::with_capacity(total), skipped: Vec::new(), detected: 0, detect_time: Duration::ZERO };
+        let mut done = 0usize;
+        // A second thread decodes the next batches (in parallel, on rayon's pool) while this one
+        // runs the networks.
+        let (tx, rx) = mpsc::sync_channel::<Vec<(PathBuf, Result<RgbImage, String>)>>(2);
+        let root = self.root;
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            scope.spawn(move || decode_ahead(root, rels, &tx));
+            for (rel, img) in rx.into_iter().flatten() {
+                let landmarks = match img {
+                    Ok(img) => self.landmarks(&rel, img, &mut found)?,
+                    Err(msg) => Err(Bad::Decode(msg)),
+                };
+                self.record(rel, landmarks, &mut found)?;
+                done += 1;
+                if let Some(span) = self.span {
+                    span.pb_inc(1);
+                }
+                if done.is_multiple_of(LOG_EVERY) {
+                    let rate = done as f64 / self.start.elapsed().as_secs_f64();
+                    tracing::info!("{done}/{total} images, {rate:.1} images/s, {} skipped", found.skipped.len());
+                }
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// The landmarks of the face nearest the centre of `img` (drawn with `--draw`), timed into
+    /// `found`.
+    fn landmarks(&self, rel: &Path, img: RgbImage, found: &mut Found) -> anyhow::Result<Result<LandmarkEntry, Bad>> {
+        let t = Instant::now();
+        let faces = self.mtcnn.detect(&img).with_context(|| format!("detecting faces in {}", self.root.join(rel).display()))?;
+        found.detect_time += t.elapsed();
+        found.detected += 1;
+        let kept = nearest_to_centre(&faces, img.width(), img.height());
+        if let (Some(dir), Some(font)) = (&self.args.draw, self.font) {
+            let path = dir.join(rel).with_extension("png");
+            facerec_data::image_io::write_png(&path, &draw_faces(img, &faces, kept, font))?;
+        }
+        Ok(kept.map(|f| LandmarkEntry { landmarks: f.landmarks, score: Some(f.score) }).ok_or(Bad::NoFace))
+    }
+
+    /// Keeps an image's landmarks, or skips it (`--skip-bad`), or fails.
+    fn record(&self, rel: PathBuf, landmarks: Result<LandmarkEntry, Bad>, found: &mut Found) -> anyhow::Result<()> {
+        match landmarks {
+            Ok(entry) => found.entries.push((rel, entry)),
+            Err(bad) if self.args.skip_bad => {
+                tracing::debug!("skipping {}", rel.display());
+                found.skipped.push((rel, bad));
+            }
+            Err(Bad::NoFace) => {
+                bail!("{}: no face found (pass --skip-bad to skip such images)", self.root.join(&rel).display())
+            }
+            Err(Bad::Decode(msg)) => bail!("{msg} (pass --skip-bad to skip such images)"),
+        }
+        Ok(())
+    }
+}
+
+/// Decodes the images `rels` under `root`, [`DECODE_BATCH`] at a time in parallel, and sends
+/// each batch to `tx` until the receiver stops listening.
+fn decode_ahead(root: &Path, rels: &[PathBuf], tx: &mpsc::SyncSender<Vec<(PathBuf, Result<RgbImage, String>)>>) {
+    for chunk in rels.chunks(DECODE_BATCH) {
+        let decoded = chunk
+            .par_iter()
+            .map(|rel| {
+                let img = facerec_data::image_io::read_rgb(&root.join(rel)).map_err(|e| e.to_string());
+                (rel.clone(), img)
+            })
+            .collect();
+        if tx.send(decoded).is_err() {
+            return; // the detector stopped early with an error
+        }
+    }
+}
+
+/// The count of skipped images by cause, and the first [`SHOW_SKIPPED`] of them.
+fn print_skipped(skipped: &[(PathBuf, Bad)]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let no_face = skipped.iter().filter(|(_, b)| matches!(b, Bad::NoFace)).count();
+    println!("skipped {} images ({no_face} without a face, {} undecodable):", skipped.len(), skipped.len() - no_face);
+    for (rel, bad) in skipped.iter().take(SHOW_SKIPPED) {
+        match bad {
+            Bad::NoFace => println!("  {}: no face found", rel.display()),
+            Bad::Decode(msg) => println!("  {msg}"),
+        }
+    }
+    if skipped.len() > SHOW_SKIPPED {
+        println!("  and {} more", skipped.len() - SHOW_SKIPPED);
+    }
 }
 
 /// `img` with every face drawn: the others in [`OTHER_COLOUR`] first, then `kept` in

@@ -10,12 +10,12 @@ use clap::Args;
 use rayon::prelude::*;
 use tch::{Device, Tensor};
 
-use facerec_data::align::{fit_aligned, hwc_to_chw, Template};
+use facerec_data::align::{fit_aligned, Template};
 use facerec_data::cache::aligned_crop;
 use facerec_data::dataset::{FaceDataset, Sample};
 use facerec_data::image_io::read_rgb;
 use facerec_data::landmarks::{LandmarkFile, OnBad};
-use facerec_data::normalize::normalize_u8;
+use facerec_data::normalize::crops_to_tensor;
 use facerec_detect::mtcnn::Mtcnn;
 use facerec_eval::features::embed_batch;
 use facerec_model::device::DeviceChoice;
@@ -84,6 +84,15 @@ enum Crops {
 }
 
 impl Crops {
+    /// The way `args` ask for: a landmarks file, the images as they are, or MTCNN.
+    fn for_args(args: &EmbedArgs) -> anyhow::Result<Self> {
+        Ok(match (&args.landmarks, args.aligned) {
+            (Some(p), _) => Crops::Landmarks(LandmarkFile::read(p, OnBad::Fail)?),
+            (None, true) => Crops::Aligned,
+            (None, false) => Crops::Detect(Box::new(load_detector(args.weights.as_deref(), Device::Cpu)?)),
+        })
+    }
+
     /// The aligned HWC crops of `chunk`, one result per sample: decoded in parallel, detected
     /// (MTCNN) in order.
     fn of(&self, ds: &FaceDataset, chunk: &[Sample], template: Template) -> Vec<anyhow::Result<Vec<u8>>> {
@@ -106,8 +115,7 @@ impl Crops {
                     .into_iter()
                     .zip(chunk)
                     .map(|(img, s)| {
-                        let path = ds.image_path(s);
-                        detect_and_align(detector, &img?, template, &path)?.ok_or_else(|| anyhow!("{}: no face found", path.display()))
+                        detect_and_align(detector, &img?, template, &ds.image_path(s))
                     })
                     .collect()
             }
@@ -122,26 +130,20 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let model = backbone_file(&args.model);
     let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
-    let shape = loaded.backbone.input_shape();
+    let [_, h, w] = loaded.backbone.input_shape();
     let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
     let ds = select_images(&args.images, args.list.as_deref())?;
-    let crops = match (&args.landmarks, args.aligned) {
-        (Some(p), _) => Crops::Landmarks(LandmarkFile::read(p, OnBad::Fail)?),
-        (None, true) => Crops::Aligned,
-        (None, false) => Crops::Detect(Box::new(load_detector(args.weights.as_deref(), Device::Cpu)?)),
-    };
+    let crops = Crops::for_args(&args)?;
     let bar = Bar::new("embed", ds.len() as u64, quiet);
-    let per = shape.iter().product::<i64>() as usize;
-    let (h, w) = (shape[1] as usize, shape[2] as usize);
     let mut out = Vec::new();
     let mut files: Vec<PathBuf> = Vec::with_capacity(ds.len());
     let mut skipped: Vec<String> = Vec::new();
     for chunk in ds.samples.chunks(args.batch.max(1)) {
-        let mut flat: Vec<f32> = Vec::with_capacity(per * chunk.len());
+        let mut good: Vec<Vec<u8>> = Vec::with_capacity(chunk.len());
         for (s, crop) in chunk.iter().zip(crops.of(&ds, chunk, template)) {
             match crop {
                 Ok(hwc) => {
-                    flat.extend(normalize_u8(&hwc_to_chw(&hwc, h, w)));
+                    good.push(hwc);
                     files.push(s.path.clone());
                 }
                 Err(e) if args.skip_bad => skipped.push(format!("{e:#}")),
@@ -149,10 +151,10 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
             }
         }
         bar.inc(chunk.len() as u64);
-        if flat.is_empty() {
+        if good.is_empty() {
             continue;
         }
-        let x = Tensor::f_from_slice(&flat)?.f_view([(flat.len() / per) as i64, shape[0], shape[1], shape[2]])?;
+        let x = crops_to_tensor(&good, h as usize, w as usize)?; // [batch, 3, h, w]
         let mut emb = embed_batch(loaded.backbone.as_ref(), &x, args.flip, device)?; // [batch, D or 2D]
         if args.normalize {
             let norm = emb.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?; // [batch, 1]

@@ -8,6 +8,7 @@ use clap::Args;
 
 use facerec_data::align::Template;
 use facerec_eval::lfw::{verify_bin, verify_external, LfwEval, LfwEvalConfig, LfwReport};
+use facerec_eval::verification::VerificationReport;
 use facerec_model::device::DeviceChoice;
 use facerec_model::saved::load_backbone;
 use facerec_experiment::{Config, RunDir};
@@ -85,7 +86,6 @@ fn default_lfw(args: &EvalArgs) -> LfwEvalConfig {
 }
 
 pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
-    // Settings: the run's [eval.lfw], else defaults; flags override.
     let run_config = match &args.run {
         Some(run) => {
             let path = RunDir::new(run).config();
@@ -93,25 +93,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut lfw = run_config.as_ref().and_then(|c| c.eval.lfw.clone()).unwrap_or_else(|| default_lfw(&args));
-    if let Some(p) = &args.images {
-        lfw.images = p.clone();
-    }
-    if let Some(p) = &args.landmarks {
-        lfw.landmarks = p.clone();
-    }
-    if let Some(p) = &args.pairs {
-        lfw.pairs = p.clone();
-    }
-    if !args.folds.is_empty() {
-        lfw.folds = args.folds.clone();
-    }
-    if let Some(k) = args.pca {
-        lfw.pca = k;
-    }
-    lfw.flip &= !args.no_flip;
-    lfw.identification |= args.identification;
-
+    let lfw = settings(&args, run_config.as_ref());
     if let Some(features) = &args.features {
         let index_path = args.index.as_ref().context("--features needs --index")?;
         return external(features, index_path, &lfw, args.out.as_deref());
@@ -125,30 +107,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     let loaded = load_backbone(&model_path, device, None).with_context(|| format!("loading {}", model_path.display()))?;
     if let Some(bin) = &args.bin {
         let v = verify_bin(bin, loaded.backbone.as_ref(), device, lfw.flip, lfw.pca, lfw.batch_size)?;
-        println!(
-            "{}: {:.2}% +- {:.2} over {} pairs (insightface protocol: 10 folds of consecutive pairs), AUC {:.4}, EER {:.2}%",
-            bin.display(),
-            100.0 * v.accuracy_mean,
-            100.0 * v.accuracy_std,
-            v.pairs,
-            v.auc,
-            100.0 * v.eer
-        );
-        if let Some(out) = &args.out {
-            let protocol = format!(
-                "insightface .bin {}, {} pairs in {} folds of consecutive pairs; threshold of each fold chosen on the \
-                 other {}; cosine similarity of {}",
-                bin.display(),
-                v.pairs,
-                v.folds.len(),
-                v.folds.len().saturating_sub(1),
-                features_in_words(lfw.flip, lfw.pca)
-            );
-            let report = LfwReport { protocol, flip: Some(lfw.flip), verification: v, identification: None };
-            report.write(out, &run_name(&model_path))?;
-            println!("report: {}", RunDir::new(&out).lfw_report().display());
-        }
-        return Ok(());
+        return report_bin(bin, v, &lfw, args.out.as_deref(), &model_path);
     }
     lfw.validate().map_err(anyhow::Error::msg)?;
     let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
@@ -170,6 +129,58 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     report.write(&out, &run_name(&model_path))?;
     print_report(&report, &out);
     tracing::info!("evaluated in {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The settings: the run's [eval.lfw], else defaults; flags override.
+fn settings(args: &EvalArgs, run_config: Option<&Config>) -> LfwEvalConfig {
+    let mut lfw = run_config.and_then(|c| c.eval.lfw.clone()).unwrap_or_else(|| default_lfw(args));
+    if let Some(p) = &args.images {
+        lfw.images = p.clone();
+    }
+    if let Some(p) = &args.landmarks {
+        lfw.landmarks = p.clone();
+    }
+    if let Some(p) = &args.pairs {
+        lfw.pairs = p.clone();
+    }
+    if !args.folds.is_empty() {
+        lfw.folds = args.folds.clone();
+    }
+    if let Some(k) = args.pca {
+        lfw.pca = k;
+    }
+    lfw.flip &= !args.no_flip;
+    lfw.identification |= args.identification;
+    lfw
+}
+
+/// Prints the verification `v` of the model at `model_path` on the `.bin` at `bin`, and writes
+/// its report into `out` when given.
+fn report_bin(bin: &Path, v: VerificationReport, lfw: &LfwEvalConfig, out: Option<&Path>, model_path: &Path) -> anyhow::Result<()> {
+    println!(
+        "{}: {:.2}% +- {:.2} over {} pairs (insightface protocol: 10 folds of consecutive pairs), AUC {:.4}, EER {:.2}%",
+        bin.display(),
+        100.0 * v.accuracy_mean,
+        100.0 * v.accuracy_std,
+        v.pairs,
+        v.auc,
+        100.0 * v.eer
+    );
+    if let Some(out) = out {
+        let protocol = format!(
+            "insightface .bin {}, {} pairs in {} folds of consecutive pairs; threshold of each fold chosen on the \
+             other {}; cosine similarity of {}",
+            bin.display(),
+            v.pairs,
+            v.folds.len(),
+            v.folds.len().saturating_sub(1),
+            features_in_words(lfw.flip, lfw.pca)
+        );
+        let report = LfwReport { protocol, flip: Some(lfw.flip), verification: v, identification: None };
+        report.write(out, &run_name(model_path))?;
+        println!("report: {}", RunDir::new(&out).lfw_report().display());
+    }
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -59,13 +60,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     if args.command.first().map(String::as_str) == Some("launch") {
         bail!("facerec launch cannot launch itself");
     }
-    let port = match args.master_port {
-        0 => TcpListener::bind((args.master_addr.as_str(), 0))
-            .and_then(|l| l.local_addr())
-            .with_context(|| format!("finding a free port on {}", args.master_addr))?
-            .port(),
-        p => p,
-    };
+    let port = master_port(&args)?;
     let exe = std::env::current_exe().context("finding the facerec binary")?;
     // Like torchrun: without OMP_NUM_THREADS, share the cores instead of giving each process
     // all of them (a config's `threads` still overrides this).
@@ -80,39 +75,46 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
     }
 
+    let (children, forwarders) = start_ranks(&args, &exe, port, threads)?;
+    let mut ranks = Ranks { statuses: vec![None; children.len()], children, failure: None, interrupted: false };
+    ranks.supervise(&stop)?;
+    for f in forwarders {
+        let _ = f.join();
+    }
+    let any_interrupted = ranks.statuses.iter().flatten().any(|&s| stopped_by_interrupt(s, ranks.interrupted));
+    match ranks.failure {
+        Some((rank, status)) => bail!("rank {rank} of {} {}; the other ranks were stopped", args.nproc, describe(status)),
+        None if any_interrupted => {
+            eprintln!("[launch] all {} ranks stopped after the interrupt", args.nproc);
+            Err(Interrupted.into())
+        }
+        None => Ok(()),
+    }
+}
+
+/// `--master-port`, or with 0 a port that is free now.
+fn master_port(args: &LaunchArgs) -> anyhow::Result<u16> {
+    Ok(match args.master_port {
+        0 => TcpListener::bind((args.master_addr.as_str(), 0))
+            .and_then(|l| l.local_addr())
+            .with_context(|| format!("finding a free port on {}", args.master_addr))?
+            .port(),
+        p => p,
+    })
+}
+
+/// Starts every rank, with its output forwarded (the threads that do it returned with the
+/// children); if one fails to start, stops those already started.
+fn start_ranks(
+    args: &LaunchArgs,
+    exe: &Path,
+    port: u16,
+    threads: Option<usize>,
+) -> anyhow::Result<(Vec<Child>, Vec<std::thread::JoinHandle<()>>)> {
     let mut children: Vec<Child> = Vec::with_capacity(args.nproc);
     let mut forwarders = Vec::new();
     for rank in 0..args.nproc {
-        let mut cmd = Command::new(&exe);
-        cmd.args(&args.command)
-            .env("RANK", rank.to_string())
-            .env("WORLD_SIZE", args.nproc.to_string())
-            .env("LOCAL_RANK", rank.to_string())
-            .env("LOCAL_WORLD_SIZE", args.nproc.to_string())
-            .env("MASTER_ADDR", &args.master_addr)
-            .env("MASTER_PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(t) = args.timeout {
-            cmd.env("FACEREC_DIST_TIMEOUT", t.to_string());
-        }
-        if let Some(n) = threads {
-            cmd.env("OMP_NUM_THREADS", n.to_string());
-        }
-        cmd.process_group(0);
-        #[cfg(target_os = "linux")]
-        // SAFETY: the closure runs in the child between fork and exec and only calls `prctl`,
-        // which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = match cmd.spawn() {
+        let mut child = match rank_command(args, exe, rank, port, threads).spawn() {
             Ok(c) => c,
             Err(e) => {
                 stop_all(&mut children);
@@ -129,45 +131,90 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
         }
         children.push(child);
     }
+    Ok((children, forwarders))
+}
 
-    let mut statuses: Vec<Option<ExitStatus>> = vec![None; children.len()];
-    let mut failure: Option<(usize, ExitStatus)> = None;
-    let mut interrupted = false;
-    while statuses.iter().any(Option::is_none) {
-        if stop.swap(false, Ordering::SeqCst) {
-            interrupted = true;
-            eprintln!("[launch] interrupted: asking every rank to checkpoint and stop");
-            signal_all(&children, &statuses, libc::SIGINT);
-        }
-        for rank in 0..children.len() {
-            if statuses[rank].is_some() {
-                continue;
+/// The command of rank `rank`: torchrun's variables, piped output, a process group of its own,
+/// and SIGTERM when the launcher dies.
+fn rank_command(args: &LaunchArgs, exe: &Path, rank: usize, port: u16, threads: Option<usize>) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args(&args.command)
+        .env("RANK", rank.to_string())
+        .env("WORLD_SIZE", args.nproc.to_string())
+        .env("LOCAL_RANK", rank.to_string())
+        .env("LOCAL_WORLD_SIZE", args.nproc.to_string())
+        .env("MASTER_ADDR", &args.master_addr)
+        .env("MASTER_PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(t) = args.timeout {
+        cmd.env("FACEREC_DIST_TIMEOUT", t.to_string());
+    }
+    if let Some(n) = threads {
+        cmd.env("OMP_NUM_THREADS", n.to_string());
+    }
+    cmd.process_group(0);
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs in the child between fork and exec and only calls `prctl`,
+    // which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-            if let Some(status) = children[rank].try_wait().with_context(|| format!("waiting for rank {rank}"))? {
-                statuses[rank] = Some(status);
-                if !status.success() && !stopped_by_interrupt(status, interrupted) && failure.is_none() {
-                    failure = Some((rank, status));
-                    eprintln!("[launch] rank {rank} {}; stopping the other ranks", describe(status));
-                    signal_all(&children, &statuses, libc::SIGTERM);
-                    let deadline = Instant::now() + GRACE;
-                    wait_until(&mut children, &mut statuses, deadline);
-                    signal_all(&children, &statuses, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// The running ranks and how they ended.
+struct Ranks {
+    children: Vec<Child>,
+    /// Each rank's exit status, once it has one.
+    statuses: Vec<Option<ExitStatus>>,
+    /// The first rank that failed.
+    failure: Option<(usize, ExitStatus)>,
+    /// Whether Ctrl-C was passed on.
+    interrupted: bool,
+}
+
+impl Ranks {
+    /// Waits for every rank, passing Ctrl-C (`stop`) on to all of them, and stopping the others
+    /// when one fails.
+    fn supervise(&mut self, stop: &AtomicBool) -> anyhow::Result<()> {
+        while self.statuses.iter().any(Option::is_none) {
+            if stop.swap(false, Ordering::SeqCst) {
+                self.interrupted = true;
+                eprintln!("[launch] interrupted: asking every rank to checkpoint and stop");
+                signal_all(&self.children, &self.statuses, libc::SIGINT);
+            }
+            for rank in 0..self.children.len() {
+                if self.statuses[rank].is_some() {
+                    continue;
+                }
+                if let Some(status) = self.children[rank].try_wait().with_context(|| format!("waiting for rank {rank}"))? {
+                    self.ended(rank, status);
                 }
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
     }
-    for f in forwarders {
-        let _ = f.join();
-    }
-    let any_interrupted = statuses.iter().flatten().any(|&s| stopped_by_interrupt(s, interrupted));
-    match failure {
-        Some((rank, status)) => bail!("rank {rank} of {} {}; the other ranks were stopped", args.nproc, describe(status)),
-        None if any_interrupted => {
-            eprintln!("[launch] all {} ranks stopped after the interrupt", args.nproc);
-            Err(Interrupted.into())
+
+    /// Records that `rank` ended; the first to fail stops the others (SIGTERM, then SIGKILL
+    /// after [`GRACE`]).
+    fn ended(&mut self, rank: usize, status: ExitStatus) {
+        self.statuses[rank] = Some(status);
+        if !status.success() && !stopped_by_interrupt(status, self.interrupted) && self.failure.is_none() {
+            self.failure = Some((rank, status));
+            eprintln!("[launch] rank {rank} {}; stopping the other ranks", describe(status));
+            signal_all(&self.children, &self.statuses, libc::SIGTERM);
+            let deadline = Instant::now() + GRACE;
+            wait_until(&mut self.children, &mut self.statuses, deadline);
+            signal_all(&self.children, &self.statuses, libc::SIGKILL);
         }
-        None => Ok(()),
     }
 }
 

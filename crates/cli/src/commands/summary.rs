@@ -118,9 +118,9 @@ struct FaceRow {
     accuracy_std: f64,
 }
 
-fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
-    let mut rows = Vec::new();
-    for dir in runs {
+impl FaceRow {
+    /// The row of the run in `dir`, from its `lfw_report.json` and `config.toml`.
+    fn read(dir: &Path) -> anyhow::Result<FaceRow> {
         let run = RunDir::new(dir);
         let report = read_json(&run.lfw_report())?;
         let config_path = run.config();
@@ -135,7 +135,7 @@ fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
             .and_then(|a| a.iter().find(|t| (num(&t["far"]) - 1e-3).abs() < 1e-9 && t["resolved"].as_bool() != Some(false)))
             .map(|t| num(&t["tar"]))
             .unwrap_or(f64::NAN);
-        rows.push(FaceRow {
+        Ok(FaceRow {
             name: run_name(dir),
             key: toml::to_string(&keyed).with_context(|| format!("{}: serialising the config", config_path.display()))?,
             lambda: config.loss.setting("lambda").and_then(toml::Value::as_float).unwrap_or(f64::NAN),
@@ -148,57 +148,68 @@ fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
                 100.0 * num(&report["identification"]["rank1"]),
             ],
             accuracy_std: 100.0 * num(&v["accuracy_std"]),
-        });
-    }
-    let header = ["run", "lambda", "alpha", "seed", "LFW acc %", "AUC %", "TAR@FAR=1e-3 %", "rank-1 %"];
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.name.clone(),
-                format!("{}", r.lambda),
-                format!("{}", r.alpha),
-                r.seed.to_string(),
-                format!("{:.2} ± {:.2}", r.values[0], r.accuracy_std),
-                format!("{:.2}", r.values[1]),
-                format!("{:.2}", r.values[2]),
-                format!("{:.2}", r.values[3]),
-            ]
         })
-        .collect();
-    print_table(&header, &table);
+    }
+
+    /// The row's cells under [`FACE_HEADER`].
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            format!("{}", self.lambda),
+            format!("{}", self.alpha),
+            self.seed.to_string(),
+            format!("{:.2} ± {:.2}", self.values[0], self.accuracy_std),
+            format!("{:.2}", self.values[1]),
+            format!("{:.2}", self.values[2]),
+            format!("{:.2}", self.values[3]),
+        ]
+    }
+}
+
+/// The columns of both face tables.
+const FACE_HEADER: [&str; 8] = ["run", "lambda", "alpha", "seed", "LFW acc %", "AUC %", "TAR@FAR=1e-3 %", "rank-1 %"];
+
+fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
+    let rows = runs.iter().map(|dir| FaceRow::read(dir)).collect::<anyhow::Result<Vec<_>>>()?;
+    print_table(&FACE_HEADER, &rows.iter().map(FaceRow::cells).collect::<Vec<_>>());
 
     // Settings run with several seeds: mean ± sample standard deviation over the seeds.
+    let multi: Vec<_> = seed_groups(&rows).into_iter().filter(|g| g.len() > 1).collect();
+    if multi.is_empty() {
+        return Ok(());
+    }
+    println!("\nover seeds (mean ± sample std; the fold std of each run is in the table above):");
+    print_table(&FACE_HEADER, &multi.iter().map(|g| seed_cells(g)).collect::<Vec<_>>());
+    Ok(())
+}
+
+/// The rows grouped by setting (their config without the seed), in the order of each
+/// setting's first row.
+fn seed_groups(rows: &[FaceRow]) -> Vec<Vec<&FaceRow>> {
     let mut groups: Vec<(&str, Vec<&FaceRow>)> = Vec::new();
-    for r in &rows {
+    for r in rows {
         match groups.iter_mut().find(|(k, _)| *k == r.key) {
             Some((_, g)) => g.push(r),
             None => groups.push((&r.key, vec![r])),
         }
     }
-    let multi: Vec<_> = groups.into_iter().filter(|(_, g)| g.len() > 1).collect();
-    if multi.is_empty() {
-        return Ok(());
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The cells of a setting run with several seeds: its name without the seed, and the mean ±
+/// sample standard deviation of each number.
+fn seed_cells(group: &[&FaceRow]) -> Vec<String> {
+    let mut cells = vec![
+        group[0].name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_').trim_end_matches("_seed").to_owned(),
+        format!("{}", group[0].lambda),
+        format!("{}", group[0].alpha),
+        format!("{} seeds", group.len()),
+    ];
+    for i in 0..4 {
+        let (m, s) = mean_std(group.iter().map(|r| r.values[i]));
+        cells.push(format!("{m:.2} ± {s:.2}"));
     }
-    println!("\nover seeds (mean ± sample std; the fold std of each run is in the table above):");
-    let table: Vec<Vec<String>> = multi
-        .iter()
-        .map(|(_, g)| {
-            let mut cells = vec![
-                g[0].name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_').trim_end_matches("_seed").to_owned(),
-                format!("{}", g[0].lambda),
-                format!("{}", g[0].alpha),
-                format!("{} seeds", g.len()),
-            ];
-            for i in 0..4 {
-                let (m, s) = mean_std(g.iter().map(|r| r.values[i]));
-                cells.push(format!("{m:.2} ± {s:.2}"));
-            }
-            cells
-        })
-        .collect();
-    print_table(&header, &table);
-    Ok(())
+    cells
 }
 
 fn mean_std(values: impl Iterator<Item = f64>) -> (f64, f64) {
