@@ -12,6 +12,7 @@ pub struct IdentificationReport {
     pub identities: usize,
     pub gallery: usize,
     pub probes: usize,
+    #[serde(deserialize_with = "crate::verification::nan::f64")]
     pub rank1: f64,
     /// `cmc[k]`: fraction of probes whose identity is within the top `k + 1`.
     pub cmc: Vec<f64>,

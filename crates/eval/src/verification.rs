@@ -43,7 +43,9 @@ pub struct RocPoint {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TarAtFar {
     pub far: f64,
+    #[serde(deserialize_with = "nan::f64")]
     pub tar: f64,
+    #[serde(deserialize_with = "nan::f64")]
     pub threshold: f64,
     /// Whether the different-person pairs can measure this FAR (`far >= 1/n`); when not, `tar`
     /// and `threshold` are those of FAR 0 (no different-person pair accepted). Reports written
@@ -56,6 +58,20 @@ fn resolved_before() -> bool {
     true
 }
 
+/// JSON has no NaN: serde_json writes it as `null`, and these read `null` back as NaN, so that a
+/// report with an undefined number (the std of one fold, say) reads back as it was.
+pub(crate) mod nan {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    pub fn vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Ok(Vec::<Option<f64>>::deserialize(d)?.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+}
+
 /// Everything verification measures (`roc` and the scores are not written to reports).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerificationReport {
@@ -63,11 +79,17 @@ pub struct VerificationReport {
     pub folds: Vec<usize>,
     pub pairs: usize,
     pub pca: usize,
+    #[serde(deserialize_with = "nan::vec")]
     pub fold_accuracy: Vec<f64>,
+    #[serde(deserialize_with = "nan::vec")]
     pub fold_threshold: Vec<f64>,
+    #[serde(deserialize_with = "nan::f64")]
     pub accuracy_mean: f64,
+    #[serde(deserialize_with = "nan::f64")]
     pub accuracy_std: f64,
+    #[serde(deserialize_with = "nan::f64")]
     pub auc: f64,
+    #[serde(deserialize_with = "nan::f64")]
     pub eer: f64,
     /// Different-person pairs: the ROC's FAR moves in steps of `1 / negative_pairs`.
     #[serde(default)]
@@ -409,6 +431,38 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_with_undefined_numbers_reads_back_as_written() {
+        // One fold's std, and a TAR at a FAR no pair resolves, are NaN: JSON null on disk.
+        let tar = TarAtFar { far: 1e-3, tar: f64::NAN, threshold: 0.5, resolved: false };
+        let report = VerificationReport {
+            folds: vec![1],
+            pairs: 2,
+            pca: 0,
+            fold_accuracy: vec![1.0, f64::NAN],
+            fold_threshold: vec![f64::NAN],
+            accuracy_mean: 1.0,
+            accuracy_std: f64::NAN,
+            auc: 1.0,
+            eer: 0.0,
+            negative_pairs: 1,
+            smallest_far: 1.0,
+            tar_at_far: vec![tar],
+            roc: Vec::new(),
+            same_scores: Vec::new(),
+            diff_scores: Vec::new(),
+        };
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(json.contains("\"accuracy_std\":null"), "{json}");
+        let back: VerificationReport = serde_json::from_str(&json).unwrap();
+        assert!(back.accuracy_std.is_nan() && back.fold_threshold[0].is_nan() && back.tar_at_far[0].tar.is_nan());
+        assert_eq!((back.fold_accuracy[0], back.accuracy_mean, back.tar_at_far[0].threshold), (1.0, 1.0, 0.5));
+        assert!(!back.tar_at_far[0].resolved);
+        // A report from before `resolved` existed reads as resolved.
+        let old = json.replace(",\"resolved\":false", "");
+        assert!(serde_json::from_str::<VerificationReport>(&old).unwrap().tar_at_far[0].resolved);
+    }
 
     #[test]
     fn threshold_and_accuracy_by_hand() {

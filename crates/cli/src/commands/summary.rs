@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use facerec_eval::lfw::LfwReport;
 use facerec_experiment::report::{self, Diverged, MnistRunReport};
 use facerec_experiment::{Config, RunDir};
 use facerec_train::checkpoint;
-use serde_json::Value;
 
 #[derive(Debug, Args)]
 pub struct SummaryArgs {
@@ -73,16 +73,6 @@ fn unfinished_status(dir: &Path) -> anyhow::Result<String> {
     })
 }
 
-fn read_json(path: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: no report (did `facerec train` finish for this run?)", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))
-}
-
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(f64::NAN)
-}
-
 fn run_name(dir: &Path) -> String {
     dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
@@ -122,19 +112,14 @@ impl FaceRow {
     /// The row of the run in `dir`, from its `lfw_report.json` and `config.toml`.
     fn read(dir: &Path) -> anyhow::Result<FaceRow> {
         let run = RunDir::new(dir);
-        let report = read_json(&run.lfw_report())?;
+        let report: LfwReport =
+            report::read_json(&run.lfw_report())?.with_context(|| format!("{}: no report", run.lfw_report().display()))?;
         let config_path = run.config();
         let config = Config::load(&config_path, &[])?;
         let mut keyed = config.clone();
         keyed.seed = 0;
         keyed.description.clear();
-        let v = &report["verification"];
-        let tar = v["tar_at_far"]
-            .as_array()
-            // Reports before `resolved` existed count as resolved.
-            .and_then(|a| a.iter().find(|t| (num(&t["far"]) - 1e-3).abs() < 1e-9 && t["resolved"].as_bool() != Some(false)))
-            .map(|t| num(&t["tar"]))
-            .unwrap_or(f64::NAN);
+        let v = &report.verification;
         Ok(FaceRow {
             name: run_name(dir),
             key: toml::to_string(&keyed).with_context(|| format!("{}: serialising the config", config_path.display()))?,
@@ -142,12 +127,12 @@ impl FaceRow {
             alpha: config.loss.setting("alpha").and_then(toml::Value::as_float).unwrap_or(f64::NAN),
             seed: config.seed,
             values: [
-                100.0 * num(&v["accuracy_mean"]),
-                100.0 * num(&v["auc"]),
-                100.0 * tar,
-                100.0 * num(&report["identification"]["rank1"]),
+                100.0 * v.accuracy_mean,
+                100.0 * v.auc,
+                100.0 * v.resolved_tar(1e-3).unwrap_or(f64::NAN),
+                100.0 * report.identification.as_ref().map_or(f64::NAN, |i| i.rank1),
             ],
-            accuracy_std: 100.0 * num(&v["accuracy_std"]),
+            accuracy_std: 100.0 * v.accuracy_std,
         })
     }
 
