@@ -211,7 +211,7 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
     // The last evaluation has every set's metrics; a .bin set's accuracy is what `facerec eval
     // --bin` finds for the trained model.
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl"))?;
-    let last: serde_json::Value = serde_json::from_str(metrics.lines().filter(|l| l.contains("\"eval\"")).last().ok_or("no eval record")?)?;
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().rfind(|l| l.contains("\"eval\"")).ok_or("no eval record")?)?;
     for key in ["lfw_accuracy", "b112_accuracy", "b112_auc", "b96_accuracy", "b96_accuracy_std"] {
         assert!(last[key].is_number(), "{key} missing from {last}");
     }

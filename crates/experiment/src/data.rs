@@ -193,7 +193,7 @@ impl DataConfig {
                     if !ex.pairs.is_file() {
                         return Err(format!("data.exclude_pairs.pairs: {} does not exist", ex.pairs.display()));
                     }
-                    if ex.folds.is_empty() || ex.folds.iter().any(|&k| k == 0) {
+                    if ex.folds.is_empty() || ex.folds.contains(&0) {
                         return Err("data.exclude_pairs.folds: give 1-based fold numbers, e.g. [1, 2, 3, 4, 5]".into());
                     }
                 }

@@ -397,7 +397,7 @@ impl Trainer {
         }
         // The run ends evaluated and saved at its last step, whatever the period.
         if run.evaluations != Every::Never && run.evaluated_at != Some(self.state.step) {
-            self.evaluate(evaluator.as_deref_mut(), observer)?;
+            self.evaluate(evaluator, observer)?;
         }
         if run.saved_at != Some(self.state.step) {
             run.last_checkpoint = Some(self.save_checkpoint()?);

@@ -179,7 +179,7 @@ fn report_bin(bin: &Path, v: VerificationReport, lfw: &LfwEvalConfig, out: Optio
         );
         let report = LfwReport { protocol, flip: Some(lfw.flip), verification: v, identification: None };
         report.write(out, &run_name(model_path))?;
-        println!("report: {}", RunDir::new(&out).lfw_report().display());
+        println!("report: {}", RunDir::new(out).lfw_report().display());
     }
     Ok(())
 }
@@ -267,7 +267,7 @@ fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig, out: Option
         let report = LfwReport { protocol, flip: None, verification: v, identification: None };
         let name = features.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         report.write(out, &name)?;
-        println!("report: {}", RunDir::new(&out).lfw_report().display());
+        println!("report: {}", RunDir::new(out).lfw_report().display());
     }
     Ok(())
 }
@@ -285,5 +285,5 @@ fn print_report(report: &LfwReport, out: &Path) {
         println!("identification: rank-1 {:.2}%, rank-5 {:.2}%, rank-10 {:.2}% ({} gallery, {} probes)",
             100.0 * i.rank1, 100.0 * i.cmc[4], 100.0 * i.cmc[9], i.gallery, i.probes);
     }
-    println!("report: {}", RunDir::new(&out).lfw_report().display());
+    println!("report: {}", RunDir::new(out).lfw_report().display());
 }
