@@ -328,45 +328,66 @@ impl LfwEval {
 /// `verification.py` does, 10 folds of consecutive pairs. A 112x96 model scores a 112x112 set
 /// on columns 8..104 of its crops (see `facerec_data::align::fit_aligned`).
 pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bool, pca: usize, batch: usize) -> Result<VerificationReport> {
-    let bin = facerec_data::insightface::EvalBin::read(path)?;
-    let shape = backbone.input_shape();
-    let mut hwc_crops = Vec::with_capacity(bin.images.len());
-    for (i, bytes) in bin.images.iter().enumerate() {
-        let img = facerec_data::image_io::decode_rgb(bytes, &path.join(format!("#{i}")))?;
-        // A 112x112 (insightface) crop holds the 112x96 (caffe-face) one.
-        let Some(hwc) = facerec_data::align::fit_aligned(&img, shape[1] as u32, shape[2] as u32) else {
-            return Err(EvalError::Input {
-                path: path.to_path_buf(),
-                msg: format!(
-                    "image {i} is {}x{}, the model takes {}x{} crops: a 112x112 set (facerec convert's \
-                     default template, insightface's) serves 112x112 and 112x96 models; a 112x96 set \
-                     (--template caffe-face) serves 112x96 models only, so make this one again with \
-                     `facerec convert ... --to-bin` without --template caffe-face",
-                    img.height(),
-                    img.width(),
-                    shape[1],
-                    shape[2]
-                ),
-            });
-        };
-        hwc_crops.push(hwc);
+    BinSet::load(path, backbone.input_shape())?.verify(backbone, device, flip, pca, batch)
+}
+
+/// An insightface `.bin` set read and decoded once into the crops a backbone of one input
+/// shape takes, for scoring it again and again (the periodic evaluation during training).
+pub struct BinSet {
+    /// `H x W x 3` crops, two per pair.
+    crops: Vec<Vec<u8>>,
+    issame: Vec<bool>,
+    /// `[C, H, W]` of the crops.
+    shape: [i64; 3],
+}
+
+impl BinSet {
+    /// Reads `path` and decodes its images to crops of `shape` (see [`verify_bin`]).
+    pub fn load(path: &Path, shape: [i64; 3]) -> Result<Self> {
+        let bin = facerec_data::insightface::EvalBin::read(path)?;
+        let mut crops = Vec::with_capacity(bin.images.len());
+        for (i, bytes) in bin.images.iter().enumerate() {
+            let img = facerec_data::image_io::decode_rgb(bytes, &path.join(format!("#{i}")))?;
+            // A 112x112 (insightface) crop holds the 112x96 (caffe-face) one.
+            let Some(hwc) = facerec_data::align::fit_aligned(&img, shape[1] as u32, shape[2] as u32) else {
+                return Err(EvalError::Input {
+                    path: path.to_path_buf(),
+                    msg: format!(
+                        "image {i} is {}x{}, the model takes {}x{} crops: a 112x112 set (facerec convert's \
+                         default template, insightface's) serves 112x112 and 112x96 models; a 112x96 set \
+                         (--template caffe-face) serves 112x96 models only, so make this one again with \
+                         `facerec convert ... --to-bin` without --template caffe-face",
+                        img.height(),
+                        img.width(),
+                        shape[1],
+                        shape[2]
+                    ),
+                });
+            };
+            crops.push(hwc);
+        }
+        Ok(BinSet { crops, issame: bin.issame, shape })
     }
-    let n = bin.images.len();
-    let rows: Vec<usize> = (0..n).collect();
-    let crops = |chunk: &[usize]| {
-        let chunk: Vec<&[u8]> = chunk.iter().map(|&i| hwc_crops[i].as_slice()).collect();
-        Ok(crops_to_tensor(&chunk, shape[1] as usize, shape[2] as usize)?)
-    };
-    let feats = embed_rows(backbone, &rows, batch, flip, device, crops, &|_| {})?;
-    let per_fold = (bin.issame.len() / 10).max(1);
-    let pairs: Vec<PairRef> = bin
-        .issame
-        .iter()
-        .enumerate()
-        .map(|(i, &same)| PairRef { a: 2 * i, b: 2 * i + 1, same, fold: (i / per_fold).min(9) })
-        .collect();
-    let folds: Vec<usize> = (0..10).filter(|f| pairs.iter().any(|p| p.fold == *f)).collect();
-    verify(&feats, &pairs, &folds, pca)
+
+    /// Verification of `backbone` (of the input shape the set was loaded for) on the set.
+    pub fn verify(&self, backbone: &dyn Backbone, device: Device, flip: bool, pca: usize, batch: usize) -> Result<VerificationReport> {
+        let [_, h, w] = self.shape;
+        let rows: Vec<usize> = (0..self.crops.len()).collect();
+        let crops = |chunk: &[usize]| {
+            let chunk: Vec<&[u8]> = chunk.iter().map(|&i| self.crops[i].as_slice()).collect();
+            Ok(crops_to_tensor(&chunk, h as usize, w as usize)?)
+        };
+        let feats = embed_rows(backbone, &rows, batch, flip, device, crops, &|_| {})?;
+        let per_fold = (self.issame.len() / 10).max(1);
+        let pairs: Vec<PairRef> = self
+            .issame
+            .iter()
+            .enumerate()
+            .map(|(i, &same)| PairRef { a: 2 * i, b: 2 * i + 1, same, fold: (i / per_fold).min(9) })
+            .collect();
+        let folds: Vec<usize> = (0..10).filter(|f| pairs.iter().any(|p| p.fold == *f)).collect();
+        verify(&feats, &pairs, &folds, pca)
+    }
 }
 
 /// Verification of features computed elsewhere: `features` `[N, D]` whose row `i` belongs to

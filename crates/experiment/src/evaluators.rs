@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use facerec_data::align::Template;
-use facerec_eval::lfw::{verify_bin, LfwEval};
+use facerec_eval::lfw::{BinSet, LfwEval};
 use facerec_eval::mnist::MnistEval;
 use facerec_train::{Evaluator, ModelParts, TrainError};
 
@@ -63,7 +63,8 @@ impl BinEvalConfig {
 pub enum Evaluation {
     Mnist(MnistEval),
     Lfw(Box<LfwEval>),
-    Bin(BinEvalConfig),
+    /// A `.bin` set, decoded once when the run starts.
+    Bin(BinEvalConfig, BinSet),
 }
 
 impl Evaluation {
@@ -71,8 +72,8 @@ impl Evaluation {
         match self {
             Evaluation::Mnist(e) => e.evaluate(model.backbone, model.loss, model.device),
             Evaluation::Lfw(e) => e.evaluate(model.backbone, model.device),
-            Evaluation::Bin(b) => {
-                let r = verify_bin(&b.path, model.backbone, model.device, b.flip, b.pca, b.batch_size)?;
+            Evaluation::Bin(b, set) => {
+                let r = set.verify(model.backbone, model.device, b.flip, b.pca, b.batch_size)?;
                 Ok(vec![
                     (format!("{}_accuracy", b.name), r.accuracy_mean),
                     (format!("{}_accuracy_std", b.name), r.accuracy_std),
@@ -102,7 +103,10 @@ impl Evaluators {
                         .map_err(|msg| ExperimentError::Config { path: lfw.pairs.clone(), msg })?;
                     list.push(Evaluation::Lfw(Box::new(LfwEval::new(lfw, template, progress)?)));
                 }
-                list.extend(config.eval.bin.iter().cloned().map(Evaluation::Bin));
+                for b in &config.eval.bin {
+                    let set = BinSet::load(&b.path, config.model.backbone.input_shape())?;
+                    list.push(Evaluation::Bin(b.clone(), set));
+                }
             }
         }
         Ok(Evaluators { list })

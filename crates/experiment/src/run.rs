@@ -238,10 +238,11 @@ fn report(
     let r = mnist.run(parts.backbone, parts.loss, parts.device)?;
     let setting = |key: &str| config.loss.setting(key).and_then(toml::Value::as_float);
     let (lambda, alpha) = (setting("lambda"), setting("alpha"));
+    // Center loss names its classification loss `head`; the other losses are their own.
+    let head = config.loss.setting("head").and_then(|h| h.get("name")).and_then(toml::Value::as_str).unwrap_or(config.loss.name());
     let title = match (lambda, alpha) {
-        (Some(lambda), Some(alpha)) if lambda > 0.0 => format!("softmax + center loss (lambda {lambda}, alpha {alpha}): test features"),
-        _ if config.loss.name() == "center" || config.loss.name() == "softmax" => "softmax loss: test features".to_owned(),
-        _ => format!("{} loss: test features", config.loss.name()),
+        (Some(lambda), Some(alpha)) if lambda > 0.0 => format!("{head} + center loss (lambda {lambda}, alpha {alpha}): test features"),
+        _ => format!("{head} loss: test features"),
     };
     let png = run.features_png();
     r.write_scatter(&png, &title, parts.loss.centers())?;

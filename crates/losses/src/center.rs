@@ -112,21 +112,21 @@ impl LossSpec for JointCenterConfig {
         let head = self.head.build(p, feature_dim, num_classes)?;
         let settings = CenterLossConfig { lambda: self.lambda, alpha: self.alpha };
         let center = if self.lambda > 0.0 { Some(CenterLoss::new(&(p / "center"), num_classes, feature_dim, settings)?) } else { None };
-        Ok(Box::new(SoftmaxCenterLoss { head, center, normalized: self.normalized }))
+        Ok(Box::new(JointCenterLoss { head, center, normalized: self.normalized }))
     }
 }
 
 /// `L = L_S + lambda * L_C` (Wen et al. Eq. 5): the head's loss and, with `lambda > 0`, the
 /// center table with its Eq. 4 update after each step.
 #[derive(Debug)]
-pub struct SoftmaxCenterLoss {
+pub struct JointCenterLoss {
     head: Box<dyn Loss>,
     center: Option<CenterLoss>,
     /// The center term on L2-normalised features.
     normalized: bool,
 }
 
-impl SoftmaxCenterLoss {
+impl JointCenterLoss {
     /// The features the center term sees.
     fn center_features(&self, features: &Tensor) -> Result<Tensor> {
         if self.normalized {
@@ -137,7 +137,7 @@ impl SoftmaxCenterLoss {
     }
 }
 
-impl Loss for SoftmaxCenterLoss {
+impl Loss for JointCenterLoss {
     fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
         let mut out = self.head.forward(features, labels)?;
         let center_loss = match &self.center {

@@ -11,7 +11,7 @@ pub mod loss;
 pub mod margin;
 pub mod softmax;
 
-pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput, JointCenterConfig, SoftmaxCenterLoss};
+pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput, JointCenterConfig, JointCenterLoss};
 pub use error::{LossError, Result};
 pub use loss::{loss_names, register_loss, Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks};
 pub use softmax::{SoftmaxConfig, SoftmaxLoss, SoftmaxOutput};

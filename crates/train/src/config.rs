@@ -128,6 +128,13 @@ fn default_keep() -> usize {
     3
 }
 
+impl CheckpointConfig {
+    /// When checkpoints are written: `every_steps`, or each epoch's end for 0.
+    pub fn every(&self) -> Every {
+        Every::from_steps(self.every_steps)
+    }
+}
+
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig { every_steps: 0, keep: default_keep() }

@@ -100,8 +100,6 @@ struct FitRun {
     schedule: MultiStep,
     loader: LoaderConfig,
     log_every: usize,
-    evaluations: Every,
-    checkpoints: Every,
     evaluated_at: Option<usize>,
     saved_at: Option<usize>,
     last_checkpoint: Option<PathBuf>,
@@ -396,7 +394,7 @@ impl Trainer {
             }
         }
         // The run ends evaluated and saved at its last step, whatever the period.
-        if run.evaluations != Every::Never && run.evaluated_at != Some(self.state.step) {
+        if self.config.evaluate != Every::Never && run.evaluated_at != Some(self.state.step) {
             self.evaluate(evaluator, observer)?;
         }
         if run.saved_at != Some(self.state.step) {
@@ -457,8 +455,6 @@ impl Trainer {
             schedule,
             loader,
             log_every: self.config.log.interval(total),
-            evaluations: self.config.evaluate,
-            checkpoints: Every::from_steps(self.config.checkpoint.every_steps),
             evaluated_at: None,
             saved_at: None,
             last_checkpoint: None,
@@ -476,11 +472,11 @@ impl Trainer {
             let announce = step % (run.log_every * 25) == 0 || step == run.total;
             self.log_step(stats, announce)?;
         }
-        if run.evaluations.after_step(step) {
+        if self.config.evaluate.after_step(step) {
             self.evaluate(evaluator, observer)?;
             run.evaluated_at = Some(step);
         }
-        if run.checkpoints.after_step(step) {
+        if self.config.checkpoint.every().after_step(step) {
             run.last_checkpoint = Some(self.save_checkpoint()?);
             run.saved_at = Some(step);
         }
@@ -499,7 +495,7 @@ impl Trainer {
     /// The end of an epoch: its evaluation (when evaluating per epoch), its line of
     /// `metrics.jsonl`, the next epoch's counters, and its checkpoint (when saving per epoch).
     fn end_epoch(&mut self, run: &mut FitRun, evaluator: Option<&mut (dyn Evaluator + '_)>, observer: &mut dyn Observer) -> Result<()> {
-        if run.evaluations == Every::Epoch && run.evaluated_at != Some(self.state.step) {
+        if self.config.evaluate == Every::Epoch && run.evaluated_at != Some(self.state.step) {
             self.evaluate(evaluator, observer)?;
             run.evaluated_at = Some(self.state.step);
         }
@@ -509,7 +505,7 @@ impl Trainer {
         self.state.epoch_loss_sum = 0.0;
         self.state.epoch_correct = 0.0;
         self.state.epoch_seen = 0.0;
-        if run.checkpoints == Every::Epoch {
+        if self.config.checkpoint.every() == Every::Epoch {
             run.last_checkpoint = Some(self.save_checkpoint()?);
             run.saved_at = Some(self.state.step);
         }
