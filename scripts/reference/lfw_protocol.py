@@ -8,6 +8,9 @@ the folds to use, for each fold k of those:
   - with --pca P, a PCA to P dimensions is fitted on the images of the pairs of the *other*
     chosen folds (each image once; mean removed; axes from an SVD of the centred data, not from a
     covariance eigendecomposition as facerec does) and every image is projected on it;
+  - with --subtract-mean (SphereFace's and MobileFaceNet's lfw_eval.py), the mean of the
+    representations of both images of every pair of the *other* chosen folds (an image counted
+    once per pair it is in) is subtracted from every representation;
   - the score of a pair is the cosine similarity of its two representations;
   - the threshold is the accuracy-maximising one on the other folds (exhaustive over midpoints of
     the sorted training scores), and the fold's accuracy is measured with it.
@@ -68,6 +71,7 @@ def main():
     ap.add_argument("--features", required=True)
     ap.add_argument("--mirror", help="features of the mirrored images, same rows")
     ap.add_argument("--pca", type=int, default=0, help="PCA dimensions fitted on the training folds")
+    ap.add_argument("--subtract-mean", action="store_true", help="subtract the training folds' mean feature")
     ap.add_argument("--index", required=True)
     ap.add_argument("--pairs", required=True)
     ap.add_argument("--folds", required=True, help="1-based, comma-separated")
@@ -93,6 +97,9 @@ def main():
         if a.pca > 0:
             fit_rows = np.unique(np.concatenate([ia[train], ib[train]]))
             scores = cosine(pca_fit_project(feats, fit_rows, a.pca), ia, ib)
+        elif a.subtract_mean:
+            mu = np.concatenate([feats[ia[train]], feats[ib[train]]]).mean(axis=0)
+            scores = cosine(feats - mu, ia, ib)
         else:
             scores = plain
         t = best_threshold(scores[train], same[train])

@@ -91,6 +91,63 @@ class FaceResNet(nn.Module):
         return self.fc5(x.flatten(1))
 
 
+class ConvBlock(nn.Module):
+    """MobileFaceNet's conv + BN (+ PReLU), as `MobileFaceNet_Pytorch/core/model.py` writes it."""
+
+    def __init__(self, inp, oup, k, s, p, dw=False, linear=False):
+        super().__init__()
+        self.linear = linear
+        self.conv = nn.Conv2d(inp, oup, k, s, p, groups=inp if dw else 1, bias=False)
+        self.bn = nn.BatchNorm2d(oup)
+        if not linear:
+            self.prelu = nn.PReLU(oup)
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))
+        return x if self.linear else self.prelu(x)
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, inp, oup, stride, expansion):
+        super().__init__()
+        self.connect = stride == 1 and inp == oup
+        e = inp * expansion
+        self.conv = nn.Sequential(
+            nn.Conv2d(inp, e, 1, 1, 0, bias=False), nn.BatchNorm2d(e), nn.PReLU(e),
+            nn.Conv2d(e, e, 3, stride, 1, groups=e, bias=False), nn.BatchNorm2d(e), nn.PReLU(e),
+            nn.Conv2d(e, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup),
+        )
+
+    def forward(self, x):
+        return x + self.conv(x) if self.connect else self.conv(x)
+
+
+class MobileFaceNet(nn.Module):
+    """MobileFaceNet (Chen et al. 2018), the layout of the public PyTorch re-implementation
+    (MobileFaceNet_Pytorch, core/model.py) that the shared CASIA-WebFace checkpoint comes from."""
+
+    SETTING = [(2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1)]
+
+    def __init__(self, input_size=(112, 96), feature_dim=128):
+        super().__init__()
+        self.conv1 = ConvBlock(3, 64, 3, 2, 1)
+        self.dw_conv1 = ConvBlock(64, 64, 3, 1, 1, dw=True)
+        blocks, inp = [], 64
+        for t, c, n, s in self.SETTING:
+            for i in range(n):
+                blocks.append(Bottleneck(inp, c, s if i == 0 else 1, t))
+                inp = c
+        self.blocks = nn.Sequential(*blocks)
+        self.conv2 = ConvBlock(128, 512, 1, 1, 0)
+        self.linear7 = ConvBlock(512, 512, (input_size[0] // 16, input_size[1] // 16), 1, 0, dw=True, linear=True)
+        self.linear1 = ConvBlock(512, feature_dim, 1, 1, 0, linear=True)
+
+    def forward(self, x):
+        x = self.blocks(self.dw_conv1(self.conv1(x)))
+        x = self.linear1(self.linear7(self.conv2(x)))
+        return x.view(x.size(0), -1)
+
+
 def build(config):
     """A model from facerec's backbone config (the JSON in model.safetensors' metadata)."""
     name = config["name"]
@@ -99,4 +156,6 @@ def build(config):
         return LenetPP(**args)
     if name == "face_resnet":
         return FaceResNet(**args)
+    if name == "mobilefacenet":
+        return MobileFaceNet(**args)
     raise SystemExit(f"no PyTorch twin for backbone {name!r}")

@@ -27,7 +27,7 @@ use facerec_data::lfw::zero_based_folds;
 use crate::error::{EvalError, Result};
 use crate::features::embed_rows;
 use crate::identification::{identify, IdentificationReport};
-use crate::verification::{verify, PairRef, VerificationReport};
+use crate::verification::{verify, PairRef, Scoring, VerificationReport};
 
 /// `[eval.lfw]`: the LFW verification protocol (Wen et al. Sec. 4.2): features of image and
 /// mirror concatenated, optional PCA fitted on the training folds, cosine similarity, the
@@ -45,6 +45,10 @@ pub struct LfwEvalConfig {
     /// PCA dimensions fitted on the training folds' images; 0 = no PCA.
     #[serde(default)]
     pub pca: usize,
+    /// Subtract the mean feature of the training folds' pairs before the cosine (SphereFace's
+    /// and MobileFaceNet's LFW scripts do); not with `pca`, which centres the features anyway.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub subtract_mean: bool,
     /// Concatenate the features of each image and its mirror.
     #[serde(default = "default_true")]
     pub flip: bool,
@@ -95,7 +99,15 @@ impl LfwEvalConfig {
         if self.batch_size == 0 {
             return Err("eval.lfw.batch_size must be at least 1".into());
         }
+        if self.subtract_mean && self.pca > 0 {
+            return Err("eval.lfw.subtract_mean: PCA (eval.lfw.pca) centres the features already; set one of the two".into());
+        }
         Ok(())
+    }
+
+    /// How pairs are scored: PCA, mean subtraction or plain cosine.
+    pub fn scoring(&self) -> Scoring {
+        Scoring { pca: self.pca, subtract_mean: self.subtract_mean }
     }
 }
 
@@ -125,6 +137,22 @@ pub struct LfwEval {
     /// The verification of the last periodic evaluation ([`LfwEval::evaluate`]): a training
     /// run ends with one of its final weights, which [`LfwEval::report`] reuses.
     last: Option<VerificationReport>,
+}
+
+/// The features a protocol scores, in words: `image+mirror concatenated features, PCA to 64
+/// fitted on the training folds`.
+pub fn features_in_words(flip: bool, scoring: Scoring) -> String {
+    format!(
+        "{}features{}",
+        if flip { "image+mirror concatenated " } else { "" },
+        if scoring.pca > 0 {
+            format!(", PCA to {} fitted on the training folds", scoring.pca)
+        } else if scoring.subtract_mean {
+            ", the training folds' mean feature subtracted".to_owned()
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn list_some(items: &[String]) -> String {
@@ -202,12 +230,11 @@ impl LfwEval {
         let folds: Vec<String> = self.folds.iter().map(|f| (f + 1).to_string()).collect();
         format!(
             "LFW View-2 pairs, folds {} ({} pairs); threshold of each fold chosen on the other {}; \
-             cosine similarity of {}features{}",
+             cosine similarity of {}",
             folds.join(","),
             self.pairs.len(),
             self.folds.len() - 1,
-            if self.config.flip { "image+mirror concatenated " } else { "" },
-            if self.config.pca > 0 { format!(", PCA to {} fitted on the training folds", self.config.pca) } else { String::new() }
+            features_in_words(self.config.flip, self.config.scoring())
         )
     }
 
@@ -247,7 +274,7 @@ impl LfwEval {
         let row_of: HashMap<usize, usize> = self.pair_rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
         let pairs: Vec<PairRef> =
             self.pairs.iter().map(|p| PairRef { a: row_of[&p.a], b: row_of[&p.b], ..*p }).collect();
-        verify(&feats, &pairs, &self.folds, self.config.pca)
+        verify(&feats, &pairs, &self.folds, self.config.scoring())
     }
 
     /// Verification and (when configured) identification.
@@ -259,7 +286,7 @@ impl LfwEval {
     fn fresh_report(&self, backbone: &dyn Backbone, device: Device, progress: &dyn Fn(u64)) -> Result<LfwReport> {
         let all: Vec<usize> = (0..self.paths.len()).collect();
         let feats = self.features_with_progress(backbone, device, &all, progress)?;
-        let verification = verify(&feats, &self.pairs, &self.folds, self.config.pca)?;
+        let verification = verify(&feats, &self.pairs, &self.folds, self.config.scoring())?;
         self.with_identification(verification, Some(&feats), backbone, device, progress)
     }
 
@@ -327,8 +354,8 @@ impl LfwEval {
 /// images already aligned, pair `i` = images `2i` and `2i + 1`, and, as insightface's
 /// `verification.py` does, 10 folds of consecutive pairs. A 112x96 model scores a 112x112 set
 /// on columns 8..104 of its crops (see `facerec_data::align::fit_aligned`).
-pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bool, pca: usize, batch: usize) -> Result<VerificationReport> {
-    BinSet::load(path, backbone.input_shape())?.verify(backbone, device, flip, pca, batch)
+pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bool, scoring: Scoring, batch: usize) -> Result<VerificationReport> {
+    BinSet::load(path, backbone.input_shape())?.verify(backbone, device, flip, scoring, batch)
 }
 
 /// An insightface `.bin` set read and decoded once into the crops a backbone of one input
@@ -370,7 +397,7 @@ impl BinSet {
     }
 
     /// Verification of `backbone` (of the input shape the set was loaded for) on the set.
-    pub fn verify(&self, backbone: &dyn Backbone, device: Device, flip: bool, pca: usize, batch: usize) -> Result<VerificationReport> {
+    pub fn verify(&self, backbone: &dyn Backbone, device: Device, flip: bool, scoring: Scoring, batch: usize) -> Result<VerificationReport> {
         let [_, h, w] = self.shape;
         let rows: Vec<usize> = (0..self.crops.len()).collect();
         let crops = |chunk: &[usize]| {
@@ -386,14 +413,14 @@ impl BinSet {
             .map(|(i, &same)| PairRef { a: 2 * i, b: 2 * i + 1, same, fold: (i / per_fold).min(9) })
             .collect();
         let folds: Vec<usize> = (0..10).filter(|f| pairs.iter().any(|p| p.fold == *f)).collect();
-        verify(&feats, &pairs, &folds, pca)
+        verify(&feats, &pairs, &folds, scoring)
     }
 }
 
 /// Verification of features computed elsewhere: `features` `[N, D]` whose row `i` belongs to
 /// `index[i]` (a path relative to the LFW images root, `Name/Name_0001.jpg`). Pairs that refer to
 /// an image without a row are an error that lists them.
-pub fn verify_external(features: &Tensor, index: &[PathBuf], pairs_path: &Path, folds: &[usize], pca: usize) -> Result<VerificationReport> {
+pub fn verify_external(features: &Tensor, index: &[PathBuf], pairs_path: &Path, folds: &[usize], scoring: Scoring) -> Result<VerificationReport> {
     let pairs = Pairs::read(pairs_path)?;
     let folds = resolve_folds(folds, &pairs)?;
     if features.size()[0] as usize != index.len() {
@@ -420,7 +447,7 @@ pub fn verify_external(features: &Tensor, index: &[PathBuf], pairs_path: &Path, 
         .iter()
         .map(|p| PairRef { a: row[p.a.as_os_str()], b: row[p.b.as_os_str()], same: p.same, fold: p.fold })
         .collect();
-    verify(features, &refs, &folds, pca)
+    verify(features, &refs, &folds, scoring)
 }
 
 impl LfwReport {

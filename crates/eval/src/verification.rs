@@ -79,6 +79,9 @@ pub struct VerificationReport {
     pub folds: Vec<usize>,
     pub pairs: usize,
     pub pca: usize,
+    /// Whether each fold's features had the mean feature of the other folds' pairs subtracted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub subtract_mean: bool,
     #[serde(deserialize_with = "nan::vec")]
     pub fold_accuracy: Vec<f64>,
     #[serde(deserialize_with = "nan::vec")]
@@ -219,6 +222,44 @@ fn principal_axes(cov: &Tensor, dims: usize) -> Result<Tensor> {
     let d = cov.size()[0];
     let (_, vectors) = cov.f_linalg_eigh("L")?; // ascending eigenvalues
     Ok(vectors.f_narrow(1, d - dims as i64, dims as i64)?)
+}
+
+/// How each fold's pairs are scored, beyond the cosine of the features.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scoring {
+    /// Principal components fitted on the other folds' images (0: no PCA).
+    pub pca: usize,
+    /// Subtract the mean feature of the other folds' pairs before the cosine (the protocol of
+    /// SphereFace's and MobileFaceNet's LFW evaluation scripts).
+    pub subtract_mean: bool,
+}
+
+impl Scoring {
+    /// Plain cosine, or PCA to `pca` dimensions first when `pca > 0`.
+    pub fn pca(pca: usize) -> Self {
+        Scoring { pca, subtract_mean: false }
+    }
+}
+
+/// Scores of every pair for each fold, after subtracting the mean feature of the pairs of the
+/// other folds, as `evaluation_10_fold` in SphereFace's and MobileFaceNet_Pytorch's
+/// `lfw_eval.py` does: the mean runs over both images of every training pair (an image in
+/// several pairs counts several times), and the cosine of the centred features is the score.
+fn centred_fold_scores(features: &Tensor, pairs: &[PairRef], folds: &[usize]) -> Result<Vec<Vec<f64>>> {
+    let x = to_array2::<f64>(&features.f_to_kind(Kind::Double)?)?;
+    let mut out = Vec::with_capacity(folds.len());
+    for &test in folds {
+        let mut sum = ndarray::Array1::<f64>::zeros(x.ncols());
+        let mut n = 0usize;
+        for p in pairs.iter().filter(|p| p.fold != test) {
+            sum += &x.row(p.a);
+            sum += &x.row(p.b);
+            n += 2;
+        }
+        let mean = sum / n.max(1) as f64;
+        out.push(cosine_of_rows(&(&x - &mean), pairs));
+    }
+    Ok(out)
 }
 
 /// For each fold of `folds`, the pairs' cosine scores after a PCA to `dims` dimensions fitted
@@ -373,7 +414,11 @@ pub fn tar_at_far(roc: &[RocPoint], far: f64, negatives: usize) -> TarAtFar {
 
 /// The full protocol on `features` `[N, D]` and `pairs`, over `folds` (0-based; each tested with
 /// the threshold, and PCA when `pca > 0`, fitted on the other folds of that list).
-pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize) -> Result<VerificationReport> {
+pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], scoring: Scoring) -> Result<VerificationReport> {
+    let Scoring { pca, subtract_mean } = scoring;
+    if pca > 0 && subtract_mean {
+        return Err(EvalError::Invalid("PCA centres the features on the training folds already: ask for PCA or for mean subtraction, not both".into()));
+    }
     if folds.len() < 2 {
         return Err(EvalError::Invalid("verification needs at least 2 folds (thresholds come from the others)".into()));
     }
@@ -383,7 +428,13 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize)
     }
     let raw = cosine_scores(features, &pairs)?;
     let same: Vec<bool> = pairs.iter().map(|p| p.same).collect();
-    let pca_scores = if pca > 0 { Some(pca_fold_scores(features, &pairs, folds, pca)?) } else { None };
+    let pca_scores = if pca > 0 {
+        Some(pca_fold_scores(features, &pairs, folds, pca)?)
+    } else if subtract_mean {
+        Some(centred_fold_scores(features, &pairs, folds)?)
+    } else {
+        None
+    };
     let (mut fold_accuracy, mut fold_threshold) = (Vec::new(), Vec::new());
     for (f, &test) in folds.iter().enumerate() {
         let scores = pca_scores.as_ref().map_or(&raw, |s| &s[f]);
@@ -398,8 +449,8 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize)
     let k = fold_accuracy.len() as f64;
     let mean = fold_accuracy.iter().sum::<f64>() / k;
     let std = (fold_accuracy.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / k).sqrt();
-    // With PCA, each pair is scored as its fold's accuracy scored it: after the PCA fitted on
-    // the other folds. The ROC and histograms then describe the features the accuracy does.
+    // With PCA (or mean subtraction), each pair is scored as its fold's accuracy scored it:
+    // after the PCA fitted on (the mean taken over) the other folds. The ROC and histograms then describe the features the accuracy does.
     let scored: Vec<f64> = match &pca_scores {
         None => raw,
         Some(per_fold) => {
@@ -413,6 +464,7 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], pca: usize)
         folds: folds.iter().map(|f| f + 1).collect(),
         pairs: pairs.len(),
         pca,
+        subtract_mean,
         fold_accuracy,
         fold_threshold,
         accuracy_mean: mean,
@@ -440,6 +492,7 @@ mod tests {
             folds: vec![1],
             pairs: 2,
             pca: 0,
+            subtract_mean: false,
             fold_accuracy: vec![1.0, f64::NAN],
             fold_threshold: vec![f64::NAN],
             accuracy_mean: 1.0,
@@ -515,14 +568,14 @@ mod tests {
             pairs.push(PairRef { a: 0, b: 2, same: false, fold });
             pairs.push(PairRef { a: 1, b: 3, same: false, fold });
         }
-        let r = verify(&f, &pairs, &[0, 1, 2], 0).unwrap();
+        let r = verify(&f, &pairs, &[0, 1, 2], Scoring::default()).unwrap();
         assert_eq!(r.fold_accuracy, vec![1.0, 1.0, 1.0]);
         assert_eq!(r.accuracy_std, 0.0);
         assert!((r.auc - 1.0).abs() < 1e-12);
-        let r = verify(&f, &pairs, &[0, 2], 2).unwrap();
+        let r = verify(&f, &pairs, &[0, 2], Scoring::pca(2)).unwrap();
         assert_eq!(r.folds, vec![1, 3]);
         assert_eq!(r.pairs, 8);
-        assert!(verify(&f, &pairs, &[0], 0).is_err());
+        assert!(verify(&f, &pairs, &[0], Scoring::default()).is_err());
     }
 
     #[test]

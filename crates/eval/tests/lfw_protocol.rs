@@ -13,7 +13,7 @@ use std::process::Command;
 use facerec_data::align::Template;
 use facerec_eval::features::to_array2;
 use facerec_eval::lfw::{verify_external, LfwEval, LfwEvalConfig};
-use facerec_eval::verification::VerificationReport;
+use facerec_eval::verification::{Scoring, VerificationReport};
 use facerec_model::face_resnet::FaceResnetConfig;
 use facerec_model::{Backbone, BackboneConfig};
 use tch::{nn, Device, Kind, Tensor};
@@ -31,6 +31,7 @@ fn lfw_config(cache: &Path, folds: Vec<usize>) -> Result<LfwEvalConfig> {
         pairs: lfw.join("pairs.txt"),
         folds,
         pca: 0,
+        subtract_mean: false,
         flip: false,
         identification: false,
         cache_dir: cache.to_path_buf(),
@@ -117,12 +118,12 @@ fn verification_matches_an_independent_numpy_implementation() -> Result {
     assert_same_folds(v, &reference, "plain features");
 
     // Features from a file give the same result as features from the model.
-    let ext = verify_external(&feats, eval.paths(), &cfg.pairs, &cfg.folds, 0)?;
+    let ext = verify_external(&feats, eval.paths(), &cfg.pairs, &cfg.folds, Scoring::default())?;
     assert_eq!(ext.fold_accuracy, v.fold_accuracy);
     // ... and a missing row is an error that lists the image.
     let mut short: Vec<PathBuf> = eval.paths().to_vec();
     let dropped = short.remove(0);
-    let err = verify_external(&feats.narrow(0, 1, n - 1), &short, &cfg.pairs, &cfg.folds, 0).unwrap_err().to_string();
+    let err = verify_external(&feats.narrow(0, 1, n - 1), &short, &cfg.pairs, &cfg.folds, Scoring::default()).unwrap_err().to_string();
     assert!(err.contains("no feature row") && err.contains(&dropped.display().to_string()), "{err}");
     Ok(())
 }
@@ -178,12 +179,19 @@ fn mirrored_features_and_pca_on_the_training_folds_match_numpy() -> Result {
     assert!((v.auc - auc).abs() < 1e-9, "AUC with PCA: {} vs numpy {auc}", v.auc);
     // Mirror concatenation alone, through facerec's scoring of external features.
     let plain = reference("lfw_protocol.py", &common)?;
-    let ours = verify_external(&feats, eval.paths(), &cfg.pairs, &[], 0)?;
+    let ours = verify_external(&feats, eval.paths(), &cfg.pairs, &[], Scoring::default())?;
     assert_same_folds(&ours, &plain, "mirror, no PCA");
     assert!((ours.auc - plain["auc"].as_f64().ok_or("auc")?).abs() < 1e-9, "AUC without PCA");
     assert_ne!(ours.auc, v.auc, "PCA changes the AUC too");
     // PCA changes the scores (else the comparison above would not test it).
     assert_ne!(ours.fold_threshold, v.fold_threshold);
+    // The training folds' mean subtracted (SphereFace's and MobileFaceNet's protocol).
+    let centred = reference("lfw_protocol.py", &[&common[..], &["--subtract-mean"]].concat())?;
+    let ours_centred = verify_external(&feats, eval.paths(), &cfg.pairs, &[], Scoring { pca: 0, subtract_mean: true })?;
+    assert_same_folds(&ours_centred, &centred, "mirror, mean subtracted");
+    assert!((ours_centred.auc - centred["auc"].as_f64().ok_or("auc")?).abs() < 1e-9, "AUC with the mean subtracted");
+    assert_ne!(ours_centred.fold_threshold, ours.fold_threshold, "subtracting the mean changes the scores");
+    assert!(ours_centred.subtract_mean && !ours.subtract_mean);
     Ok(())
 }
 

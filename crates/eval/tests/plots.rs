@@ -9,7 +9,7 @@ use facerec_eval::clusters::ClusterStats;
 use facerec_eval::mnist::MnistReport;
 use facerec_eval::lfw::LfwReport;
 use facerec_eval::plot::{self, class_colour, Figure, Legend, Marks, XAxis, BAR_OPACITY, DOT_OPACITY, FAINT_OPACITY, LINE_WIDTH, TOTAL_WIDTH};
-use facerec_eval::verification::{verify, PairRef, VerificationReport};
+use facerec_eval::verification::{verify, PairRef, Scoring, VerificationReport};
 use plotters::style::RGBColor;
 use tch::Tensor;
 
@@ -129,7 +129,7 @@ fn small_report() -> Result<VerificationReport> {
         pairs.push(PairRef { a: 2 * i, b: 2 * i + 1, same: i < 4, fold: i % 2 });
     }
     let f = Tensor::from_slice(&feats).view([16, 2]);
-    Ok(verify(&f, &pairs, &[0, 1], 0)?)
+    Ok(verify(&f, &pairs, &[0, 1], Scoring::default())?)
 }
 
 #[test]
@@ -440,7 +440,7 @@ fn report_1500() -> Result<VerificationReport> {
         pairs.push(PairRef { a: 2 * i, b: 2 * i + 1, same, fold: i % 5 });
     }
     let f = Tensor::from_slice(&feats).view([6000, 2]);
-    Ok(verify(&f, &pairs, &[0, 1, 2, 3, 4], 0)?)
+    Ok(verify(&f, &pairs, &[0, 1, 2, 3, 4], Scoring::default())?)
 }
 
 #[test]

@@ -384,6 +384,7 @@ steps = 640
             pairs: here.join("Cargo.toml"),
             folds,
             pca: 0,
+            subtract_mean: false,
             flip: true,
             identification: false,
             cache_dir: PathBuf::from("data/cache"),

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use facerec_data::align::Template;
 use facerec_eval::lfw::{BinSet, LfwEval};
+use facerec_eval::verification::Scoring;
 use facerec_eval::mnist::MnistEval;
 use facerec_train::{Evaluator, ModelParts, TrainError};
 
@@ -73,7 +74,7 @@ impl Evaluation {
             Evaluation::Mnist(e) => e.evaluate(model.backbone, model.loss, model.device),
             Evaluation::Lfw(e) => e.evaluate(model.backbone, model.device),
             Evaluation::Bin(b, set) => {
-                let r = set.verify(model.backbone, model.device, b.flip, b.pca, b.batch_size)?;
+                let r = set.verify(model.backbone, model.device, b.flip, Scoring::pca(b.pca), b.batch_size)?;
                 Ok(vec![
                     (format!("{}_accuracy", b.name), r.accuracy_mean),
                     (format!("{}_accuracy_std", b.name), r.accuracy_std),

@@ -15,6 +15,7 @@ use crate::error::{ModelError, Result};
 use crate::face_resnet::FaceResnetConfig;
 use crate::iresnet::IresnetConfig;
 use crate::lenet_pp::LenetPpConfig;
+use crate::mobilefacenet::MobileFaceNetConfig;
 use crate::plugin::{parse_plug, Choice, Plug, Registered, Registry};
 
 /// A feature extractor: images in, one feature vector per image out.
@@ -51,6 +52,7 @@ static BACKBONES: LazyLock<Registry<dyn BackboneSpec>> = LazyLock::new(|| {
     registry.add(LenetPpConfig::NAME, parse_backbone::<LenetPpConfig>);
     registry.add(FaceResnetConfig::NAME, parse_backbone::<FaceResnetConfig>);
     registry.add(IresnetConfig::NAME, parse_backbone::<IresnetConfig>);
+    registry.add(MobileFaceNetConfig::NAME, parse_backbone::<MobileFaceNetConfig>);
     registry
 });
 

@@ -14,3 +14,15 @@ fn hand_counted() {
     let f = FaceResnetConfig::default().forward_flops().unwrap();
     assert!((f / 1e9 - 4.2).abs() < 0.1, "{f}");
 }
+
+#[test]
+fn mobilefacenet_matches_its_paper() {
+    use crate::mobilefacenet::MobileFaceNetConfig;
+    // The paper's Table 1: 221 million multiply-adds at 112x112 (2 FLOPs each). Its count
+    // leaves out BatchNorm and PReLU, as forward_flops does.
+    let square = MobileFaceNetConfig { input_size: [112, 112], feature_dim: 128 }.forward_flops().unwrap();
+    assert!((square / 2e6 - 221.0).abs() < 3.0, "{}", square / 2e6);
+    // 112x96 is 6/7 of the pixels.
+    let f = MobileFaceNetConfig::default().forward_flops().unwrap();
+    assert!((f / square - 96.0 / 112.0).abs() < 0.01, "{f} vs {square}");
+}

@@ -14,13 +14,15 @@ pub fn caffe_xavier(fan_in: i64) -> nn::Init {
     nn::Init::Uniform { lo: -bound, up: bound }
 }
 
-/// 2-D convolution, square kernel.
+/// 2-D convolution: square kernels through [`Conv2d::new`], any kernel shape and channel
+/// groups (depthwise convolutions) through [`Conv2d::grouped`].
 #[derive(Debug)]
 pub struct Conv2d {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
     stride: i64,
     padding: i64,
+    groups: i64,
 }
 
 impl Conv2d {
@@ -28,11 +30,19 @@ impl Conv2d {
     pub fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64, bias: bool) -> Self {
         let weight = p.var("weight", &[cout, cin, k, k], caffe_xavier(cin * k * k));
         let bias = bias.then(|| p.var("bias", &[cout], nn::Init::Const(0.0)));
-        Conv2d { weight, bias, stride, padding }
+        Conv2d { weight, bias, stride, padding, groups: 1 }
+    }
+
+    /// `cin -> cout` in `groups` groups (`groups = cin = cout`: depthwise), a `[kh, kw]`
+    /// kernel, no bias, weights from `init`. The weight is `[cout, cin / groups, kh, kw]`, as
+    /// in PyTorch.
+    pub fn grouped(p: nn::Path, [cin, cout]: [i64; 2], kernel: [i64; 2], stride: i64, padding: i64, groups: i64, init: nn::Init) -> Self {
+        let weight = p.var("weight", &[cout, cin / groups, kernel[0], kernel[1]], init);
+        Conv2d { weight, bias: None, stride, padding, groups }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_conv2d(&self.weight, self.bias.as_ref(), [self.stride], [self.padding], [1], 1)?)
+        Ok(x.f_conv2d(&self.weight, self.bias.as_ref(), [self.stride], [self.padding], [1], self.groups)?)
     }
 }
 

@@ -1,5 +1,5 @@
 //! CNN backbones for facerec on libtorch (through `tch`): LeNets++ (the paper's 2-D toy),
-//! Face-ResNet (the paper's face network, caffe-face) and insightface's IResNet, with the layers
+//! Face-ResNet (the paper's face network, caffe-face), MobileFaceNet and insightface's IResNet, with the layers
 //! and safetensors weights they are built from. MTCNN, the face detector that gives photos their
 //! five landmarks, is `facerec-detect`, built on these layers and weights.
 //!
@@ -13,6 +13,7 @@ pub mod face_resnet;
 pub mod iresnet;
 pub mod layers;
 pub mod lenet_pp;
+pub mod mobilefacenet;
 pub mod saved;
 pub mod plugin;
 pub mod weights;

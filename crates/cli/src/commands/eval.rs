@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use facerec_data::align::Template;
-use facerec_eval::lfw::{verify_bin, verify_external, LfwEval, LfwEvalConfig, LfwReport};
+use facerec_eval::lfw::{features_in_words, verify_bin, verify_external, LfwEval, LfwEvalConfig, LfwReport};
 use facerec_eval::verification::VerificationReport;
 use facerec_model::device::DeviceChoice;
 use facerec_model::saved::load_backbone;
@@ -53,6 +53,10 @@ pub struct EvalArgs {
     /// PCA dimensions fitted on the training folds (0: none).
     #[arg(long)]
     pub pca: Option<usize>,
+    /// Subtract the mean feature of the training folds' pairs before the cosine, as the LFW
+    /// scripts of SphereFace and MobileFaceNet do (not with --pca).
+    #[arg(long, conflicts_with = "pca")]
+    pub subtract_mean: bool,
     /// Use the image's features alone, without its mirror.
     #[arg(long)]
     pub no_flip: bool,
@@ -78,6 +82,7 @@ fn default_lfw(args: &EvalArgs) -> LfwEvalConfig {
         pairs: lfw.join("pairs.txt"),
         folds: Vec::new(),
         pca: 0,
+        subtract_mean: false,
         flip: true,
         identification: args.identification,
         cache_dir: facerec_data::paths::data_dir().join("cache"),
@@ -106,7 +111,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let loaded = load_backbone(&model_path, device, None).with_context(|| format!("loading {}", model_path.display()))?;
     if let Some(bin) = &args.bin {
-        let v = verify_bin(bin, loaded.backbone.as_ref(), device, lfw.flip, lfw.pca, lfw.batch_size)?;
+        let v = verify_bin(bin, loaded.backbone.as_ref(), device, lfw.flip, lfw.scoring(), lfw.batch_size)?;
         return report_bin(bin, v, &lfw, args.out.as_deref(), &model_path);
     }
     lfw.validate().map_err(anyhow::Error::msg)?;
@@ -149,7 +154,9 @@ fn settings(args: &EvalArgs, run_config: Option<&Config>) -> LfwEvalConfig {
     }
     if let Some(k) = args.pca {
         lfw.pca = k;
+        lfw.subtract_mean = false;
     }
+    lfw.subtract_mean |= args.subtract_mean;
     lfw.flip &= !args.no_flip;
     lfw.identification |= args.identification;
     lfw
@@ -175,7 +182,7 @@ fn report_bin(bin: &Path, v: VerificationReport, lfw: &LfwEvalConfig, out: Optio
             v.pairs,
             v.folds.len(),
             v.folds.len().saturating_sub(1),
-            features_in_words(lfw.flip, lfw.pca)
+            features_in_words(lfw.flip, lfw.scoring())
         );
         let report = LfwReport { protocol, flip: Some(lfw.flip), verification: v, identification: None };
         report.write(out, &run_name(model_path))?;
@@ -201,6 +208,9 @@ fn reevaluation_dir(run: &Path, trained_with: Option<&LfwEvalConfig>, now: &LfwE
     if then.pca != now.pca {
         parts.push(if now.pca == 0 { "nopca".to_owned() } else { format!("pca{}", now.pca) });
     }
+    if then.subtract_mean != now.subtract_mean {
+        parts.push(if now.subtract_mean { "meansub" } else { "nomeansub" }.to_owned());
+    }
     if then.flip != now.flip {
         parts.push(if now.flip { "flip" } else { "noflip" }.to_owned());
     }
@@ -222,15 +232,6 @@ fn run_name(model_path: &Path) -> String {
     model_path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// The features of a protocol, in words (as `LfwEval::protocol` says them).
-fn features_in_words(flip: bool, pca: usize) -> String {
-    format!(
-        "{}features{}",
-        if flip { "image+mirror concatenated " } else { "" },
-        if pca > 0 { format!(", PCA to {pca} fitted on the training folds") } else { String::new() }
-    )
-}
-
 fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig, out: Option<&Path>) -> anyhow::Result<()> {
     // float32 [N, D]; another dtype or shape is an error that names the file
     let arr = facerec_data::npy::read::<f32, ndarray::Ix2>(features)?;
@@ -242,7 +243,7 @@ fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig, out: Option
         .collect();
     let t = facerec_eval::features::from_array2(&arr)?;
     let t0 = std::time::Instant::now();
-    let v = verify_external(&t, &index, &lfw.pairs, &lfw.folds, lfw.pca)?;
+    let v = verify_external(&t, &index, &lfw.pairs, &lfw.folds, lfw.scoring())?;
     println!(
         "LFW verification of {}: {:.2}% +- {:.2} over folds {:?} ({} pairs), AUC {:.4}, EER {:.2}% (scored in {:.1} ms)",
         features.display(),
@@ -261,7 +262,7 @@ fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig, out: Option
             v.folds.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
             v.pairs,
             v.folds.len().saturating_sub(1),
-            features_in_words(false, lfw.pca),
+            features_in_words(false, lfw.scoring()),
             features.display()
         );
         let report = LfwReport { protocol, flip: None, verification: v, identification: None };
