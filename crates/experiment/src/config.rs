@@ -60,6 +60,11 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub backbone: BackboneConfig,
+    /// Start the backbone from these weights (a facerec model file or run directory, a
+    /// safetensors file, or a PyTorch checkpoint); names and shapes must match the backbone's
+    /// exactly. Used when a run starts, not when it resumes (the checkpoint has the weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<std::path::PathBuf>,
 }
 
 impl ModelConfig {

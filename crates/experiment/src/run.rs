@@ -174,6 +174,11 @@ fn build(
         group = Some(join(d)?);
     }
     let mut trainer = Trainer::new(config.train_config(), run.path(), train.source.num_classes())?;
+    if let Some(init) = &config.model.init {
+        let weights = facerec_model::saved::read_weights(init)?;
+        trainer.init_backbone(&weights, init)?;
+        tracing::info!("backbone initialised from {}", init.display());
+    }
     if let Some(group) = group {
         trainer = trainer.with_distributed(group)?;
     }

@@ -83,6 +83,19 @@ pub struct OptimConfig {
     /// `clip_grad_norm_`); unset: no clipping. The norm is logged either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_grad_norm: Option<f64>,
+    /// The backbone's learning rate as a multiple of `lr` (the loss's classifier and other
+    /// parameters move at `lr`): below 1 to fine-tune a pretrained backbone under a new head,
+    /// 0 to freeze it (its BatchNorm statistics still follow the data).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub backbone_lr_mult: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 fn default_momentum() -> f64 {
@@ -181,6 +194,9 @@ impl OptimConfig {
         }
         if self.batch_size == 0 {
             return Err("optim.batch_size must be at least 1".into());
+        }
+        if !(self.backbone_lr_mult >= 0.0 && self.backbone_lr_mult.is_finite()) {
+            return Err(format!("optim.backbone_lr_mult must be >= 0, got {}", self.backbone_lr_mult));
         }
         Ok(())
     }

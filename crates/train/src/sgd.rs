@@ -8,7 +8,8 @@
 //! dimensions: biases (`decay_mult: 0` in caffe-face too), PReLU slopes (decaying a slope pulls
 //! it towards a plain ReLU, which is why PReLU's authors do not; caffe-face does, by leaving
 //! its PReLU layers at caffe's default `decay_mult: 1`) and batch-norm scales and shifts are
-//! not decayed. Every parameter moves at the base rate (caffe-face gives biases `lr_mult: 2`).
+//! not decayed. Every parameter moves at the base rate (caffe-face gives biases `lr_mult: 2`)
+//! unless [`Sgd::set_lr_mult`] scales the rate of some (a pretrained backbone under a new head).
 
 use tch::Tensor;
 
@@ -20,6 +21,8 @@ struct Param {
     name: String,
     tensor: Tensor,
     decay: bool,
+    /// The learning rate of this parameter over the base rate.
+    lr_mult: f64,
     momentum: Option<Tensor>,
 }
 
@@ -37,9 +40,20 @@ impl Sgd {
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let params = named
             .into_iter()
-            .map(|(name, tensor)| Param { decay: tensor.dim() >= 2, name, tensor, momentum: None })
+            .map(|(name, tensor)| Param { decay: tensor.dim() >= 2, lr_mult: 1.0, name, tensor, momentum: None })
             .collect();
         Sgd { params, momentum, weight_decay }
+    }
+
+    /// Moves the parameters whose name starts with `prefix` at `mult` times the base rate;
+    /// returns how many there are.
+    pub fn set_lr_mult(&mut self, prefix: &str, mult: f64) -> usize {
+        let mut n = 0;
+        for p in self.params.iter_mut().filter(|p| p.name.starts_with(prefix)) {
+            p.lr_mult = mult;
+            n += 1;
+        }
+        n
     }
 
     /// Clears the gradients of all parameters: drops them, as PyTorch's `zero_grad()` does by
@@ -92,7 +106,11 @@ impl Sgd {
             } else {
                 g
             };
-            let _ = p.tensor.f_addcmul_(&update, &neg_lr)?;
+            if p.lr_mult == 1.0 {
+                let _ = p.tensor.f_addcmul_(&update, &neg_lr)?;
+            } else if p.lr_mult != 0.0 {
+                let _ = p.tensor.f_addcmul_(&update, &Tensor::f_scalar_tensor(-lr * p.lr_mult, opts)?)?;
+            }
         }
         Ok(())
     }
@@ -188,5 +206,23 @@ mod tests {
         (&b * 3.0).sum(Kind::Double).backward();
         sgd.step(0.5).unwrap();
         assert!((f64::try_from(&b).unwrap() + 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn lr_mult_scales_the_step_of_the_named_parameters_only() {
+        // Both see grad 3, no decay or momentum, lr 0.5: the head moves 1.5, the backbone
+        // (mult 0.1) 0.15; a frozen one (mult 0) not at all, though its momentum still builds.
+        let head = Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
+        let back = Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
+        let frozen = Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
+        let named = vec![("head.bias".into(), head.shallow_clone()), ("backbone.bias".into(), back.shallow_clone()), ("backbone2.bias".into(), frozen.shallow_clone())];
+        let mut sgd = Sgd::new(named, 0.0, 0.0);
+        assert_eq!(sgd.set_lr_mult("backbone.", 0.1), 1);
+        assert_eq!(sgd.set_lr_mult("backbone2.", 0.0), 1);
+        ((&head + &back + &frozen) * 3.0).sum(Kind::Double).backward();
+        sgd.step(0.5).unwrap();
+        assert!((f64::try_from(&head).unwrap() + 0.5).abs() < 1e-12);
+        assert!((f64::try_from(&back).unwrap() - 0.85).abs() < 1e-12);
+        assert_eq!(f64::try_from(&frozen).unwrap(), 1.0);
     }
 }

@@ -151,7 +151,8 @@ impl Trainer {
         let loss = config.loss.build(&root, backbone.feature_dim(), num_classes)?;
         let trainable: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        let sgd = Sgd::new(trainable, config.optim.momentum, config.optim.weight_decay);
+        let mut sgd = Sgd::new(trainable, config.optim.momentum, config.optim.weight_decay);
+        sgd.set_lr_mult("backbone.", config.optim.backbone_lr_mult);
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
         Ok(Trainer {
             config,
@@ -246,6 +247,15 @@ impl Trainer {
         let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         vars
+    }
+
+    /// Overwrites the backbone's variables (parameters and BatchNorm statistics) with
+    /// `weights`, named as in a backbone file (no `backbone.` prefix). Every variable must be
+    /// there with its shape, and nothing else: the error, naming `source`, lists what is
+    /// missing, unexpected or misshapen.
+    pub fn init_backbone(&mut self, weights: &[(String, Tensor)], source: &Path) -> Result<()> {
+        let vars = facerec_model::weights::strip_prefix(&self.vs.variables(), "backbone");
+        Ok(facerec_model::weights::copy_into(&vars, weights, source)?)
     }
 
     /// The SGD momentum buffers by parameter name (those that exist yet).
