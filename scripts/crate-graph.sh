@@ -9,7 +9,7 @@ cargo metadata --no-deps --format-version 1 --offline 2>/dev/null | python3 -c '
 import json, sys
 meta = json.load(sys.stdin)
 # The order a sample travels, with the base crates first and the applications last.
-order = ["facerec-build", "facerec-core", "facerec-ops", "facerec-dist", "facerec-data", "facerec-model",
+order = ["facerec-build", "facerec-core", "facerec-ops", "facerec-torchfile", "facerec-dist", "facerec-data", "facerec-model",
          "facerec-detect", "facerec-losses", "facerec-train", "facerec-eval", "facerec-experiment", "facerec",
          "facerec-example-custom-backbone"]
 names = {p["name"] for p in meta["packages"]}

@@ -3,17 +3,18 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]
 #
-# Targets: idx npy pairs landmarks list checkpoint image (default: all). Starts from the
+# Targets: idx npy pairs landmarks list checkpoint image torchfile (default: all). Starts from the
 # committed corpus in fuzz/corpus/<target> and adds what it finds there; crashes land in
 # fuzz/artifacts/<target>. Needs a nightly toolchain (installed with rustup if missing) and
 # cargo-fuzz (installed with cargo if missing). CI runs the bounded property-test version
-# instead (crates/data/tests/fuzz_parsers.rs, crates/model/tests/fuzz_checkpoint.rs).
+# instead (crates/data/tests/fuzz_parsers.rs, crates/model/tests/fuzz_checkpoint.rs,
+# crates/torchfile/tests/fuzz_torchfile.rs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(idx npy pairs landmarks list checkpoint image)
+[[ ${#targets[@]} -gt 0 ]] || targets=(idx npy pairs landmarks list checkpoint image torchfile)
 
 scripts/setup.sh >/dev/null
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
