@@ -156,6 +156,10 @@ if [[ -d $shared_data/att_faces ]]; then
 else
     say "warning: $shared_data/att_faces not found; set FACEREC_DATA to the folder that holds att_faces/"
 fi
+# Published models to import (facerec import); not needed by the tests of a machine without them.
+if [[ -d $shared_data/pretrained ]]; then
+    ln -sfn "$(cd "$shared_data/pretrained" && pwd)" "$repo/data/pretrained"
+fi
 
 # --- LFW (deep-funneled) ----------------------------------------------------------------------
 # A copy in $FACEREC_DATA/lfw (default ../shared/data/lfw) is linked as it is. Without one,

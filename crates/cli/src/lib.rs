@@ -74,6 +74,9 @@ enum Command {
     /// Evaluate a model on LFW (verification, ROC, identification).
     #[command(after_help = commands::eval::EXAMPLES)]
     Eval(commands::eval::EvalArgs),
+    /// Make a facerec model file from a PyTorch checkpoint (torch.save) or safetensors weights.
+    #[command(after_help = commands::import::EXAMPLES)]
+    Import(commands::import::ImportArgs),
     /// Find faces with MTCNN and write their 5-point landmarks (one face per image).
     #[command(after_help = commands::detect::EXAMPLES)]
     Detect(commands::detect::DetectArgs),
@@ -122,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Embed(args) => commands::embed::run(args, cli.quiet),
         Command::Eval(args) => commands::eval::run(args, cli.quiet),
         Command::Detect(args) => commands::detect::run(args, cli.quiet),
+        Command::Import(args) => commands::import::run(args),
         Command::Summary(args) => commands::summary::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Info => commands::info::run(),

@@ -74,6 +74,10 @@ fn hint(name: &str) -> &'static str {
             "run scripts/setup.sh with FACEREC_DATA naming a folder that holds att_faces/s1..s40/\
              1..10.pgm (default ../shared/data); it links att_faces from there"
         }
+        "pretrained" => {
+            "run scripts/setup.sh with FACEREC_DATA naming a folder that holds pretrained/\
+             mobilefacenet_casia/ (default ../shared/data); it links pretrained from there"
+        }
         _ => "run scripts/setup.sh, which links the data folders into data/",
     }
 }

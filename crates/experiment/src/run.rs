@@ -175,9 +175,9 @@ fn build(
     }
     let mut trainer = Trainer::new(config.train_config(), run.path(), train.source.num_classes())?;
     if let Some(init) = &config.model.init {
-        let weights = facerec_model::saved::read_weights(init)?;
-        trainer.init_backbone(&weights, init)?;
-        tracing::info!("backbone initialised from {}", init.display());
+        let weights = facerec_model::import::read_weights(init)?;
+        trainer.init_backbone(&weights.tensors, init)?;
+        tracing::info!("backbone initialised from {} ({})", init.display(), weights.source);
     }
     if let Some(group) = group {
         trainer = trainer.with_distributed(group)?;

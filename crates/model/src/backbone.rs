@@ -118,6 +118,13 @@ impl BackboneConfig {
     }
 }
 
+/// `mobilefacenet (feature_dim 128, input_size [112, 96])`: the name and the settings.
+impl std::fmt::Display for BackboneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// 2 * C_in * C_out * k * k * H_out * W_out: the FLOPs of one convolution.
 pub(crate) fn conv_flops(cin: i64, cout: i64, k: i64, h: i64, w: i64) -> f64 {
     2.0 * (cin * cout * k * k) as f64 * (h * w) as f64

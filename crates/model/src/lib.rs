@@ -10,6 +10,7 @@ pub mod backbone;
 pub mod device;
 pub mod error;
 pub mod face_resnet;
+pub mod import;
 pub mod iresnet;
 pub mod layers;
 pub mod lenet_pp;

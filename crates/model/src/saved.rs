@@ -55,7 +55,8 @@ pub fn load_backbone(path: &Path, device: Device, config: Option<&BackboneConfig
         return Err(ModelError::Weights { path: path.clone(), msg: format!("no such model file{hint}") });
     }
     let (tensors, meta) = weights::load(path)?;
-    let tensors = without_unused_buffers(tensors);
+    // PyTorch state dicts carry BatchNorm's `num_batches_tracked`, which facerec does not use.
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
     let config = match config {
         Some(c) => c.clone(),
         None => {
@@ -79,16 +80,3 @@ pub fn load_backbone(path: &Path, device: Device, config: Option<&BackboneConfig
     Ok(LoadedBackbone { vs, backbone, config })
 }
 
-/// PyTorch state dicts carry BatchNorm's `num_batches_tracked`, which facerec does not use
-/// (its BatchNorm has a fixed momentum, as PyTorch's does by default).
-fn without_unused_buffers(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
-    tensors.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect()
-}
-
-/// The named weights of a backbone in `path`: a facerec model file (or run directory), or any
-/// safetensors file, by PyTorch state-dict names (`num_batches_tracked` left out).
-pub fn read_weights(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let path = backbone_file(path);
-    let (tensors, _) = weights::load(&path)?;
-    Ok(without_unused_buffers(tensors))
-}

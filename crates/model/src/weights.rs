@@ -72,9 +72,9 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<(String, Tensor)>, B
     let bad = |msg: String| ModelError::Weights { path: path.to_path_buf(), msg };
     let st = SafeTensors::deserialize(bytes).map_err(|e| match pytorch_format(bytes) {
         Some(kind) => bad(format!(
-            "{kind}, not a safetensors file; facerec reads safetensors only. Convert it in Python: \
-             `sd = torch.load(path, map_location=\"cpu\"); safetensors.torch.save_file({{k: v.contiguous() for k, v in \
-             sd.items()}}, \"model.safetensors\", metadata={{\"backbone\": json.dumps(backbone_config)}})` (see {BACKBONE_METADATA_DOC})"
+            "{kind}, not a facerec model file: make one from it with `facerec import {} --backbone NAME --out \
+             model.safetensors` (see {BACKBONE_METADATA_DOC})",
+            path.display()
         )),
         None => bad(format!("not a valid safetensors file: {e:?}")),
     })?;

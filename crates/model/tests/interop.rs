@@ -1,5 +1,6 @@
 //! facerec's weights in PyTorch and PyTorch's in facerec: the same Face-ResNet computed by both
-//! on real aligned LFW faces gives the same embeddings (max abs diff <= 1e-4).
+//! on real aligned LFW faces gives the same embeddings (max abs diff <= 1e-4), and so does the
+//! published MobileFaceNet checkpoint, imported by facerec and loaded by `torch.load`.
 //! The PyTorch side is `scripts/reference/{models,check_interop}.py`.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use facerec_data::dataset::FaceDataset;
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::normalize::crops_to_tensor;
 use facerec_model::face_resnet::FaceResnetConfig;
+use facerec_model::import::import_backbone;
+use facerec_model::mobilefacenet::MobileFaceNetConfig;
 use facerec_model::saved::{load_backbone, save_backbone};
 use facerec_model::weights::strip_prefix;
 use facerec_model::BackboneConfig;
@@ -86,5 +89,37 @@ fn pytorch_weights_load_by_name_and_give_the_same_embeddings() -> Result {
     let diff = f64::try_from((ours - theirs).abs().max().to_kind(Kind::Double))?;
     eprintln!("PyTorch -> facerec: max abs diff {diff:.2e}");
     assert!(diff <= 1e-4, "max abs diff {diff}");
+    Ok(())
+}
+
+/// The shared MobileFaceNet checkpoint (legacy `torch.save` format), imported by facerec and
+/// run on real crops, against the same file loaded by `torch.load` into the PyTorch twin.
+#[test]
+fn imported_mobilefacenet_gives_pytorchs_embeddings() -> Result {
+    let ckpt = facerec_data::paths::require("pretrained")?.join("mobilefacenet_casia/mobilefacenet_casia_068.ckpt");
+    let dir = tempfile::tempdir()?;
+    let config = BackboneConfig::new(MobileFaceNetConfig::default());
+    let model = dir.path().join("mfn.safetensors");
+    let imported = import_backbone(&ckpt, &config, &model)?;
+    assert_eq!((imported.tensors, imported.dropped), (283, 50));
+    assert!(imported.source.contains("legacy format") && imported.source.contains("net_state_dict"), "{}", imported.source);
+    let loaded = load_backbone(&model, Device::Cpu, None)?;
+    let x = faces()?;
+    let ours = tch::no_grad(|| loaded.backbone.forward_t(&x, false))?;
+    assert_eq!(ours.size(), [8, 128]);
+    let (xi, fi) = (dir.path().join("x.npy"), dir.path().join("f.npy"));
+    save_npy(&xi, &x)?;
+    save_npy(&fi, &ours)?;
+    let cfg_json = serde_json::to_string(&config)?;
+    let r = python(&["checkpoint", "--checkpoint", ckpt.to_str().unwrap(), "--config", &cfg_json, "--inputs", xi.to_str().unwrap(), "--features", fi.to_str().unwrap()])?;
+    let (diff, scale) = (r["max_abs_diff"].as_f64().unwrap(), r["max_abs"].as_f64().unwrap());
+    eprintln!("MobileFaceNet, facerec vs PyTorch: max abs diff {diff:.2e} (features up to {scale:.2})");
+    assert!(scale > 0.1, "features this small would make the comparison meaningless");
+    assert!(diff <= 1e-4, "max abs diff {diff}");
+    // The faces are told apart: features of different people are not near-duplicates.
+    let f = ours.f_div(&ours.f_norm_scalaropt_dim(2, [1].as_slice(), true)?)?;
+    let cos = f.f_matmul(&f.f_tr()?)?;
+    let off_diag = f64::try_from(cos.f_sub(&Tensor::eye(8, (Kind::Float, Device::Cpu)))?.f_abs()?.f_max()?)?;
+    assert!(off_diag < 0.9, "max cosine between different images {off_diag}");
     Ok(())
 }

@@ -1,0 +1,185 @@
+//! MobileFaceNet trained on real LFW faces (48 images of 8 people): its BatchNorm statistics
+//! survive a stop and resume exactly, and `[model] init` starts it from the published
+//! checkpoint (imported), with `optim.backbone_lr_mult = 0` keeping those weights.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use facerec_core::metrics::read_records;
+use facerec_experiment::{provenance, Config, RunDir};
+use facerec_model::import::import_backbone;
+use facerec_model::mobilefacenet::MobileFaceNetConfig;
+use facerec_model::BackboneConfig;
+use facerec_train::{Observer, Outcome, StepStats, Trainer};
+use tch::Tensor;
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const PEOPLE: [&str; 8] = [
+    "Ariel_Sharon",
+    "Colin_Powell",
+    "Donald_Rumsfeld",
+    "George_W_Bush",
+    "Gerhard_Schroeder",
+    "Hugo_Chavez",
+    "Junichiro_Koizumi",
+    "Tony_Blair",
+];
+
+/// A config training MobileFaceNet on six images each of [`PEOPLE`], written into `dir`.
+fn config(dir: &Path, extra: &str) -> Result<Config> {
+    let lfw = facerec_data::paths::require("lfw")?;
+    let list = dir.join("list.txt");
+    let lines: Vec<String> = PEOPLE.iter().flat_map(|p| (1..=6).map(move |i| format!("{p}/{p}_{i:04}.jpg {p}"))).collect();
+    std::fs::write(&list, lines.join("\n"))?;
+    let text = format!(
+        r#"
+seed = 3
+threads = 1
+[data]
+kind = "faces"
+images = "{images}"
+list = "{list}"
+landmarks = "{landmarks}"
+cache_dir = "{cache}"
+[model.backbone]
+name = "mobilefacenet"
+[loss]
+lambda = 0.003
+alpha = 0.5
+[optim]
+lr = 0.05
+batch_size = 16
+[schedule]
+steps = 8
+[checkpoint]
+every_steps = 2
+keep = 10
+[eval]
+disabled = true
+[log]
+every_steps = 1
+{extra}
+"#,
+        images = lfw.join("images").display(),
+        list = list.display(),
+        landmarks = lfw.join("landmarks_5pt.tsv").display(),
+        cache = dir.join("cache").display(),
+    );
+    Ok(Config::parse(&text, &dir.join("mfn.toml"), &[])?)
+}
+
+/// libtorch's random generator, which initialises the weights, is one per process: trainings
+/// of the tests of this file (threads of one process) take turns, so that a seed means one
+/// initialisation.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Trains `config` into `run`, from its `[model] init` when it has one; `stop_at` stops after
+/// that step (with a checkpoint); `resume` continues from the latest checkpoint.
+fn train(config: &Config, run: &Path, stop_at: Option<usize>, resume: bool) -> Result<Outcome> {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    struct StopAt(Option<usize>, Arc<std::sync::atomic::AtomicBool>);
+    impl Observer for StopAt {
+        fn on_step(&mut self, s: &StepStats) {
+            if Some(s.step) == self.0 {
+                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+    let data = config.data.open_train()?;
+    let mut trainer = Trainer::new(config.train_config(), run, data.source.num_classes())?;
+    if let Some(init) = &config.model.init {
+        trainer.init_backbone(&facerec_model::import::read_weights(init)?.tensors, init)?;
+    }
+    if resume {
+        provenance::resume(&mut trainer, &RunDir::new(run), false)?.ok_or("no checkpoint to resume")?;
+    }
+    let mut obs = StopAt(stop_at, trainer.stop_flag());
+    Ok(trainer.fit(data.source, data.flip, None, &mut obs)?.outcome)
+}
+
+fn model(run: &Path) -> Result<Vec<(String, Tensor)>> {
+    Ok(facerec_model::weights::load(&run.join("model.safetensors"))?.0)
+}
+
+fn get<'a>(tensors: &'a [(String, Tensor)], name: &str) -> Result<&'a Tensor> {
+    Ok(tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t).ok_or(format!("no {name}"))?)
+}
+
+#[test]
+fn batchnorm_statistics_resume_exactly() -> Result {
+    let dir = tempfile::tempdir()?;
+    let cfg = config(dir.path(), "")?;
+    let (full, part) = (dir.path().join("full"), dir.path().join("part"));
+    assert_eq!(train(&cfg, &full, None, false)?, Outcome::Finished);
+    assert_eq!(train(&cfg, &part, Some(5), false)?, Outcome::Interrupted);
+    assert_eq!(train(&cfg, &part, None, true)?, Outcome::Finished);
+    let losses = |run: &Path| -> Result<Vec<f64>> {
+        Ok(read_records(&run.join("steps.jsonl"))?.iter().map(|r| r["loss"].as_f64().unwrap_or(f64::NAN)).collect())
+    };
+    assert_eq!(losses(&full)?.len(), 8);
+    assert_eq!(losses(&full)?, losses(&part)?, "resumed losses differ");
+    let (a, b) = (model(&full)?, model(&part)?);
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after resume");
+    }
+    // The statistics moved from their start (mean 0, variance 1): the check above covers them.
+    let mean = get(&a, "blocks.3.conv.4.running_mean")?;
+    assert!(mean.abs().max().double_value(&[]) > 1e-3, "running_mean never moved");
+    let var = get(&a, "linear7.bn.running_var")?;
+    assert!((var - 1.0).abs().max().double_value(&[]) > 1e-3, "running_var never moved");
+    Ok(())
+}
+
+#[test]
+fn init_starts_from_the_imported_checkpoint_and_a_zero_rate_keeps_it() -> Result {
+    let dir = tempfile::tempdir()?;
+    let ckpt = facerec_data::paths::require("pretrained")?.join("mobilefacenet_casia/mobilefacenet_casia_068.ckpt");
+    let imported = dir.path().join("mfn.safetensors");
+    import_backbone(&ckpt, &BackboneConfig::new(MobileFaceNetConfig::default()), &imported)?;
+    let with_init = |mult: &str| -> Result<Config> {
+        let mut cfg = config(dir.path(), "")?;
+        cfg.model.init = Some(imported.clone());
+        cfg.optim.backbone_lr_mult = mult.parse()?;
+        Ok(cfg)
+    };
+    let frozen = dir.path().join("frozen");
+    train(&with_init("0")?, &frozen, None, false)?;
+    let start = facerec_model::weights::load(&imported)?.0;
+    let end = model(&frozen)?;
+    for (name, t) in &start {
+        let after = get(&end, name)?;
+        if name.contains("running_") {
+            assert!(!after.equal(t), "{name}: BatchNorm statistics follow the new data even when frozen");
+        } else {
+            assert!(after.equal(t), "{name} moved at backbone_lr_mult = 0");
+        }
+    }
+    // At a small rate the backbone moves, but little, and the loss goes down from the start.
+    let slow = dir.path().join("slow");
+    train(&with_init("0.1")?, &slow, None, false)?;
+    let w = "blocks.0.conv.0.weight";
+    let moved = (get(&model(&slow)?, w)? - get(&start, w)?).abs().max().double_value(&[]);
+    assert!(moved > 0.0 && moved < 0.05, "{w} moved by {moved}");
+    Ok(())
+}
+
+#[test]
+fn init_from_another_architecture_lists_what_does_not_fit() -> Result {
+    let dir = tempfile::tempdir()?;
+    let other = dir.path().join("other.safetensors");
+    let face_resnet: BackboneConfig = toml::from_str("name = \"face_resnet\"\nwidths = [4, 8, 8, 16, 16]\nblocks = [0, 0, 0, 0]")?;
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    face_resnet.build(&vs.root())?;
+    let vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    facerec_model::saved::save_backbone(&other, &face_resnet, &vars)?;
+    let mut cfg = config(dir.path(), "")?;
+    cfg.model.init = Some(PathBuf::from(&other));
+    let err = train(&cfg, &dir.path().join("run"), None, false).err().ok_or("trained from another architecture")?.to_string();
+    assert!(err.contains("other.safetensors") && err.contains("missing [") && err.contains("unexpected ["), "{err}");
+    assert!(err.contains("running_mean"), "{err}");
+    Ok(())
+}
+
