@@ -125,6 +125,9 @@ impl Config {
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.optim.validate()?;
         self.schedule.validate()?;
+        if let Some(init) = self.model.init.as_ref().filter(|p| !p.exists()) {
+            return Err(format!("model.init: {} does not exist", init.display()));
+        }
         if self.checkpoint.keep == 0 {
             return Err("checkpoint.keep must be at least 1".into());
         }

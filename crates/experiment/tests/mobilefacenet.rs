@@ -3,6 +3,7 @@
 //! checkpoint (imported), with `optim.backbone_lr_mult = 0` keeping those weights.
 
 use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 
 use facerec_core::metrics::read_records;
@@ -13,71 +14,20 @@ use facerec_model::BackboneConfig;
 use facerec_train::{Observer, Outcome, StepStats, Trainer};
 use tch::Tensor;
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+mod common;
+use common::{faces_config as config, Result};
 
-const PEOPLE: [&str; 8] = [
-    "Ariel_Sharon",
-    "Colin_Powell",
-    "Donald_Rumsfeld",
-    "George_W_Bush",
-    "Gerhard_Schroeder",
-    "Hugo_Chavez",
-    "Junichiro_Koizumi",
-    "Tony_Blair",
-];
-
-/// A config training MobileFaceNet on six images each of [`PEOPLE`], written into `dir`.
-fn config(dir: &Path, extra: &str) -> Result<Config> {
-    let lfw = facerec_data::paths::require("lfw")?;
-    let list = dir.join("list.txt");
-    let lines: Vec<String> = PEOPLE.iter().flat_map(|p| (1..=6).map(move |i| format!("{p}/{p}_{i:04}.jpg {p}"))).collect();
-    std::fs::write(&list, lines.join("\n"))?;
-    let text = format!(
-        r#"
-seed = 3
-threads = 1
-[data]
-kind = "faces"
-images = "{images}"
-list = "{list}"
-landmarks = "{landmarks}"
-cache_dir = "{cache}"
-[model.backbone]
-name = "mobilefacenet"
-[loss]
-lambda = 0.003
-alpha = 0.5
-[optim]
-lr = 0.05
-batch_size = 16
-[schedule]
-steps = 8
-[checkpoint]
-every_steps = 2
-keep = 10
-[eval]
-disabled = true
-[log]
-every_steps = 1
-{extra}
-"#,
-        images = lfw.join("images").display(),
-        list = list.display(),
-        landmarks = lfw.join("landmarks_5pt.tsv").display(),
-        cache = dir.join("cache").display(),
-    );
-    Ok(Config::parse(&text, &dir.join("mfn.toml"), &[])?)
-}
-
-/// libtorch's random generator, which initialises the weights, is one per process: trainings
-/// of the tests of this file (threads of one process) take turns, so that a seed means one
-/// initialisation.
+/// libtorch's random generator, which initialises the weights, is one per process: the tests
+/// of this file (threads of one process) take turns, so that a seed means one initialisation.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Trains `config` into `run`, from its `[model] init` when it has one; `stop_at` stops after
 /// that step (with a checkpoint); `resume` continues from the latest checkpoint.
 fn train(config: &Config, run: &Path, stop_at: Option<usize>, resume: bool) -> Result<Outcome> {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     struct StopAt(Option<usize>, Arc<std::sync::atomic::AtomicBool>);
     impl Observer for StopAt {
         fn on_step(&mut self, s: &StepStats) {
@@ -108,6 +58,7 @@ fn get<'a>(tensors: &'a [(String, Tensor)], name: &str) -> Result<&'a Tensor> {
 
 #[test]
 fn batchnorm_statistics_resume_exactly() -> Result {
+    let _turn = turn();
     let dir = tempfile::tempdir()?;
     let cfg = config(dir.path(), "")?;
     let (full, part) = (dir.path().join("full"), dir.path().join("part"));
@@ -135,6 +86,7 @@ fn batchnorm_statistics_resume_exactly() -> Result {
 
 #[test]
 fn init_starts_from_the_imported_checkpoint_and_a_zero_rate_keeps_it() -> Result {
+    let _turn = turn();
     let dir = tempfile::tempdir()?;
     let ckpt = facerec_data::paths::require("pretrained")?.join("mobilefacenet_casia/mobilefacenet_casia_068.ckpt");
     let imported = dir.path().join("mfn.safetensors");
@@ -168,6 +120,7 @@ fn init_starts_from_the_imported_checkpoint_and_a_zero_rate_keeps_it() -> Result
 
 #[test]
 fn init_from_another_architecture_lists_what_does_not_fit() -> Result {
+    let _turn = turn();
     let dir = tempfile::tempdir()?;
     let other = dir.path().join("other.safetensors");
     let face_resnet: BackboneConfig = toml::from_str("name = \"face_resnet\"\nwidths = [4, 8, 8, 16, 16]\nblocks = [0, 0, 0, 0]")?;
