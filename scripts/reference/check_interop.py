@@ -7,7 +7,9 @@
       runs it on the inputs and prints the max abs difference to facerec's features.
   check_interop.py export --config '{"name": "face_resnet", ...}' --out w.safetensors --inputs x.npy --features f.npy
       Initialises the twin in PyTorch (seed 0), saves its state dict as safetensors (no facerec
-      metadata), and writes its features on the inputs, for facerec to load and compare.
+      metadata), and writes its features on the inputs, for facerec to load and compare. With
+      --torch-save it writes torch.save({"epoch": 1, "model": state_dict}) in the zip format
+      instead, the names prefixed `module.` as DataParallel does.
   check_interop.py checkpoint --checkpoint ck.pt --config '{"name": "mobilefacenet", ...}' --inputs x.npy --features f.npy
       Loads a PyTorch checkpoint with torch.load (the state dict at the top level or under
       state_dict / net_state_dict / model), builds the twin, load_state_dict(strict=True), and
@@ -32,6 +34,7 @@ def main():
     ap.add_argument("mode", choices=["load", "export", "checkpoint"])
     ap.add_argument("--weights")
     ap.add_argument("--checkpoint")
+    ap.add_argument("--torch-save", action="store_true")
     ap.add_argument("--config")
     ap.add_argument("--out")
     ap.add_argument("--inputs", required=True)
@@ -66,7 +69,11 @@ def main():
         torch.manual_seed(0)
         model = build(json.loads(a.config))
         model.eval()
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a.out)
+        if a.torch_save:
+            wrapped = torch.nn.DataParallel(model)
+            torch.save({"epoch": 1, "model": wrapped.state_dict()}, a.out)
+        else:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a.out)
         with torch.no_grad():
             np.save(a.features, model(x).numpy())
         print(json.dumps({"saved": a.out}))

@@ -42,8 +42,12 @@ pub fn read_weights(path: &Path) -> Result<Weights> {
         }
         let tensors = ck.tensors.into_iter().map(|(name, raw)| Ok((name.clone(), to_tensor(&raw, &name, &path)?))).collect::<Result<_>>()?;
         (tensors, source)
-    } else {
+    } else if bytes.get(8) == Some(&b'{') {
+        // safetensors: an 8-byte header length, then the JSON header.
         (weights::from_bytes(&bytes, &path)?.0, "safetensors file".to_owned())
+    } else {
+        let what = facerec_torchfile::read_bytes(&bytes, &path).err().map(|e| e.kind.to_string()).unwrap_or_default();
+        return Err(ModelError::Weights { path, msg: format!("neither a safetensors file nor a PyTorch checkpoint ({what})") });
     };
     let before = tensors.len();
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();

@@ -123,3 +123,29 @@ fn imported_mobilefacenet_gives_pytorchs_embeddings() -> Result {
     assert!(off_diag < 0.9, "max cosine between different images {off_diag}");
     Ok(())
 }
+
+/// A checkpoint in torch.save's zip format (PyTorch >= 1.6's default), the state dict under
+/// `model` with DataParallel's `module.` prefix, as training scripts write them: imported, it
+/// gives the twin's embeddings.
+#[test]
+fn a_zip_checkpoint_written_by_torch_imports_and_gives_its_embeddings() -> Result {
+    let dir = tempfile::tempdir()?;
+    let x = faces()?;
+    let xi = dir.path().join("x.npy");
+    save_npy(&xi, &x)?;
+    let (ck, fi) = (dir.path().join("mfn.pt"), dir.path().join("f.npy"));
+    let config = BackboneConfig::new(MobileFaceNetConfig { input_size: [112, 96], feature_dim: 64 });
+    let cfg_json = serde_json::to_string(&config)?;
+    python(&["export", "--torch-save", "--config", &cfg_json, "--out", ck.to_str().unwrap(), "--inputs", xi.to_str().unwrap(), "--features", fi.to_str().unwrap()])?;
+    assert_eq!(&std::fs::read(&ck)?[..2], b"PK", "torch.save wrote its zip format");
+    let model = dir.path().join("mfn.safetensors");
+    let imported = import_backbone(&ck, &config, &model)?;
+    assert!(imported.source.contains("zip format") && imported.source.contains("under \"model\""), "{}", imported.source);
+    let loaded = load_backbone(&model, Device::Cpu, None)?;
+    let ours = tch::no_grad(|| loaded.backbone.forward_t(&x, false))?;
+    let theirs = Tensor::try_from(&facerec_data::npy::read::<f32, ndarray::Ix2>(&fi)?)?;
+    let diff = f64::try_from((ours - theirs).abs().max().to_kind(Kind::Double))?;
+    eprintln!("MobileFaceNet from a zip checkpoint: max abs diff {diff:.2e}");
+    assert!(diff <= 1e-4, "max abs diff {diff}");
+    Ok(())
+}
