@@ -5,8 +5,11 @@
 # at lambda 0.003; model A is lambda 0 and C is the default point), then the tables.
 #
 #   scripts/face_experiments.sh [--jobs J] [--seeds "1 2 3"] [--lambdas "0.03"]
-#                               [--alphas "0.1"] [--no-sweep] [--runs DIR]
+#                               [--alphas "0.1"] [--no-sweep] [--runs DIR] [--configs NAME]
 #
+# NAME picks the pair configs/lfw_NAME_{softmax,center}.toml (default faceresnet_small;
+# mobilefacenet_finetune fine-tunes the shared MobileFaceNet checkpoint, see
+# scripts/mobilefacenet.sh).
 # Runs go to DIR (default runs/faces), one directory each; a run that has finished (its
 # lfw_report.json exists) is not trained again, an unfinished one resumes from its checkpoint.
 # J runs train side by side with nproc/J libtorch threads each (default J = 2: on 2 cores two
@@ -20,6 +23,7 @@ lambdas="0.03"
 alphas="0.1"
 sweep=1
 out=runs/faces
+configs=faceresnet_small
 while [[ $# -gt 0 ]]; do
     case $1 in
         --jobs) jobs=$2; shift 2 ;;
@@ -28,7 +32,8 @@ while [[ $# -gt 0 ]]; do
         --alphas) alphas=$2; shift 2 ;;
         --no-sweep) sweep=0; shift ;;
         --runs) out=$2; shift 2 ;;
-        -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+        --configs) configs=$2; shift 2 ;;
+        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -43,15 +48,15 @@ mkdir -p "$out"
 # One line per run: name, config, extra --set arguments.
 plan=()
 for s in $seeds; do
-    plan+=("softmax_seed$s configs/lfw_faceresnet_small_softmax.toml --set seed=$s")
-    plan+=("center_seed$s configs/lfw_faceresnet_small_center.toml --set seed=$s")
+    plan+=("softmax_seed$s configs/lfw_${configs}_softmax.toml --set seed=$s")
+    plan+=("center_seed$s configs/lfw_${configs}_center.toml --set seed=$s")
 done
 if (( sweep )); then
     for l in $lambdas; do
-        plan+=("center_lambda$l configs/lfw_faceresnet_small_center.toml --set loss.lambda=$l")
+        plan+=("center_lambda$l configs/lfw_${configs}_center.toml --set loss.lambda=$l")
     done
     for a in $alphas; do
-        plan+=("center_alpha$a configs/lfw_faceresnet_small_center.toml --set loss.alpha=$a")
+        plan+=("center_alpha$a configs/lfw_${configs}_center.toml --set loss.alpha=$a")
     done
 fi
 

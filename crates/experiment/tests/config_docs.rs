@@ -23,6 +23,8 @@ skip_bad = true
 [data.exclude_pairs]
 pairs = "p"
 folds = [1]
+[model]
+init = "Cargo.toml"
 [model.backbone]
 name = "face_resnet"
 [loss]
@@ -31,12 +33,14 @@ alpha = 0.5
 [optim]
 lr = 0.1
 batch_size = 2
+backbone_lr_mult = 0.1
 [schedule]
 epochs = 1
 [eval.lfw]
 images = "i"
 landmarks = "m"
 pairs = "p"
+subtract_mean = true
 [[eval.bin]]
 name = "cfp_fp"
 path = "b"
@@ -67,6 +71,7 @@ fn every_config_key_is_documented() {
         ("kind = \"faces\"", "kind = \"record_io\"\nrec = \"r\"\n#"),
         ("name = \"face_resnet\"", "name = \"lenet_pp\""),
         ("name = \"face_resnet\"", "name = \"iresnet\"\nlayers = [1, 1, 1, 1]"),
+        ("name = \"face_resnet\"", "name = \"mobilefacenet\""),
         ("lambda = 0.1\nalpha = 0.5", "name = \"softmax\""),
         ("lambda = 0.1\nalpha = 0.5", "name = \"cosface\""),
         ("lambda = 0.1\nalpha = 0.5", "name = \"arcface\""),

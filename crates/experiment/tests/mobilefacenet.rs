@@ -4,18 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
 
 use facerec_core::metrics::read_records;
-use facerec_experiment::{provenance, Config, RunDir};
+use facerec_experiment::Config;
 use facerec_model::import::import_backbone;
 use facerec_model::mobilefacenet::MobileFaceNetConfig;
 use facerec_model::BackboneConfig;
-use facerec_train::{Observer, Outcome, StepStats, Trainer};
+use facerec_train::Outcome;
 use tch::Tensor;
 
 mod common;
-use common::{faces_config as config, Result};
+use common::{faces_config as config, train, Result};
 
 /// libtorch's random generator, which initialises the weights, is one per process: the tests
 /// of this file (threads of one process) take turns, so that a seed means one initialisation.
@@ -23,29 +22,6 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn turn() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Trains `config` into `run`, from its `[model] init` when it has one; `stop_at` stops after
-/// that step (with a checkpoint); `resume` continues from the latest checkpoint.
-fn train(config: &Config, run: &Path, stop_at: Option<usize>, resume: bool) -> Result<Outcome> {
-    struct StopAt(Option<usize>, Arc<std::sync::atomic::AtomicBool>);
-    impl Observer for StopAt {
-        fn on_step(&mut self, s: &StepStats) {
-            if Some(s.step) == self.0 {
-                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-    }
-    let data = config.data.open_train()?;
-    let mut trainer = Trainer::new(config.train_config(), run, data.source.num_classes())?;
-    if let Some(init) = &config.model.init {
-        trainer.init_backbone(&facerec_model::import::read_weights(init)?.tensors, init)?;
-    }
-    if resume {
-        provenance::resume(&mut trainer, &RunDir::new(run), false)?.ok_or("no checkpoint to resume")?;
-    }
-    let mut obs = StopAt(stop_at, trainer.stop_flag());
-    Ok(trainer.fit(data.source, data.flip, None, &mut obs)?.outcome)
 }
 
 fn model(run: &Path) -> Result<Vec<(String, Tensor)>> {

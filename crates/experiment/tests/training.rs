@@ -2,14 +2,14 @@
 //! divergence handling and config errors.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use facerec_train::checkpoint;
 use facerec_core::metrics::read_records;
-use facerec_experiment::{provenance, Config, RunDir};
-use facerec_train::{Observer, Outcome, StepStats, Trainer, TrainError};
+use facerec_experiment::Config;
+use facerec_train::{Outcome, TrainError};
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+mod common;
+use common::Result;
 
 fn config_text(mnist: &Path, extra: &str) -> String {
     format!(
@@ -50,21 +50,7 @@ fn config(extra: &str) -> Result<Config> {
 
 /// Trains `config` in `dir`; `stop_at` sets the stop flag once that step is reached.
 fn train(config: Config, dir: &Path, stop_at: Option<usize>, resume: bool) -> Result<Outcome> {
-    struct StopAt(Option<usize>, Arc<std::sync::atomic::AtomicBool>);
-    impl Observer for StopAt {
-        fn on_step(&mut self, s: &StepStats) {
-            if Some(s.step) == self.0 {
-                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
-        }
-    }
-    let data = config.data.open_train()?;
-    let mut trainer = Trainer::new(config.train_config(), dir, data.source.num_classes())?;
-    if resume {
-        provenance::resume(&mut trainer, &RunDir::new(dir), false)?.ok_or("no checkpoint to resume")?;
-    }
-    let mut obs = StopAt(stop_at, trainer.stop_flag());
-    Ok(trainer.fit(data.source, data.flip, None, &mut obs)?.outcome)
+    common::train(&config, dir, stop_at, resume)
 }
 
 fn losses(dir: &Path) -> Result<Vec<(u64, f64)>> {

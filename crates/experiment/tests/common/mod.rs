@@ -1,8 +1,12 @@
-//! What several test files of this crate share: a small real face-training config.
+//! What several test files of this crate share: a training run stopped and resumed at will,
+//! and a small real face-training config.
+#![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::Arc;
 
-use facerec_experiment::Config;
+use facerec_experiment::{provenance, Config, RunDir};
+use facerec_train::{Observer, Outcome, StepStats, Trainer};
 
 pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -61,3 +65,26 @@ every_steps = 1
     Ok(Config::parse(&text, &dir.join("mfn.toml"), &[])?)
 }
 
+
+/// Trains `config` into `run`, from its `[model] init` when it has one; `stop_at` stops after
+/// that step (with a checkpoint); `resume` continues from the latest checkpoint.
+pub fn train(config: &Config, run: &Path, stop_at: Option<usize>, resume: bool) -> Result<Outcome> {
+    struct StopAt(Option<usize>, Arc<std::sync::atomic::AtomicBool>);
+    impl Observer for StopAt {
+        fn on_step(&mut self, s: &StepStats) {
+            if Some(s.step) == self.0 {
+                self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+    let data = config.data.open_train()?;
+    let mut trainer = Trainer::new(config.train_config(), run, data.source.num_classes())?;
+    if let Some(init) = &config.model.init {
+        trainer.init_backbone(&facerec_model::import::read_weights(init)?.tensors, init)?;
+    }
+    if resume {
+        provenance::resume(&mut trainer, &RunDir::new(run), false)?.ok_or("no checkpoint to resume")?;
+    }
+    let mut obs = StopAt(stop_at, trainer.stop_flag());
+    Ok(trainer.fit(data.source, data.flip, None, &mut obs)?.outcome)
+}
