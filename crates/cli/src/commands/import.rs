@@ -24,7 +24,8 @@ pub struct ImportArgs {
     /// The checkpoint: a `torch.save` file (.pt, .pth, .ckpt; the state dict at the top level
     /// or under `state_dict`, `net_state_dict`, `model`, ...) or a safetensors file.
     pub checkpoint: PathBuf,
-    /// The backbone the weights are for (`facerec info` lists the names).
+    /// The backbone the weights are for, by its config name (`mobilefacenet`, `iresnet`, ...;
+    /// an unknown name is an error that lists the known ones).
     #[arg(long)]
     pub backbone: String,
     /// A setting of the backbone, as in its `[model.backbone]` table, e.g. `--set
