@@ -42,6 +42,7 @@ echo "== training step, facerec / PyTorch-in-Python (median of $rounds alternati
 compare "LeNets++ (MNIST), batch 64" configs/mnist_lenetpp_center.toml 64 "$steps" --classes 10
 compare "Face-ResNet small, batch 64" configs/lfw_faceresnet_small_center.toml 64 "$steps" --classes 1000
 compare "Face-ResNet (paper), batch 32" configs/lfw_faceresnet_small_center.toml 32 "$steps" --classes 1000 "${paper[@]}"
+compare "MobileFaceNet, batch 64" configs/lfw_mobilefacenet_scratch_center.toml 64 "$steps" --classes 906
 # Like for like: PyTorch with the allocator settings facerec makes itself (keep_freed_memory,
 # docs/design.md), so that the ratio shows what is left once both keep their memory mapped.
 PY_ENV="MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647" \
