@@ -27,7 +27,11 @@ pub fn faces_config(dir: &Path, extra: &str) -> Result<Config> {
     let lfw = facerec_data::paths::require("lfw")?;
     let list = dir.join("list.txt");
     let lines: Vec<String> = PEOPLE.iter().flat_map(|p| (1..=6).map(move |i| format!("{p}/{p}_{i:04}.jpg {p}"))).collect();
-    std::fs::write(&list, lines.join("\n"))?;
+    // Written once: the ranks of a distributed test call this too, while the others read it.
+    let text = lines.join("\n");
+    if std::fs::read_to_string(&list).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&list, text)?;
+    }
     let text = format!(
         r#"
 seed = 3
@@ -79,9 +83,7 @@ pub fn train(config: &Config, run: &Path, stop_at: Option<usize>, resume: bool) 
     }
     let data = config.data.open_train()?;
     let mut trainer = Trainer::new(config.train_config(), run, data.source.num_classes())?;
-    if let Some(init) = &config.model.init {
-        trainer.init_backbone(&facerec_model::import::read_weights(init)?.tensors, init)?;
-    }
+    facerec_experiment::run::init_backbone(&mut trainer, &config.model)?;
     if resume {
         provenance::resume(&mut trainer, &RunDir::new(run), false)?.ok_or("no checkpoint to resume")?;
     }
