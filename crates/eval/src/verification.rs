@@ -450,7 +450,8 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], scoring: Sc
     let mean = fold_accuracy.iter().sum::<f64>() / k;
     let std = (fold_accuracy.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / k).sqrt();
     // With PCA (or mean subtraction), each pair is scored as its fold's accuracy scored it:
-    // after the PCA fitted on (the mean taken over) the other folds. The ROC and histograms then describe the features the accuracy does.
+    // after the PCA fitted on (the mean taken over) the other folds. The ROC and histograms
+    // then describe the features the accuracy does.
     let scored: Vec<f64> = match &pca_scores {
         None => raw,
         Some(per_fold) => {

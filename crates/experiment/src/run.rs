@@ -15,7 +15,7 @@ use facerec_model::device::DeviceChoice;
 use facerec_train::distributed::per_rank_batch;
 use facerec_train::{Evaluator, FitSummary, Observer, Outcome, TrainError, Trainer};
 
-use crate::config::Config;
+use crate::config::{Config, ModelConfig};
 use crate::data::TrainSet;
 use crate::error::{ExperimentError, Result};
 use crate::evaluators::Evaluators;
@@ -174,11 +174,7 @@ fn build(
         group = Some(join(d)?);
     }
     let mut trainer = Trainer::new(config.train_config(), run.path(), train.source.num_classes())?;
-    if let Some(init) = &config.model.init {
-        let weights = facerec_model::import::read_weights(init)?;
-        trainer.init_backbone(&weights.tensors, init)?;
-        tracing::info!("backbone initialised from {} ({})", init.display(), weights.source);
-    }
+    init_backbone(&mut trainer, &config.model)?;
     if let Some(group) = group {
         trainer = trainer.with_distributed(group)?;
     }
@@ -189,6 +185,17 @@ fn build(
         }
     }
     Ok((trainer, train, evaluators))
+}
+
+/// Starts the backbone of a new `trainer` from the weights `[model] init` names, if any (a
+/// resume then replaces them with the checkpoint's).
+pub fn init_backbone(trainer: &mut Trainer, model: &ModelConfig) -> Result<()> {
+    if let Some(init) = &model.init {
+        let weights = facerec_model::import::read_weights(init)?;
+        trainer.init_backbone(&weights.tensors, init)?;
+        tracing::info!("backbone initialised from {} ({})", init.display(), weights.source);
+    }
+    Ok(())
 }
 
 /// [`Trainer::fit`] with the evaluations (if any); a divergence is recorded in the run

@@ -107,6 +107,16 @@ fn losses(run_dir: &Path) -> Result<Vec<(u64, f64)>> {
         .collect())
 }
 
+/// The final states of rank 0 and rank 1 (`what` names the run in messages) hold the same
+/// names and bit-identical tensors.
+fn assert_ranks_agree(r0: &[(String, Tensor)], r1: &[(String, Tensor)], what: &str) {
+    assert_eq!(r0.len(), r1.len(), "{what}: the ranks hold different numbers of tensors");
+    for ((na, ta), (nb, tb)) in r0.iter().zip(r1) {
+        assert_eq!(na, nb, "{what}");
+        assert!(ta.equal(tb), "{what}: {na} differs between rank 0 and rank 1");
+    }
+}
+
 /// Largest absolute difference between same-named tensors whose name does (`momentum`) or
 /// does not start with `momentum.`; the names must match.
 fn max_diff(a: &[(String, Tensor)], b: &[(String, Tensor)], momentum: bool) -> Result<(f64, String)> {
@@ -227,12 +237,8 @@ fn two_ranks_reproduce_one_rank_and_checkpoints_resume_across_world_sizes() -> R
     let (r0, r1) = (load(&out.join("rank0.safetensors"))?, load(&out.join("rank1.safetensors"))?);
 
     // (c) The ranks end bit-identical: model, center table and momentum.
-    assert_eq!(r0.len(), r1.len());
     assert!(r0.iter().any(|(k, _)| k == "center.centers"));
-    for ((na, ta), (nb, tb)) in r0.iter().zip(&r1) {
-        assert_eq!(na, nb);
-        assert!(ta.equal(tb), "{na} differs between rank 0 and rank 1");
-    }
+    assert_ranks_agree(&r0, &r1, "center loss");
 
     let (l1, l2) = (losses(&one)?, losses(&two)?);
     assert_eq!(l1.len(), 6);
@@ -304,9 +310,7 @@ fn every_loss_trains_the_same_on_two_ranks_as_on_one() -> Result {
         let one_state = state(&train(&one, None, false, loss)?);
         two_ranks(TEST, &[("RUN_DIR", two.as_os_str()), ("OUT", out.as_os_str()), ("LOSS", loss.as_ref())])?;
         let (r0, r1) = (load(&out.join("rank0.safetensors"))?, load(&out.join("rank1.safetensors"))?);
-        for ((na, ta), (_, tb)) in r0.iter().zip(&r1) {
-            assert!(ta.equal(tb), "{loss}: {na} differs between rank 0 and rank 1");
-        }
+        assert_ranks_agree(&r0, &r1, loss);
         let (l1, l2) = (losses(&one)?, losses(&two)?);
         assert_eq!(l1.len(), 6, "{loss}");
         let worst_loss = l1.iter().zip(&l2).map(|(a, b)| (a.1 - b.1).abs()).fold(0.0, f64::max);
@@ -352,10 +356,7 @@ fn batchnorm_statistics_stay_identical_across_ranks() -> Result {
     let (r0, r1) = (load(&out.join("rank0.safetensors"))?, load(&out.join("rank1.safetensors"))?);
     let stats: Vec<&(String, Tensor)> = r0.iter().filter(|(k, _)| k.contains("running_")).collect();
     assert_eq!(stats.len(), 2 * 50, "MobileFaceNet has 50 BatchNorm layers");
-    for ((na, ta), (nb, tb)) in r0.iter().zip(&r1) {
-        assert_eq!(na, nb);
-        assert!(ta.equal(tb), "{na} differs between rank 0 and rank 1");
-    }
+    assert_ranks_agree(&r0, &r1, "MobileFaceNet");
     let mean = stats.iter().find(|(k, _)| k.ends_with("blocks.3.conv.4.running_mean")).ok_or("no such statistic")?;
     assert!(f64::try_from(mean.1.abs().max())? > 1e-3, "the statistics never moved");
     Ok(())

@@ -50,7 +50,7 @@ pub fn read_weights(path: &Path) -> Result<Weights> {
         return Err(ModelError::Weights { path, msg: format!("neither a safetensors file nor a PyTorch checkpoint ({what})") });
     };
     let before = tensors.len();
-    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+    let tensors = weights::without_batch_counts(tensors);
     Ok(Weights { dropped: before - tensors.len(), tensors, source })
 }
 
@@ -95,13 +95,9 @@ pub fn import_backbone(src: &Path, config: &BackboneConfig, out: &Path) -> Resul
     config.build(&vs.root())?;
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    // Floats of another precision (a half-precision export) become the model's f32.
-    let converted = weights
-        .tensors
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), if v.is_floating_point() { v.f_to_kind(Kind::Float)? } else { v.shallow_clone() })))
-        .collect::<Result<Vec<_>>>()?;
-    weights::copy_into(&vars, &converted, &backbone_file(src)).map_err(|e| match e {
+    // copy_into's copy converts floats of another precision (a half-precision export) to the
+    // model's f32.
+    weights::copy_into(&vars, &weights.tensors, &backbone_file(src)).map_err(|e| match e {
         ModelError::Weights { path, msg } => ModelError::Weights {
             path,
             msg: format!("does not fit backbone {} ({}): {msg}", config.name(), weights.source),

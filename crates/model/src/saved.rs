@@ -55,8 +55,7 @@ pub fn load_backbone(path: &Path, device: Device, config: Option<&BackboneConfig
         return Err(ModelError::Weights { path: path.clone(), msg: format!("no such model file{hint}") });
     }
     let (tensors, meta) = weights::load(path)?;
-    // PyTorch state dicts carry BatchNorm's `num_batches_tracked`, which facerec does not use.
-    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+    let tensors = weights::without_batch_counts(tensors);
     let config = match config {
         Some(c) => c.clone(),
         None => {
@@ -79,4 +78,3 @@ pub fn load_backbone(path: &Path, device: Device, config: Option<&BackboneConfig
     weights::copy_into(&vars, &tensors, path)?;
     Ok(LoadedBackbone { vs, backbone, config })
 }
-

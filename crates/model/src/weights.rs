@@ -126,6 +126,12 @@ pub fn strip_prefix(vars: &HashMap<String, Tensor>, prefix: &str) -> Vec<(String
     out
 }
 
+/// `tensors` without BatchNorm's `num_batches_tracked`, which PyTorch state dicts carry and
+/// facerec does not use (its BatchNorm has a fixed momentum, as PyTorch's by default).
+pub fn without_batch_counts(tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    tensors.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect()
+}
+
 /// Copies `src` into the same-named tensors of `dst` (no gradient recorded). Every name of
 /// `dst` must be present in `src` with the same shape, and `src` may hold no other names;
 /// otherwise the error lists what is missing, unexpected or mis-shaped.

@@ -44,6 +44,13 @@ fn python(args: &[&str]) -> Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+/// Largest absolute difference between `ours` and the `[N, dim]` features PyTorch wrote to `path`.
+fn max_diff_to_npy(ours: &Tensor, path: &Path) -> Result<f64> {
+    let theirs = facerec_data::npy::read::<f32, ndarray::Ix2>(path)?;
+    assert_eq!([theirs.dim().0 as i64, theirs.dim().1 as i64], ours.size()[..], "feature shapes");
+    Ok(f64::try_from((ours - Tensor::try_from(&theirs)?).abs().max().to_kind(Kind::Double))?)
+}
+
 fn config() -> BackboneConfig {
     BackboneConfig::new(FaceResnetConfig { widths: [8, 16, 32, 32, 64], blocks: [1, 1, 2, 1], feature_dim: 64, ..Default::default() })
 }
@@ -83,10 +90,8 @@ fn pytorch_weights_load_by_name_and_give_the_same_embeddings() -> Result {
     // ... with one it loads by name.
     let loaded = load_backbone(&w, Device::Cpu, Some(&config()))?;
     let ours = tch::no_grad(|| loaded.backbone.forward_t(&x, false))?;
-    let theirs = facerec_data::npy::read::<f32, ndarray::Ix2>(&fi)?;
-    assert_eq!(theirs.dim(), (8, 64));
-    let theirs = Tensor::try_from(&theirs)?;
-    let diff = f64::try_from((ours - theirs).abs().max().to_kind(Kind::Double))?;
+    assert_eq!(ours.size(), [8, 64]);
+    let diff = max_diff_to_npy(&ours, &fi)?;
     eprintln!("PyTorch -> facerec: max abs diff {diff:.2e}");
     assert!(diff <= 1e-4, "max abs diff {diff}");
     Ok(())
@@ -143,8 +148,7 @@ fn a_zip_checkpoint_written_by_torch_imports_and_gives_its_embeddings() -> Resul
     assert!(imported.source.contains("zip format") && imported.source.contains("under \"model\""), "{}", imported.source);
     let loaded = load_backbone(&model, Device::Cpu, None)?;
     let ours = tch::no_grad(|| loaded.backbone.forward_t(&x, false))?;
-    let theirs = Tensor::try_from(&facerec_data::npy::read::<f32, ndarray::Ix2>(&fi)?)?;
-    let diff = f64::try_from((ours - theirs).abs().max().to_kind(Kind::Double))?;
+    let diff = max_diff_to_npy(&ours, &fi)?;
     eprintln!("MobileFaceNet from a zip checkpoint: max abs diff {diff:.2e}");
     assert!(diff <= 1e-4, "max abs diff {diff}");
     Ok(())
