@@ -307,6 +307,10 @@ impl Source for RecordIoSource {
         self.rec.num_identities
     }
 
+    fn labels(&self) -> Vec<i64> {
+        self.rec.images.iter().map(|&(_, label)| label).collect()
+    }
+
     fn image_shape(&self) -> [i64; 3] {
         self.shape
     }

@@ -101,6 +101,10 @@ impl Source for PixelSource {
         self.num_classes
     }
 
+    fn labels(&self) -> Vec<i64> {
+        self.labels.clone()
+    }
+
     fn image_shape(&self) -> [i64; 3] {
         self.shape
     }

@@ -252,8 +252,10 @@ fn report(
     let (lambda, alpha) = (setting("lambda"), setting("alpha"));
     // Center loss names its classification loss `head`; the other losses are their own.
     let head = config.loss.setting("head").and_then(|h| h.get("name")).and_then(toml::Value::as_str).unwrap_or(config.loss.name());
+    let update = config.loss.setting("update").and_then(toml::Value::as_str).map(|u| format!(", {u} update")).unwrap_or_default();
     let title = match (lambda, alpha) {
-        (Some(lambda), Some(alpha)) if lambda > 0.0 => format!("{head} + center loss (lambda {lambda}, alpha {alpha}): test features"),
+        (Some(lambda), Some(alpha)) if lambda > 0.0 => format!("{head} + center loss (lambda {lambda}, alpha {alpha}{update}): test features"),
+        (Some(lambda), None) if lambda > 0.0 => format!("{head} + center loss (lambda {lambda}{update}): test features"),
         _ => format!("{head} loss: test features"),
     };
     let png = run.features_png();

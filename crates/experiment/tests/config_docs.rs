@@ -76,6 +76,10 @@ fn every_config_key_is_documented() {
         ("lambda = 0.1\nalpha = 0.5", "name = \"cosface\""),
         ("lambda = 0.1\nalpha = 0.5", "name = \"arcface\""),
         ("lambda = 0.1\nalpha = 0.5", "name = \"combined_margin\""),
+        ("lambda = 0.1\nalpha = 0.5", "name = \"sphereface\""),
+        ("lambda = 0.1\nalpha = 0.5", "name = \"contrastive\"\nweight = 0.1\nmargin = 1.0"),
+        ("lambda = 0.1\nalpha = 0.5", "lambda = 0.1\nupdate = \"caffe\"\nlr_mult = 1.0\ndecay_mult = 2.0"),
+        ("batch_size = 2", "batch_size = 2\nimages_per_identity = 2"),
     ];
     let mut all = Vec::new();
     for (from, to) in variants {

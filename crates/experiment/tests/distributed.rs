@@ -281,8 +281,9 @@ fn two_ranks_reproduce_one_rank_and_checkpoints_resume_across_world_sizes() -> R
     Ok(())
 }
 
-/// Every built-in loss, and center loss beside a margin loss on normalised features, trains the
-/// same on 2 processes x 32 as on 1 x 64 (the ranks identical to the bit).
+/// Every built-in loss (the contrastive loss on the global batch's pairs), center loss beside a
+/// margin loss on normalised features, and center loss with caffe-face's and
+/// pytorch-center-loss's updates, trains the same on 2 processes x 32 as on 1 x 64 (the ranks identical to the bit).
 #[test]
 fn every_loss_trains_the_same_on_two_ranks_as_on_one() -> Result {
     const TEST: &str = "every_loss_trains_the_same_on_two_ranks_as_on_one";
@@ -297,6 +298,10 @@ fn every_loss_trains_the_same_on_two_ranks_as_on_one() -> Result {
         "name = \"arcface\"\nscale = 8.0\nmargin = 0.3",
         "name = \"combined_margin\"\nscale = 8.0\nm1 = 1.0\nm2 = 0.2\nm3 = 0.1",
         "name = \"center\"\nlambda = 0.01\nalpha = 0.5\nnormalized = true\nhead = { name = \"arcface\", scale = 8.0, margin = 0.3 }",
+        "lambda = 0.01\nupdate = \"caffe\"\ndecay_mult = 2.0",
+        "lambda = 0.01\nalpha = 1.0\nupdate = \"sgd\"",
+        "name = \"contrastive\"\nweight = 0.01\nmargin = 10.0",
+        "name = \"sphereface\"\nmargin = 4\ngamma = 0.5",
     ];
     // Measured: losses within 2e-6, variables within 2.1e-6 (the scale of the margin losses
     // amplifies ulp noise), hence 3x the tolerances of the center-loss comparison above, still

@@ -101,22 +101,37 @@ fn bf16_autocast_trains_close_to_fp32_and_keeps_float32_weights() -> Result {
     Ok(())
 }
 
+/// Exact resume, with the paper's center update and with caffe-face's (whose momentum table
+/// must come back from the checkpoint).
 #[test]
 fn stopped_and_resumed_run_matches_uninterrupted_run() -> Result {
-    let (full, part) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    assert_eq!(train(config("")?, full.path(), None, false)?, Outcome::Finished);
-    // Stop mid-epoch (step 11 of 16) and mid-momentum, then resume from that checkpoint.
-    assert_eq!(train(config("")?, part.path(), Some(11), false)?, Outcome::Interrupted);
-    let ck = checkpoint::list(part.path());
-    assert_eq!(ck[0].0, 11, "interrupt must write a checkpoint at the step it stopped");
-    assert_eq!(train(config("")?, part.path(), None, true)?, Outcome::Finished);
-    assert_eq!(losses(full.path())?, losses(part.path())?, "resumed losses differ");
-    // And the final weights are identical.
-    let (wa, _) = facerec_model::weights::load(&full.path().join("model.safetensors"))?;
-    let (wb, _) = facerec_model::weights::load(&part.path().join("model.safetensors"))?;
-    for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
-        assert_eq!(na, nb);
-        assert!(ta.equal(tb), "{na} differs after resume");
+    let mnist = facerec_data::paths::require("mnist")?;
+    let caffe = ["loss.alpha=", "loss.update=\"caffe\"", "loss.decay_mult=2.0"].map(String::from);
+    for sets in [&[][..], &caffe[..]] {
+        let config = || Config::parse(&config_text(&mnist, ""), Path::new("test.toml"), sets);
+        let (full, part) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        assert_eq!(train(config()?, full.path(), None, false)?, Outcome::Finished);
+        // Stop mid-epoch (step 11 of 16) and mid-momentum, then resume from that checkpoint.
+        assert_eq!(train(config()?, part.path(), Some(11), false)?, Outcome::Interrupted);
+        let ck = checkpoint::list(part.path());
+        assert_eq!(ck[0].0, 11, "interrupt must write a checkpoint at the step it stopped");
+        assert_eq!(train(config()?, part.path(), None, true)?, Outcome::Finished);
+        assert_eq!(losses(full.path())?, losses(part.path())?, "{sets:?}: resumed losses differ");
+        // And the final weights, centers and caffe's momentum are identical.
+        let (wa, _) = facerec_model::weights::load(&full.path().join("model.safetensors"))?;
+        let (wb, _) = facerec_model::weights::load(&part.path().join("model.safetensors"))?;
+        for ((na, ta), (nb, tb)) in wa.iter().zip(&wb) {
+            assert_eq!(na, nb);
+            assert!(ta.equal(tb), "{sets:?}: {na} differs after resume");
+        }
+        let last = |dir: &Path| -> Result<checkpoint::Checkpoint> { Ok(checkpoint::load(&checkpoint::list(dir).pop().ok_or("no checkpoint")?.1)?) };
+        let (a, b) = (last(full.path())?, last(part.path())?);
+        let names: Vec<&String> = a.model.iter().map(|(n, _)| n).filter(|n| n.contains("center")).collect();
+        assert_eq!(names.len(), 1 + sets.len().min(1), "{sets:?}: the checkpoint's center tables: {names:?}");
+        for ((na, ta), (nb, tb)) in a.model.iter().zip(&b.model) {
+            assert_eq!(na, nb);
+            assert!(ta.equal(tb), "{sets:?}: checkpoint variable {na} differs after resume");
+        }
     }
     Ok(())
 }
@@ -152,6 +167,75 @@ fn divergence_stops_with_advice() -> Result {
         for (name, t) in &ck.model {
             assert!(bool::try_from(t.isfinite().all())?, "{name} in {} is not finite", p.display());
         }
+    }
+    Ok(())
+}
+
+/// `[loss] name = "nan_gradient_at"`: the softmax loss plus `sqrt(0 * x)`, a term whose value is
+/// 0 and whose gradient is NaN, from step `step` on.
+mod nan_gradient {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use facerec_losses::{Loss, LossConfig, LossOutput, LossSpec, SoftmaxConfig};
+    use serde::{Deserialize, Serialize};
+    use tch::{nn, Tensor};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct NanGradientAt {
+        pub step: usize,
+    }
+
+    impl facerec_model::Plug for NanGradientAt {
+        const NAME: &'static str = "nan_gradient_at";
+    }
+
+    impl LossSpec for NanGradientAt {
+        fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> facerec_losses::Result<Box<dyn Loss>> {
+            let softmax = LossConfig::new(SoftmaxConfig {}).build(p, feature_dim, num_classes)?;
+            Ok(Box::new(Poisoned { softmax, at: self.step, calls: AtomicUsize::new(0) }))
+        }
+    }
+
+    #[derive(Debug)]
+    struct Poisoned {
+        softmax: Box<dyn Loss>,
+        at: usize,
+        calls: AtomicUsize,
+    }
+
+    impl Loss for Poisoned {
+        fn forward(&self, features: &Tensor, labels: &Tensor) -> facerec_losses::Result<LossOutput> {
+            let mut out = self.softmax.forward(features, labels)?;
+            if self.calls.fetch_add(1, Ordering::SeqCst) + 1 >= self.at {
+                out.objective = out.objective.f_add(&features.f_mul_scalar(0.0)?.f_sqrt()?.f_sum(tch::Kind::Float)?)?;
+            }
+            Ok(out)
+        }
+        fn logits(&self, features: &Tensor) -> facerec_losses::Result<Tensor> {
+            self.softmax.logits(features)
+        }
+        fn term_names(&self) -> Vec<&'static str> {
+            self.softmax.term_names()
+        }
+    }
+}
+
+#[test]
+fn a_non_finite_gradient_stops_the_run_before_the_step() -> Result {
+    facerec_losses::register_loss::<nan_gradient::NanGradientAt>();
+    let mnist = facerec_data::paths::require("mnist")?;
+    let text = config_text(&mnist, "").replace("lambda = 0.01\nalpha = 0.5", "name = \"nan_gradient_at\"\nstep = 7");
+    let dir = tempfile::tempdir()?;
+    let err = train(Config::parse(&text, Path::new("test.toml"), &[])?, dir.path(), None, false).unwrap_err();
+    let err = err.downcast::<TrainError>()?;
+    let TrainError::Diverged { step, what, value, .. } = &*err else { panic!("{err}") };
+    assert_eq!(*step, 7, "{err}");
+    assert!(what.contains("gradient norm") && value.is_nan(), "{err}");
+    // The loss of step 7 was finite but is not logged past step 6; checkpoint 5 is kept, finite.
+    assert_eq!(losses(dir.path())?.last().map(|l| l.0), Some(6));
+    assert_eq!(checkpoint::list(dir.path()).iter().map(|c| c.0).collect::<Vec<_>>(), [5]);
+    for (name, t) in &checkpoint::load(&checkpoint::list(dir.path())[0].1)?.model {
+        assert!(bool::try_from(t.isfinite().all())?, "{name} is not finite");
     }
     Ok(())
 }

@@ -5,13 +5,15 @@
 pub mod arcface;
 pub mod center;
 pub mod combined_margin;
+pub mod contrastive;
 pub mod cosface;
 pub mod error;
 pub mod loss;
 pub mod margin;
 pub mod softmax;
+pub mod sphereface;
 
-pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput, JointCenterConfig, JointCenterLoss};
+pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput, CenterRule, CenterUpdate, JointCenterConfig, JointCenterLoss};
 pub use error::{LossError, Result};
-pub use loss::{loss_names, register_loss, Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks};
+pub use loss::{loss_names, register_loss, Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, SolverStep};
 pub use softmax::{SoftmaxConfig, SoftmaxLoss, SoftmaxOutput};

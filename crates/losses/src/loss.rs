@@ -16,9 +16,11 @@ use facerec_model::Plug;
 use crate::arcface::ArcFaceConfig;
 use crate::center::JointCenterConfig;
 use crate::combined_margin::CombinedMarginConfig;
+use crate::contrastive::ContrastiveConfig;
 use crate::cosface::CosFaceConfig;
 use crate::error::Result;
 use crate::softmax::SoftmaxConfig;
+use crate::sphereface::SphereFaceConfig;
 
 /// A training objective on a backbone's features: the classifier and whatever the loss adds
 /// (centers, margins). Its variables live under the `nn::Path` its [`LossSpec`] built it
@@ -27,15 +29,22 @@ pub trait Loss: std::fmt::Debug + Send {
     /// The objective to differentiate, the logits (for the training accuracy), and the value of
     /// each term of [`Loss::term_names`], detached.
     fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput>;
+    /// [`Loss::forward`] as one rank of a data-parallel run. A loss whose value couples the
+    /// samples of a batch (contrastive pairs) gathers the global batch through `ranks`, so
+    /// that 2 ranks of B/2 compute what one process of B does; the others need not override it.
+    fn forward_ranks(&self, features: &Tensor, labels: &Tensor, _ranks: &dyn Ranks) -> Result<LossOutput> {
+        self.forward(features, labels)
+    }
     /// `[batch, classes]` logits of features, for classification accuracy.
     fn logits(&self, features: &Tensor) -> Result<Tensor>;
     /// The names the terms are logged under (`steps.jsonl`, TensorBoard): e.g.
     /// `["softmax_loss", "center_loss"]`.
     fn term_names(&self) -> Vec<&'static str>;
-    /// After the optimiser's step, with the step's detached features: updates that are not
-    /// gradient steps (center loss's Eq. 4). Under data parallelism every rank calls it, and
-    /// `ranks` gathers the global batch and shares the result.
-    fn after_step(&self, _features: &Tensor, _labels: &Tensor, _ranks: &dyn Ranks) -> Result<()> {
+    /// After the backward pass, before the optimiser's step, with the step's detached
+    /// features: updates that are not gradient steps of the model's optimiser (center loss's
+    /// Eq. 4); `solver` is that optimiser at this step. Under data parallelism every rank calls
+    /// it, and `ranks` gathers the global batch and shares the result.
+    fn after_step(&self, _features: &Tensor, _labels: &Tensor, _solver: SolverStep, _ranks: &dyn Ranks) -> Result<()> {
         Ok(())
     }
     /// Non-trainable variables the loss itself keeps the same on every rank (in
@@ -61,10 +70,22 @@ pub struct LossOutput {
     pub terms: Vec<Tensor>,
 }
 
+/// The model's optimiser at a step, for a loss's own updates that follow it (caffe-face's
+/// center update moves the centers at the solver's learning rate, with its momentum and decay).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SolverStep {
+    /// The learning rate of this step (after the schedule).
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+}
+
 /// The ranks of a data-parallel run, as a loss sees them in [`Loss::after_step`].
 pub trait Ranks {
     /// How many processes train together.
     fn world(&self) -> usize;
+    /// This process's place among them, `0..world`.
+    fn rank(&self) -> usize;
     /// The features and labels of every rank's share of the batch, concatenated in rank order.
     fn gather_batch(&self, features: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)>;
     /// Gives every rank rank 0's values of `table`'s rows `rows`.
@@ -78,6 +99,9 @@ pub struct OneProcess;
 impl Ranks for OneProcess {
     fn world(&self) -> usize {
         1
+    }
+    fn rank(&self) -> usize {
+        0
     }
     fn gather_batch(&self, features: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((features.shallow_clone(), labels.shallow_clone()))
@@ -103,6 +127,8 @@ static LOSSES: LazyLock<Registry<dyn LossSpec>> = LazyLock::new(|| {
     registry.add(CosFaceConfig::NAME, parse_loss::<CosFaceConfig>);
     registry.add(ArcFaceConfig::NAME, parse_loss::<ArcFaceConfig>);
     registry.add(CombinedMarginConfig::NAME, parse_loss::<CombinedMarginConfig>);
+    registry.add(ContrastiveConfig::NAME, parse_loss::<ContrastiveConfig>);
+    registry.add(SphereFaceConfig::NAME, parse_loss::<SphereFaceConfig>);
     registry
 });
 

@@ -4,6 +4,9 @@
 use facerec_losses::{CenterLoss, CenterLossConfig, LossError, SoftmaxLoss};
 use tch::{nn, Device, Kind, Tensor};
 
+/// The optimiser's state as the trainer passes it (the paper's update does not use it).
+const SOLVER: facerec_losses::SolverStep = facerec_losses::SolverStep { lr: 0.1, momentum: 0.9, weight_decay: 5e-4 };
+
 fn t2(rows: &[[f64; 2]]) -> Tensor {
     let flat: Vec<f64> = rows.iter().flatten().copied().collect();
     Tensor::from_slice(&flat).view([rows.len() as i64, 2])
@@ -184,7 +187,7 @@ fn center_loss_beside_a_margin_loss_on_normalised_features() {
     assert!((center - 0.5).abs() < 1e-6, "{center}");
     assert!((f64::try_from(&out.objective).unwrap() - (head + 0.2 * center)).abs() < 1e-5);
     // Eq. 4 moves each center towards its class's unit feature: alpha * x / (1 + 1).
-    loss.after_step(&features, &labels, &facerec_losses::OneProcess).unwrap();
+    loss.after_step(&features, &labels, SOLVER, &facerec_losses::OneProcess).unwrap();
     let centers = rows(loss.centers().unwrap());
     for (c, want) in centers.iter().zip([[0.15, 0.2], [0.25, 0.0], [0.0, -0.25]]) {
         assert!(c.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{centers:?}");

@@ -4,7 +4,6 @@
 //! settings' errors.
 
 use std::f64::consts::PI;
-use std::path::Path;
 
 use tch::{nn, Device, Tensor};
 
@@ -13,7 +12,8 @@ use facerec_losses::combined_margin::CombinedMarginConfig;
 use facerec_losses::cosface::CosFaceConfig;
 use facerec_losses::{Loss, LossConfig};
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+mod common;
+use common::Result;
 
 const WEIGHTS: [[f64; 2]; 3] = [[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]];
 /// Labels at both ends of the class range and between.
@@ -128,28 +128,13 @@ fn values_are_the_papers_equations() {
 
 #[test]
 fn values_and_logits_match_pytorch() -> Result {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = std::env::var("FACEREC_PYTHON").map(Into::into).unwrap_or_else(|_| root.join(".deps/venv/bin/python"));
     for (margin, scale) in CASES {
-        let mut child = std::process::Command::new(&python)
-            .arg(root.join("scripts/reference/margin_losses.py"))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()?;
-        use std::io::Write;
-        child.stdin.take().ok_or("stdin")?.write_all(margin.case(scale, &FEATURES).as_bytes())?;
-        let out = child.wait_with_output()?;
-        assert!(out.status.success(), "{margin:?}: {}", String::from_utf8_lossy(&out.stdout));
-        let reference: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let reference = common::reference("margin_losses.py", &serde_json::from_str(&margin.case(scale, &FEATURES))?)?;
         let want = reference["loss"].as_f64().ok_or("loss")?;
         let got = value(margin, scale, &FEATURES);
         assert!((got - want).abs() <= 1e-5, "{margin:?} s {scale}: facerec {got}, PyTorch {want}");
         let (_vs, loss) = build(margin, scale);
-        let logits = Vec::<Vec<f64>>::try_from(loss.logits(&Tensor::from_slice2(&FEATURES))?)?;
-        let want: Vec<Vec<f64>> = serde_json::from_value(reference["logits"].clone())?;
-        for (a, b) in logits.iter().flatten().zip(want.iter().flatten()) {
-            assert!((a - b).abs() <= 1e-5, "{margin:?}: logits {logits:?} vs {want:?}");
-        }
+        common::assert_logits(&*loss, &FEATURES, &reference, &format!("{margin:?}"))?;
     }
     Ok(())
 }
@@ -160,20 +145,7 @@ fn gradients_match_central_differences() {
     let features = [[3.0, 4.0], [1.0, 0.5], [-0.4, 2.0]];
     for (margin, scale) in CASES {
         let (_vs, loss) = build(margin, scale);
-        let x = Tensor::from_slice2(&features).set_requires_grad(true);
-        loss.forward(&x, &Tensor::from_slice(&LABELS)).unwrap().objective.backward();
-        let grad = x.grad();
-        let eps = 1e-6;
-        for i in 0..3 {
-            for d in 0..2 {
-                let (mut plus, mut minus) = (features, features);
-                plus[i][d] += eps;
-                minus[i][d] -= eps;
-                let numeric = (by_hand(&plus, scale, margin) - by_hand(&minus, scale, margin)) / (2.0 * eps);
-                let analytic = f64::try_from(grad.get(i as i64).get(d as i64)).unwrap();
-                assert!((numeric - analytic).abs() < 1e-5 * numeric.abs().max(1.0), "{margin:?} d/dx[{i}][{d}]: {analytic} vs {numeric}");
-            }
-        }
+        common::assert_gradient(&*loss, features, &LABELS, |f| by_hand(f, scale, margin), &format!("{margin:?}"));
     }
 }
 

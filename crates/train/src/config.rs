@@ -88,6 +88,11 @@ pub struct OptimConfig {
     /// 0 to freeze it (its BatchNorm statistics still follow the data).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub backbone_lr_mult: f64,
+    /// P x K batches: K images of each of `batch_size / K` distinct identities per batch, for
+    /// losses that need several images of an identity in a batch (contrastive loss; center
+    /// loss with small batches). Unset: a plain shuffle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images_per_identity: Option<usize>,
 }
 
 fn one() -> f64 {
@@ -197,6 +202,14 @@ impl OptimConfig {
         }
         if !(self.backbone_lr_mult >= 0.0 && self.backbone_lr_mult.is_finite()) {
             return Err(format!("optim.backbone_lr_mult must be >= 0, got {}", self.backbone_lr_mult));
+        }
+        if let Some(k) = self.images_per_identity {
+            if k < 2 || !self.batch_size.is_multiple_of(k) {
+                return Err(format!(
+                    "optim.images_per_identity must be at least 2 and divide optim.batch_size ({}) for P x K batches, got {k}",
+                    self.batch_size
+                ));
+            }
         }
         Ok(())
     }

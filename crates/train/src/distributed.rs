@@ -273,6 +273,10 @@ impl Ranks for LossRanks<'_> {
         self.replicas.world()
     }
 
+    fn rank(&self) -> usize {
+        self.replicas.rank()
+    }
+
     fn gather_batch(&self, features: &Tensor, labels: &Tensor) -> facerec_losses::Result<(Tensor, Tensor)> {
         match self.replicas {
             Replicas::One => Ok((features.shallow_clone(), labels.shallow_clone())),

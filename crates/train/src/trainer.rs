@@ -16,7 +16,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use facerec_data::loader::{Batch, Loader, LoaderConfig, Source};
 use facerec_dist::{Backend, ProcessGroup};
-use facerec_losses::{Loss, LossOutput};
+use facerec_losses::{Loss, LossOutput, SolverStep};
 use facerec_model::{weights, Backbone};
 
 use crate::checkpoint::{self, Checkpoint, TrainState};
@@ -432,14 +432,24 @@ impl Trainer {
         }
         let (per_epoch, total, schedule) = self.plan(source.len())?;
         let world = self.replicas.world();
+        let rank_batch = self.config.optim.batch_size / world;
+        if let Some(k) = self.config.optim.images_per_identity.filter(|&k| !rank_batch.is_multiple_of(k)) {
+            return Err(TrainError::Config {
+                path: self.run_dir.join(run_files::CONFIG),
+                msg: format!(
+                    "optim.images_per_identity ({k}) must divide each of the {world} ranks' share of optim.batch_size ({rank_batch}), so that every rank holds whole runs of one identity"
+                ),
+            });
+        }
         let loader = LoaderConfig {
-            rank_batch: self.config.optim.batch_size / world,
+            rank_batch,
             shuffle: true,
             flip,
             seed: self.config.seed,
             rank: self.replicas.rank(),
             world,
             prefetch: 4,
+            images_per_identity: self.config.optim.images_per_identity,
         };
         self.sync_start(source.len(), source.num_classes())?;
         if self.is_main() {
@@ -567,14 +577,22 @@ impl Trainer {
         let labels = batch.labels.f_to_device(self.device)?;
         let (lr, step) = (schedule.lr_at(self.state.step), self.state.step + 1);
         let features = self.forward(&images)?; // [batch, feature_dim]
-        let out = self.loss.forward(&features, &labels)?;
+        let out = self.loss.forward_ranks(&features, &labels, &self.replicas.for_loss(step))?;
         let numbers = self.step_numbers(&out, &labels, step)?;
         self.sgd.zero_grad()?;
         out.objective.f_backward()?;
         let grads: Vec<Tensor> = self.sgd.params().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
         self.replicas.average_gradients(&grads, step)?;
         let grad_norm = self.sgd.clip_grad_norm(self.config.optim.clip_grad_norm)?;
-        self.loss.after_step(&features.f_detach()?, &labels, &self.replicas.for_loss(step))?;
+        if !grad_norm.is_finite() {
+            // A finite loss can still have a non-finite gradient (an overflow in the backward
+            // pass): stop before the step writes it into the weights. After the averaging, every
+            // rank sees the same norm and stops at the same step.
+            let what = "the gradient norm (the loss was finite; the step was not applied)".to_owned();
+            return Err(TrainError::Diverged { step, what, value: grad_norm, kept: self.latest_checkpoint_note() });
+        }
+        let solver = SolverStep { lr, momentum: self.sgd.momentum, weight_decay: self.sgd.weight_decay };
+        self.loss.after_step(&features.f_detach()?, &labels, solver, &self.replicas.for_loss(step))?;
         self.sgd.step(lr)?;
         self.replicas.share_buffers(step)?;
         let samples = labels.size()[0] as usize * self.replicas.world();

@@ -140,14 +140,24 @@ impl FaceRow {
     fn cells(&self) -> Vec<String> {
         vec![
             self.name.clone(),
-            format!("{}", self.lambda),
-            format!("{}", self.alpha),
+            setting_cell(self.lambda),
+            setting_cell(self.alpha),
             self.seed.to_string(),
             format!("{:.2} ± {:.2}", self.values[0], self.accuracy_std),
             format!("{:.2}", self.values[1]),
             format!("{:.2}", self.values[2]),
             format!("{:.2}", self.values[3]),
         ]
+    }
+}
+
+/// A loss setting's cell: `-` where the run's loss has no such key (softmax; caffe-face's
+/// center update has no alpha).
+fn setting_cell(value: f64) -> String {
+    if value.is_nan() {
+        "-".into()
+    } else {
+        format!("{value}")
     }
 }
 
@@ -186,8 +196,8 @@ fn seed_groups(rows: &[FaceRow]) -> Vec<Vec<&FaceRow>> {
 fn seed_cells(group: &[&FaceRow]) -> Vec<String> {
     let mut cells = vec![
         group[0].name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_').trim_end_matches("_seed").to_owned(),
-        format!("{}", group[0].lambda),
-        format!("{}", group[0].alpha),
+        setting_cell(group[0].lambda),
+        setting_cell(group[0].alpha),
         format!("{} seeds", group.len()),
     ];
     for i in 0..4 {
