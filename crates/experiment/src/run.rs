@@ -256,6 +256,8 @@ fn report(
     let title = match (lambda, alpha) {
         (Some(lambda), Some(alpha)) if lambda > 0.0 => format!("{head} + center loss (lambda {lambda}, alpha {alpha}{update}): test features"),
         (Some(lambda), None) if lambda > 0.0 => format!("{head} + center loss (lambda {lambda}{update}): test features"),
+        // A loss beside its own head (contrastive): both names.
+        _ if head != config.loss.name() && config.loss.name() != "center" => format!("{head} + {} loss: test features", config.loss.name()),
         _ => format!("{head} loss: test features"),
     };
     let png = run.features_png();
