@@ -174,12 +174,29 @@ impl LoaderConfig {
         runs
     }
 
+    /// Whether the layout can be loaded: a rank within the world, a batch, and for P x K
+    /// batches whole runs of K on every rank.
+    pub fn validate(&self) -> Result<()> {
+        if self.rank_batch == 0 || self.world == 0 || self.rank >= self.world {
+            return Err(DataError::Invalid(format!(
+                "loader: rank_batch {} world {} rank {} is not a valid layout",
+                self.rank_batch, self.world, self.rank
+            )));
+        }
+        if let Some(k) = self.images_per_identity.filter(|&k| k == 0 || !self.rank_batch.is_multiple_of(k)) {
+            return Err(DataError::Invalid(format!(
+                "P x K batches: each rank's batch of {} must be a multiple of images_per_identity ({k}), so that every rank holds whole runs of one identity",
+                self.rank_batch
+            )));
+        }
+        Ok(())
+    }
+
     /// `(indices, flips)` of this rank's part of every batch of `epoch`, from batch `start`,
-    /// for samples with these `labels`.
-    pub fn plan(&self, labels: &[i64], epoch: usize, start: usize) -> Result<Vec<(Vec<usize>, Vec<bool>)>> {
-        let len = labels.len();
+    /// for `len` samples; `labels` gives their labels, asked for only by P x K batches.
+    pub fn plan(&self, len: usize, labels: impl FnOnce() -> Vec<i64>, epoch: usize, start: usize) -> Result<Vec<(Vec<usize>, Vec<bool>)>> {
         let order = match self.images_per_identity {
-            Some(_) => self.identity_order(labels, epoch)?,
+            Some(_) => self.identity_order(&labels(), epoch)?,
             None => self.epoch_order(len, epoch),
         };
         let flips = self.epoch_flips(len, epoch);
@@ -210,19 +227,8 @@ pub struct Loader {
 impl Loader {
     /// Starts loading batch `start` onwards of `epoch`.
     pub fn new(source: Arc<dyn Source>, config: &LoaderConfig, epoch: usize, start: usize) -> Result<Self> {
-        if config.rank_batch == 0 || config.world == 0 || config.rank >= config.world {
-            return Err(DataError::Invalid(format!(
-                "loader: rank_batch {} world {} rank {} is not a valid layout",
-                config.rank_batch, config.world, config.rank
-            )));
-        }
-        if let Some(k) = config.images_per_identity.filter(|&k| k == 0 || !config.rank_batch.is_multiple_of(k)) {
-            return Err(DataError::Invalid(format!(
-                "P x K batches: each rank's batch of {} must be a multiple of images_per_identity ({k})",
-                config.rank_batch
-            )));
-        }
-        let plan = config.plan(&source.labels(), epoch, start)?;
+        config.validate()?;
+        let plan = config.plan(source.len(), || source.labels(), epoch, start)?;
         let (tx, rx) = sync_channel(config.prefetch.max(1));
         let handle = std::thread::Builder::new()
             .name(format!("loader-epoch{epoch}"))
@@ -270,8 +276,7 @@ mod tests {
         let one = LoaderConfig { rank_batch: 8, seed: 5, ..Default::default() };
         let r0 = LoaderConfig { rank_batch: 4, world: 2, rank: 0, ..one.clone() };
         let r1 = LoaderConfig { rank: 1, ..r0.clone() };
-        let labels = vec![0i64; 50];
-        let (a, b, c) = (one.plan(&labels, 3, 0).unwrap(), r0.plan(&labels, 3, 0).unwrap(), r1.plan(&labels, 3, 0).unwrap());
+        let (a, b, c) = (one.plan(50, Vec::new, 3, 0).unwrap(), r0.plan(50, Vec::new, 3, 0).unwrap(), r1.plan(50, Vec::new, 3, 0).unwrap());
         assert_eq!(a.len(), 6);
         assert_eq!(b.len(), 6);
         for i in 0..6 {
@@ -283,10 +288,9 @@ mod tests {
     #[test]
     fn order_depends_on_seed_and_epoch_only_and_resume_skips() {
         let cfg = LoaderConfig { rank_batch: 3, flip: true, ..Default::default() };
-        let labels = vec![0i64; 20];
-        assert_eq!(cfg.plan(&labels, 1, 0).unwrap(), cfg.plan(&labels, 1, 0).unwrap());
+        assert_eq!(cfg.plan(20, Vec::new, 1, 0).unwrap(), cfg.plan(20, Vec::new, 1, 0).unwrap());
         assert_ne!(cfg.epoch_order(20, 1), cfg.epoch_order(20, 2));
-        assert_eq!(cfg.plan(&labels, 1, 2).unwrap()[..], cfg.plan(&labels, 1, 0).unwrap()[2..]);
+        assert_eq!(cfg.plan(20, Vec::new, 1, 2).unwrap()[..], cfg.plan(20, Vec::new, 1, 0).unwrap()[2..]);
         let mut perm = cfg.epoch_order(20, 1);
         perm.sort();
         assert_eq!(perm, (0..20).collect::<Vec<_>>());
@@ -301,7 +305,7 @@ mod tests {
         let labels: Vec<i64> = (0..30i64).flat_map(|l| std::iter::repeat_n(l, 1 + (l as usize * 7) % 9)).collect();
         let (k, p) = (4usize, 6usize);
         let one = LoaderConfig { rank_batch: p * k, seed: 3, images_per_identity: Some(k), ..Default::default() };
-        let plan = one.plan(&labels, 2, 0).unwrap();
+        let plan = one.plan(labels.len(), || labels.clone(), 2, 0).unwrap();
         assert_eq!(plan.len(), labels.len() / (p * k));
         for (batch, _) in &plan {
             let runs: Vec<&[usize]> = batch.chunks(k).collect();
@@ -313,19 +317,19 @@ mod tests {
             assert_eq!(distinct.len(), p, "identities repeat in a batch: {ids:?}");
         }
         // Seeded: the same again, another epoch differs; a resume skips batches.
-        assert_eq!(one.plan(&labels, 2, 0).unwrap(), plan);
-        assert_ne!(one.plan(&labels, 3, 0).unwrap(), plan);
-        assert_eq!(one.plan(&labels, 2, 1).unwrap()[..], plan[1..]);
+        assert_eq!(one.plan(labels.len(), || labels.clone(), 2, 0).unwrap(), plan);
+        assert_ne!(one.plan(labels.len(), || labels.clone(), 3, 0).unwrap(), plan);
+        assert_eq!(one.plan(labels.len(), || labels.clone(), 2, 1).unwrap()[..], plan[1..]);
         // Two ranks take halves of the same global batches (whole runs each).
         let r0 = LoaderConfig { rank_batch: p * k / 2, world: 2, ..one.clone() };
         let r1 = LoaderConfig { rank: 1, ..r0.clone() };
-        let (a, b) = (r0.plan(&labels, 2, 0).unwrap(), r1.plan(&labels, 2, 0).unwrap());
+        let (a, b) = (r0.plan(labels.len(), || labels.clone(), 2, 0).unwrap(), r1.plan(labels.len(), || labels.clone(), 2, 0).unwrap());
         for (i, (whole, _)) in plan.iter().enumerate() {
             assert_eq!(a[i].0.iter().chain(&b[i].0).copied().collect::<Vec<_>>(), *whole);
         }
         // Fewer identities than a batch needs.
         let few = vec![0i64, 0, 1, 1, 2, 2, 0, 1];
-        let err = LoaderConfig { rank_batch: 8, images_per_identity: Some(2), ..Default::default() }.plan(&few, 0, 0).unwrap_err();
+        let err = LoaderConfig { rank_batch: 8, images_per_identity: Some(2), ..Default::default() }.plan(few.len(), || few.clone(), 0, 0).unwrap_err();
         assert!(err.to_string().contains("at least 4 identities; the data has 3"), "{err}");
     }
 
@@ -349,7 +353,7 @@ mod tests {
         let labels: Vec<i64> = (0..10).collect();
         let src: Arc<dyn Source> = Arc::new(PixelSource::new(pixels.into(), labels, 10, [1, 1, 2]).unwrap());
         let cfg = LoaderConfig { rank_batch: 4, flip: true, seed: 1, ..Default::default() };
-        let plan = cfg.plan(&(0..10).collect::<Vec<i64>>(), 0, 0).unwrap();
+        let plan = cfg.plan(10, Vec::new, 0, 0).unwrap();
         let batches: Vec<Batch> = Loader::new(src, &cfg, 0, 0).unwrap().map(|b| b.unwrap()).collect();
         assert_eq!(batches.len(), 2);
         for (b, (idx, flips)) in batches.iter().zip(&plan) {

@@ -23,7 +23,7 @@ use facerec_model::Plug;
 
 use crate::error::Result;
 use crate::loss::{Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, SolverStep};
-use crate::softmax::{check_labels, SoftmaxConfig};
+use crate::softmax::SoftmaxConfig;
 
 /// `[loss] name = "contrastive"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,7 +123,6 @@ impl Loss for Contrastive {
     }
 
     fn forward_ranks(&self, features: &Tensor, labels: &Tensor, ranks: &dyn Ranks) -> Result<LossOutput> {
-        check_labels(labels, features, i64::MAX)?;
         let mut out = self.head.forward_ranks(features, labels, ranks)?;
         let (term, value) = self.term(features, labels, ranks)?;
         out.objective = out.objective.f_add(&term)?;

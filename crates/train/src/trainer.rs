@@ -433,14 +433,6 @@ impl Trainer {
         let (per_epoch, total, schedule) = self.plan(source.len())?;
         let world = self.replicas.world();
         let rank_batch = self.config.optim.batch_size / world;
-        if let Some(k) = self.config.optim.images_per_identity.filter(|&k| !rank_batch.is_multiple_of(k)) {
-            return Err(TrainError::Config {
-                path: self.run_dir.join(run_files::CONFIG),
-                msg: format!(
-                    "optim.images_per_identity ({k}) must divide each of the {world} ranks' share of optim.batch_size ({rank_batch}), so that every rank holds whole runs of one identity"
-                ),
-            });
-        }
         let loader = LoaderConfig {
             rank_batch,
             shuffle: true,
@@ -451,6 +443,8 @@ impl Trainer {
             prefetch: 4,
             images_per_identity: self.config.optim.images_per_identity,
         };
+        // Before any file is written: e.g. optim.images_per_identity not dividing a rank's batch.
+        loader.validate().map_err(|e| TrainError::Config { path: self.run_dir.join(run_files::CONFIG), msg: format!("optim: {e}") })?;
         self.sync_start(source.len(), source.num_classes())?;
         if self.is_main() {
             let config = self.run_dir.join(run_files::CONFIG);
