@@ -6,10 +6,15 @@
 #
 #   scripts/face_experiments.sh [--jobs J] [--seeds "1 2 3"] [--lambdas "0.03"]
 #                               [--alphas "0.1"] [--no-sweep] [--runs DIR] [--configs NAME]
+#                               [--losses "L1 L2 ..." | --losses all] [--only-losses]
 #
 # NAME picks the pair configs/lfw_NAME_{softmax,center}.toml (default faceresnet_small;
 # mobilefacenet_finetune fine-tunes the shared MobileFaceNet checkpoint, see
 # scripts/mobilefacenet.sh).
+# --losses adds the comparison losses of docs/results.md, each from configs/lfw_NAME_L.toml with
+# the same seeds (all: contrastive center_caffe center_sgd cosface arcface arcface_center), and
+# prints a paired comparison of each against model A (scripts/paired.py); --only-losses trains
+# those alone (A and C still appear in the tables where their runs exist).
 # Runs go to DIR (default runs/faces), one directory each; a run that has finished (its
 # lfw_report.json exists) is not trained again, an unfinished one resumes from its checkpoint.
 # J runs train side by side with nproc/J libtorch threads each (default J = 2: on 2 cores two
@@ -24,6 +29,8 @@ alphas="0.1"
 sweep=1
 out=runs/faces
 configs=faceresnet_small
+losses=""
+only_losses=0
 while [[ $# -gt 0 ]]; do
     case $1 in
         --jobs) jobs=$2; shift 2 ;;
@@ -33,9 +40,15 @@ while [[ $# -gt 0 ]]; do
         --no-sweep) sweep=0; shift ;;
         --runs) out=$2; shift 2 ;;
         --configs) configs=$2; shift 2 ;;
-        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+        --losses) losses=$2; shift 2 ;;
+        --only-losses) only_losses=1; sweep=0; shift ;;
+        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
+done
+[[ $losses == all ]] && losses="contrastive center_caffe center_sgd cosface arcface arcface_center"
+for l in $losses; do
+    [[ -f configs/lfw_${configs}_$l.toml ]] || { echo "--losses: no configs/lfw_${configs}_$l.toml" >&2; exit 2; }
 done
 threads=$(( $(nproc) / jobs ))
 (( threads >= 1 )) || threads=1
@@ -47,9 +60,13 @@ mkdir -p "$out"
 
 # One line per run: name, config, extra --set arguments.
 plan=()
+models=()
+(( only_losses )) || models=(softmax center)
+models+=($losses)
 for s in $seeds; do
-    plan+=("softmax_seed$s configs/lfw_${configs}_softmax.toml --set seed=$s")
-    plan+=("center_seed$s configs/lfw_${configs}_center.toml --set seed=$s")
+    for m in "${models[@]}"; do
+        plan+=("${m}_seed$s configs/lfw_${configs}_$m.toml --set seed=$s")
+    done
 done
 if (( sweep )); then
     for l in $lambdas; do
@@ -85,10 +102,34 @@ failed=0
 printf '%s\n' "${plan[@]}" | xargs -P "$jobs" -L 1 bash -c 'train_one "$@"' _ || failed=1
 echo "[faces] all runs finished in $(( (SECONDS - start) / 60 )) min"
 
-echo
-echo "== model A (softmax) vs model C (softmax + center loss), seeds: $seeds"
-"$facerec" summary $(for s in $seeds; do echo "$out/softmax_seed$s"; done) \
-    $(for s in $seeds; do echo "$out/center_seed$s"; done)
+runs_of() { # model: its finished runs over the seeds, in seed order
+    local s
+    for s in $seeds; do [[ -f $out/${1}_seed$s/lfw_report.json ]] && echo "$out/${1}_seed$s"; done
+    return 0
+}
+if (( ! only_losses )); then
+    echo
+    echo "== model A (softmax) vs model C (softmax + center loss), seeds: $seeds"
+    "$facerec" summary $(runs_of softmax) $(runs_of center)
+fi
+if [[ -n $losses ]]; then
+    echo
+    echo "== the comparison losses, seeds: $seeds"
+    "$facerec" summary $(for m in softmax center $losses; do runs_of "$m"; done)
+    for m in center $losses; do
+        a=() b=()
+        for s in $seeds; do # the seeds both have finished
+            if [[ -f $out/softmax_seed$s/lfw_report.json && -f $out/${m}_seed$s/lfw_report.json ]]; then
+                a+=("$out/softmax_seed$s") b+=("$out/${m}_seed$s")
+            fi
+        done
+        if (( ${#a[@]} >= 2 )); then
+            echo
+            echo "== paired: $m against softmax (model A)"
+            .deps/venv/bin/python scripts/paired.py --a "${a[@]}" --b "${b[@]}"
+        fi
+    done
+fi
 if (( sweep )); then
     echo
     echo "== sweep (seed 1): lambda at alpha 0.5, then alpha at lambda 0.003"

@@ -1,0 +1,36 @@
+//! Every experiment shipped in `configs/` parses, validates and builds its loss: a misspelt key
+//! or an out-of-range value in a shipped config fails here, not in a user's first run.
+
+use std::path::Path;
+
+use facerec_experiment::Config;
+use tch::{nn, Device};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+#[test]
+fn every_shipped_config_parses_and_builds_its_loss() -> Result {
+    // The configs' paths are relative to the checkout (this file is the only test of its binary,
+    // so changing the directory disturbs no other test).
+    std::env::set_current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))?;
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir("configs")? {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let config = Config::load(&path, &[]).map_err(|e| format!("{}: {e}", path.display()))?;
+        let vs = nn::VarStore::new(Device::Cpu);
+        config
+            .loss
+            .build(&vs.root(), config.model.backbone.feature_dim(), 10)
+            .map_err(|e| format!("{}: loss {}: {e}", path.display(), config.loss.name()))?;
+        names.push(config.loss.name().to_owned());
+    }
+    // The configs of the comparison in docs/results.md are among them (model A is center loss
+    // at lambda 0, so that A and C differ in one number).
+    for loss in ["center", "contrastive", "cosface", "arcface"] {
+        assert!(names.iter().any(|n| n == loss), "no shipped config trains with {loss}: {names:?}");
+    }
+    Ok(())
+}
