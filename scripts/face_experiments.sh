@@ -77,10 +77,14 @@ if (( sweep )); then
     done
 fi
 
+finished() { # run name: it has trained and been evaluated
+    [[ -f $out/$1/lfw_report.json ]]
+}
+
 train_one() { # name config [--set k=v ...]
     local name=$1 config=$2; shift 2
     local dir=$out/$name
-    if [[ -f $dir/lfw_report.json ]]; then
+    if finished "$name"; then
         echo "[faces] $name: done already"
         return 0
     fi
@@ -94,7 +98,7 @@ train_one() { # name config [--set k=v ...]
         return 1
     fi
 }
-export -f train_one
+export -f finished train_one
 export out threads facerec
 
 start=$SECONDS
@@ -104,7 +108,7 @@ echo "[faces] all runs finished in $(( (SECONDS - start) / 60 )) min"
 
 runs_of() { # model: its finished runs over the seeds, in seed order
     local s
-    for s in $seeds; do [[ -f $out/${1}_seed$s/lfw_report.json ]] && echo "$out/${1}_seed$s"; done
+    for s in $seeds; do finished "${1}_seed$s" && echo "$out/${1}_seed$s"; done
     return 0
 }
 if (( ! only_losses )); then
@@ -119,7 +123,7 @@ if [[ -n $losses ]]; then
     for m in center $losses; do
         a=() b=()
         for s in $seeds; do # the seeds both have finished
-            if [[ -f $out/softmax_seed$s/lfw_report.json && -f $out/${m}_seed$s/lfw_report.json ]]; then
+            if finished "softmax_seed$s" && finished "${m}_seed$s"; then
                 a+=("$out/softmax_seed$s") b+=("$out/${m}_seed$s")
             fi
         done
