@@ -433,6 +433,79 @@ fn launch_trains_on_two_processes_and_only_rank_0_reports() -> Result {
     Ok(())
 }
 
+/// Two launches on this machine as two "nodes" of two ranks each (`--nnodes 2 --node-rank K`,
+/// the loopback interface as the network) train exactly as one launch of four ranks: the same
+/// losses and, bit for bit, the same weights and momentum (the same world, ranks and Gloo
+/// collectives; only the processes' parents differ).
+#[test]
+fn two_nodes_of_two_ranks_train_as_one_launch_of_four() -> Result {
+    let dir = tempfile::tempdir()?;
+    let cfg = mnist_config(dir.path(), 0.01)?;
+    let cfg = cfg.to_str().unwrap();
+    let port = free_port().to_string();
+    let one = facerec(&["launch", "--nproc", "4", "--master-port", &port, "--", "train", cfg, "--name", "one", "--set", "threads=1"], dir.path());
+    assert!(one.status.success(), "{}", text(&one));
+
+    let port = free_port().to_string();
+    let node = |k: &str| {
+        command(
+            &["launch", "--nnodes", "2", "--node-rank", k, "--nproc", "2", "--master-addr", "127.0.0.1", "--master-port", &port]
+                .into_iter()
+                .chain(["--timeout", "120", "--", "train", cfg, "--name", "two", "--set", "threads=1"])
+                .collect::<Vec<_>>(),
+            dir.path(),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    };
+    let (node1, node0) = (node("1")?, node("0")?); // node 1 first: its ranks wait for the store
+    let (out0, out1) = (node0.wait_with_output()?, node1.wait_with_output()?);
+    assert!(out0.status.success() && out1.status.success(), "node 0:\n{}\nnode 1:\n{}", text(&out0), text(&out1));
+    let stdout1 = String::from_utf8_lossy(&out1.stdout) + String::from_utf8_lossy(&out1.stderr);
+    // Node 1 starts global ranks 2 and 3 (which print nothing: only rank 0 reports).
+    assert!(stdout1.contains("[launch] rank 2: pid") && stdout1.contains("[launch] rank 3: pid"), "{stdout1}");
+    assert!(!stdout1.contains("[launch] rank 0") && !stdout1.contains("[launch] rank 1"), "{stdout1}");
+
+    let losses = |run: &str| -> Result<Vec<(u64, f64)>> {
+        let text = std::fs::read_to_string(dir.path().join("runs").join(run).join("steps.jsonl"))?;
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)?;
+                Ok((v["step"].as_u64().ok_or("no step")?, v["loss"].as_f64().ok_or("no loss")?))
+            })
+            .collect()
+    };
+    let one_losses = losses("one")?;
+    assert!(!one_losses.is_empty());
+    assert_eq!(one_losses, losses("two")?, "the logged losses differ");
+    let [a, b] = ["one", "two"].map(|run| facerec_train::checkpoint::load(&facerec_train::checkpoint::path(&dir.path().join("runs").join(run), 10)));
+    let (a, b) = (a?, b?);
+    assert_eq!((a.world_size, b.world_size), (4, 4));
+    for ((name, x), (other, y)) in a.model.iter().chain(&a.momentum).zip(b.model.iter().chain(&b.momentum)) {
+        assert_eq!(name, other);
+        assert!(x.equal(y), "{name} differs between one launch of 4 and two nodes of 2");
+    }
+    Ok(())
+}
+
+#[test]
+fn launch_refuses_node_settings_that_cannot_meet() -> Result {
+    let dir = tempfile::tempdir()?;
+    for (args, expected) in [
+        (vec!["--nnodes", "2", "--node-rank", "2"], "--node-rank 2 is not a node of --nnodes 2"),
+        (vec!["--nnodes", "2", "--node-rank", "1", "--master-port", "0"], "works on one node only"),
+        (vec!["--nnodes", "0"], "--nnodes must be at least 1"),
+    ] {
+        let mut all = vec!["launch", "--nproc", "1"];
+        all.extend(args);
+        all.extend(["--", "info"]);
+        let out = facerec(&all, dir.path());
+        assert!(!out.status.success() && text(&out).contains(expected), "{all:?}: {}", text(&out));
+    }
+    Ok(())
+}
+
 #[test]
 fn a_global_batch_the_world_cannot_split_fails_before_any_work() -> Result {
     let dir = tempfile::tempdir()?;

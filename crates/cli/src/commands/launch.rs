@@ -1,6 +1,6 @@
 //! `facerec launch`: starts N processes of this binary on this machine with torchrun's
-//! variables (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
-//! `MASTER_PORT`), forwards their output line by line with a `[rank N]` prefix, and fails as
+//! variables (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `GROUP_RANK`,
+//! `MASTER_ADDR`, `MASTER_PORT`), forwards their output line by line with a `[rank N]` prefix, and fails as
 //! soon as one fails, stopping the others (SIGTERM, then SIGKILL after a grace period), as
 //! torchrun's agent does. Ctrl-C is passed on to every rank, which checkpoint and stop at the
 //! same step; the launch then exits with 130 (a second Ctrl-C makes the ranks exit at once).
@@ -28,6 +28,8 @@ pub const EXAMPLES: &str = "Examples:
   facerec launch --nproc 2 -- train configs/mnist_lenetpp_center.toml
   facerec launch --nproc 4 -- train configs/lfw_faceresnet_small_center.toml --resume
   facerec launch --nproc 2 --master-port 29600 -- train configs/x.toml   # beside another job
+Two machines of 4 GPUs, on each (K = 0 on node0, 1 on the other; the port is the default 29500):
+  facerec launch --nnodes 2 --node-rank K --nproc 4 --master-addr node0 -- train configs/x.toml
 The same as `facerec launch --nproc 2 -- train configs/x.toml`, with torchrun:
   torchrun --no-python --nproc-per-node 2 target/release/facerec train configs/x.toml";
 
@@ -37,12 +39,18 @@ const GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
     /// Processes to start on this machine (one per GPU; on the CPU, a share of the cores each).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", visible_alias = "nproc-per-node")]
     pub nproc: usize,
-    /// Host of rank 0's TCPStore (this machine).
+    /// Machines in the job, each running one launch with the same arguments but --node-rank.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nnodes: usize,
+    /// This machine's place among the --nnodes, 0..nnodes; node 0 hosts rank 0's TCPStore.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    pub node_rank: usize,
+    /// Host of rank 0's TCPStore: node 0, as every node reaches it.
     #[arg(long, default_value = "127.0.0.1")]
     pub master_addr: String,
-    /// Port of rank 0's TCPStore; 0 picks a free one.
+    /// Port of rank 0's TCPStore; 0 picks a free one (one node only).
     #[arg(long, default_value_t = 29500)]
     pub master_port: u16,
     /// Seconds a rank waits for the others (rendezvous and each collective) [default: 600].
@@ -56,6 +64,15 @@ pub struct LaunchArgs {
 pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     if args.nproc == 0 {
         bail!("--nproc must be at least 1");
+    }
+    if args.nnodes == 0 {
+        bail!("--nnodes must be at least 1");
+    }
+    if args.node_rank >= args.nnodes {
+        bail!("--node-rank {} is not a node of --nnodes {} (0..{})", args.node_rank, args.nnodes, args.nnodes);
+    }
+    if args.nnodes > 1 && args.master_port == 0 {
+        bail!("--master-port 0 (a free port) works on one node only: with --nnodes {} every node must be given rank 0's port", args.nnodes);
     }
     if args.command.first().map(String::as_str) == Some("launch") {
         bail!("facerec launch cannot launch itself");
@@ -76,16 +93,23 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     }
 
     let (children, forwarders) = start_ranks(&args, &exe, port, threads)?;
-    let mut ranks = Ranks { statuses: vec![None; children.len()], children, failure: None, interrupted: false };
+    let first = args.node_rank * args.nproc;
+    let mut ranks = Ranks { statuses: vec![None; children.len()], children, first, failure: None, interrupted: false };
     ranks.supervise(&stop)?;
     for f in forwarders {
         let _ = f.join();
     }
     let any_interrupted = ranks.statuses.iter().flatten().any(|&s| stopped_by_interrupt(s, ranks.interrupted));
     match ranks.failure {
-        Some((rank, status)) => bail!("rank {rank} of {} {}; the other ranks were stopped", args.nproc, describe(status)),
+        Some((local, status)) => bail!(
+            "rank {} of {} {}; the other ranks{} were stopped",
+            first + local,
+            args.nproc * args.nnodes,
+            describe(status),
+            if args.nnodes > 1 { " of this node" } else { "" }
+        ),
         None if any_interrupted => {
-            eprintln!("[launch] all {} ranks stopped after the interrupt", args.nproc);
+            eprintln!("[launch] all {} ranks of this node stopped after the interrupt", args.nproc);
             Err(Interrupted.into())
         }
         None => Ok(()),
@@ -113,8 +137,9 @@ fn start_ranks(
 ) -> anyhow::Result<(Vec<Child>, Vec<std::thread::JoinHandle<()>>)> {
     let mut children: Vec<Child> = Vec::with_capacity(args.nproc);
     let mut forwarders = Vec::new();
-    for rank in 0..args.nproc {
-        let mut child = match rank_command(args, exe, rank, port, threads).spawn() {
+    for local in 0..args.nproc {
+        let rank = args.node_rank * args.nproc + local;
+        let mut child = match rank_command(args, exe, local, port, threads).spawn() {
             Ok(c) => c,
             Err(e) => {
                 stop_all(&mut children);
@@ -134,15 +159,16 @@ fn start_ranks(
     Ok((children, forwarders))
 }
 
-/// The command of rank `rank`: torchrun's variables, piped output, a process group of its own,
-/// and SIGTERM when the launcher dies.
-fn rank_command(args: &LaunchArgs, exe: &Path, rank: usize, port: u16, threads: Option<usize>) -> Command {
+/// The command of this node's rank `local`: torchrun's variables, piped output, a process group
+/// of its own, and SIGTERM when the launcher dies.
+fn rank_command(args: &LaunchArgs, exe: &Path, local: usize, port: u16, threads: Option<usize>) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args(&args.command)
-        .env("RANK", rank.to_string())
-        .env("WORLD_SIZE", args.nproc.to_string())
-        .env("LOCAL_RANK", rank.to_string())
+        .env("RANK", (args.node_rank * args.nproc + local).to_string())
+        .env("WORLD_SIZE", (args.nnodes * args.nproc).to_string())
+        .env("LOCAL_RANK", local.to_string())
         .env("LOCAL_WORLD_SIZE", args.nproc.to_string())
+        .env("GROUP_RANK", args.node_rank.to_string())
         .env("MASTER_ADDR", &args.master_addr)
         .env("MASTER_PORT", port.to_string())
         .stdin(Stdio::null())
@@ -171,10 +197,12 @@ fn rank_command(args: &LaunchArgs, exe: &Path, rank: usize, port: u16, threads: 
 
 /// The running ranks and how they ended.
 struct Ranks {
+    /// This node's ranks, in order from global rank `first`.
     children: Vec<Child>,
+    first: usize,
     /// Each rank's exit status, once it has one.
     statuses: Vec<Option<ExitStatus>>,
-    /// The first rank that failed.
+    /// The first rank that failed (its index on this node).
     failure: Option<(usize, ExitStatus)>,
     /// Whether Ctrl-C was passed on.
     interrupted: bool,
@@ -194,7 +222,7 @@ impl Ranks {
                 if self.statuses[rank].is_some() {
                     continue;
                 }
-                if let Some(status) = self.children[rank].try_wait().with_context(|| format!("waiting for rank {rank}"))? {
+                if let Some(status) = self.children[rank].try_wait().with_context(|| format!("waiting for rank {}", self.first + rank))? {
                     self.ended(rank, status);
                 }
             }
@@ -209,7 +237,7 @@ impl Ranks {
         self.statuses[rank] = Some(status);
         if !status.success() && !stopped_by_interrupt(status, self.interrupted) && self.failure.is_none() {
             self.failure = Some((rank, status));
-            eprintln!("[launch] rank {rank} {}; stopping the other ranks", describe(status));
+            eprintln!("[launch] rank {} {}; stopping the other ranks", self.first + rank, describe(status));
             signal_all(&self.children, &self.statuses, libc::SIGTERM);
             let deadline = Instant::now() + GRACE;
             wait_until(&mut self.children, &mut self.statuses, deadline);
