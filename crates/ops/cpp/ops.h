@@ -28,6 +28,12 @@ char* fr_grad_reset(fr_tensor* t);
 // CPU tensors. *out receives a new tensor (tch takes ownership).
 char* fr_prelu(fr_tensor* x, fr_tensor* weight, fr_tensor** out);
 
+// CUDA memory of device `device` from libtorch's caching allocator, in bytes: stats[0] allocated
+// now, stats[1] allocated at the peak, stats[2] reserved (held from the driver) now, stats[3]
+// reserved at the peak; then, when reset_peak is nonzero, the peaks restart from now. An error
+// without CUDA.
+char* fr_cuda_memory_stats(int device, int reset_peak, long long* stats);
+
 #ifdef __cplusplus
 }
 #endif

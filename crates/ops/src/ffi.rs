@@ -1,7 +1,7 @@
 //! The C API of `cpp/ops.h`. Every function that can fail returns null on success or an error
 //! message allocated with `malloc`, which [`take_error`] copies and frees.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int, c_longlong, CStr};
 
 use torch_sys::C_tensor;
 
@@ -11,6 +11,7 @@ extern "C" {
     pub fn fr_autocast_exit(device: c_int, state: *const c_int) -> *mut c_char;
     pub fn fr_grad_reset(t: *mut C_tensor) -> *mut c_char;
     pub fn fr_prelu(x: *mut C_tensor, weight: *mut C_tensor, out: *mut *mut C_tensor) -> *mut c_char;
+    pub fn fr_cuda_memory_stats(device: c_int, reset_peak: c_int, stats: *mut c_longlong) -> *mut c_char;
 }
 
 /// `Ok` for null, else the message (the string is freed): the Rust side of `cpp/guarded.h`, for

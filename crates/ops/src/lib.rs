@@ -5,7 +5,8 @@
 //!   switches CUDA autocast on, in float16);
 //! - [`grad::clear_grad`]: drop a parameter's gradient, as PyTorch's `zero_grad()` does;
 //! - [`prelu::prelu`]: PReLU whose backward is one fused pass on the CPU;
-//! - [`memory::keep_freed_memory`]: keep the memory of freed CPU tensors mapped for reuse.
+//! - [`memory::keep_freed_memory`]: keep the memory of freed CPU tensors mapped for reuse;
+//! - [`memory::cuda_memory`]: current and peak CUDA memory of libtorch's caching allocator.
 //!
 //! No `unsafe` reaches callers: the C++ side catches every exception and returns it as a
 //! message, which becomes an [`OpsError`].

@@ -1,4 +1,5 @@
-//! How libtorch's CPU tensors get their memory.
+//! How libtorch's tensors get their memory: [`keep_freed_memory`] for CPU tensors, and
+//! [`cuda_memory`], what libtorch's caching allocator holds on a CUDA device.
 //!
 //! libtorch allocates CPU tensors with the C library's `malloc`. glibc serves every block above
 //! 32 MiB with a fresh `mmap` and gives it back with `munmap` when the tensor dies, so a
@@ -41,4 +42,31 @@ fn set_malloc_options() -> bool {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn set_malloc_options() -> bool {
     false
+}
+
+/// What libtorch's CUDA caching allocator holds on one device, in bytes (PyTorch's
+/// `torch.cuda.memory_allocated`, `max_memory_allocated`, `memory_reserved` and
+/// `max_memory_reserved`). Peaks count from the process start or the last reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CudaMemory {
+    /// Bytes in live tensors now.
+    pub allocated: i64,
+    /// The most bytes in live tensors at any one time.
+    pub peak_allocated: i64,
+    /// Bytes the allocator holds from the driver now (live tensors and its cache).
+    pub reserved: i64,
+    /// The most bytes it held at any one time: what the device must have free.
+    pub peak_reserved: i64,
+}
+
+/// The caching allocator's figures for CUDA device `index`; with `reset_peak` the peaks then
+/// start again from the current figures. An error when libtorch has no CUDA.
+pub fn cuda_memory(index: usize, reset_peak: bool) -> crate::Result<CudaMemory> {
+    let device = std::ffi::c_int::try_from(index).map_err(|_| crate::OpsError::Op(format!("no CUDA device {index}")))?;
+    let mut stats = [0_i64; 4];
+    // SAFETY: `stats` has the four 64-bit integers ops.cpp writes; errors come back as owned strings.
+    unsafe { crate::ffi::take_error(crate::ffi::fr_cuda_memory_stats(device, std::ffi::c_int::from(reset_peak), stats.as_mut_ptr())) }
+        .map_err(crate::OpsError::Op)?;
+    let [allocated, peak_allocated, reserved, peak_reserved] = stats;
+    Ok(CudaMemory { allocated, peak_allocated, reserved, peak_reserved })
 }

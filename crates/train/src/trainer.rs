@@ -145,10 +145,17 @@ impl Trainer {
         }
         let device = config.device.resolve()?;
         tch::manual_seed(config.seed as i64);
-        let vs = nn::VarStore::new(device);
+        // The model is built and initialised on the CPU, from the CPU's generator, and then
+        // moved: one seed gives the same initial weights on every device, so that a CUDA run
+        // starts where the CPU run of the same config does. (Moving keeps every handle the
+        // backbone and the loss hold: each variable's data is replaced in place.)
+        let mut vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let backbone = config.backbone.build(&(&root / "backbone"))?;
         let loss = config.loss.build(&root, backbone.feature_dim(), num_classes)?;
+        if device != Device::Cpu {
+            vs.set_device(device);
+        }
         let trainable: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         let mut sgd = Sgd::new(trainable, config.optim.momentum, config.optim.weight_decay);

@@ -15,7 +15,8 @@ use facerec_train::Trainer;
 pub const EXAMPLES: &str = "Examples:
   facerec bench configs/lfw_faceresnet_small_center.toml --steps 20
   facerec bench configs/mnist_lenetpp_center.toml --batch 128 --set loss.lambda=0
-  facerec bench configs/lfw_faceresnet_small_center.toml --classes 10000 --peak";
+  facerec bench configs/lfw_faceresnet_small_center.toml --classes 10000 --peak
+  facerec bench configs/lfw_faceresnet_small_center.toml --batch 256 --set device=cuda --memory";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -52,6 +53,11 @@ pub struct BenchArgs {
     /// concatenated.
     #[arg(long)]
     pub extract: bool,
+    /// Also report the memory the steps needed: on CUDA the caching allocator's peak (allocated
+    /// in tensors, and reserved from the driver) over the warm-up and timed steps; on the CPU
+    /// the process's peak resident size.
+    #[arg(long)]
+    pub memory: bool,
 }
 
 /// Median seconds of `body` over `steps` timed runs after 3 warm-up runs; on a GPU each run
@@ -147,6 +153,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let schedule = MultiStep { base: config.optim.lr.min(1e-3), gamma: 1.0, milestones: vec![], warmup: 0 };
     let device = trainer.device();
+    if let (true, Device::Cuda(i)) = (args.memory, device) {
+        facerec_ops::memory::cuda_memory(i, true)?; // the peaks start here
+    }
     let median = median_seconds(args.steps, device, || {
         let b = Batch { images: images.shallow_clone(), labels: labels.shallow_clone() };
         trainer.train_step(&b, &schedule, Default::default())?;
@@ -160,6 +169,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         batch as f64 / median,
         config.loss
     );
+    if args.memory {
+        print_memory(device, batch)?;
+    }
     if args.loader {
         let rate = loader_rate(&config, batch as usize)?;
         println!(
@@ -187,6 +199,28 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             flops / 1e9,
             100.0 * achieved / peak
         );
+    }
+    Ok(())
+}
+
+/// The `--memory` line: what the steps so far needed on `device`.
+fn print_memory(device: Device, batch: i64) -> anyhow::Result<()> {
+    let gib = |bytes: i64| bytes as f64 / f64::from(1 << 30);
+    match device {
+        Device::Cuda(i) => {
+            let m = facerec_ops::memory::cuda_memory(i, false)?;
+            println!(
+                "facerec: memory at batch {batch} on cuda:{i}: peak {:.3} GiB allocated in tensors, peak {:.3} GiB reserved by the caching allocator",
+                gib(m.peak_allocated),
+                gib(m.peak_reserved)
+            );
+        }
+        _ => {
+            // SAFETY: getrusage only writes the struct it is given.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            anyhow::ensure!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0, "getrusage failed");
+            println!("facerec: memory at batch {batch} on the CPU: peak resident size {:.3} GiB (the whole process)", gib(usage.ru_maxrss * 1024));
+        }
     }
     Ok(())
 }
