@@ -264,9 +264,10 @@ else
     last "loss curve: cuda fp32 against cpu" | tail -n 2 | sed 's/^/    /' | tee -a "$summary"
     part "loss curve: cuda bf16 against fp32" 30 curve "bf16:$out/train_cuda_bf16/steps.jsonl" "fp32:$out/train_cuda/steps.jsonl" 0.05 0.15
     last "loss curve: cuda bf16 against fp32" | tail -n 2 | sed 's/^/    /' | tee -a "$summary"
-    for r in train_cuda train_cuda_bf16; do
+    # The device tool brings back at most 8 plain files: the curves, not the run folders.
+    for r in train_cuda train_cuda_bf16 train_cpu; do
         [[ -f $out/$r/steps.jsonl ]] && cp "$out/$r/steps.jsonl" "$out/${r}_steps.jsonl"
-        rm -rf "${out:?}/$r" # the device tool brings back plain files two folders down at most
+        rm -rf "${out:?}/$r"
     done
 fi
 

@@ -507,6 +507,20 @@ fn launch_refuses_node_settings_that_cannot_meet() -> Result {
 }
 
 #[test]
+fn a_gpu_that_is_not_there_is_a_clear_error_before_any_work() -> Result {
+    // cuda:63: no machine this runs on has 64 GPUs, with or without CUDA.
+    let dir = tempfile::tempdir()?;
+    let cfg = mnist_config(dir.path(), 0.01)?;
+    let out = facerec(&["train", cfg.to_str().unwrap(), "--set", "device=cuda:63"], dir.path());
+    let msg = text(&out);
+    assert!(!out.status.success());
+    assert!(msg.contains("device cuda:63 asked for, but libtorch sees") && msg.contains("facerec info"), "{msg}");
+    assert!(!msg.contains("backbone configuration"), "{msg}");
+    assert!(!dir.path().join("runs").exists(), "nothing may be written");
+    Ok(())
+}
+
+#[test]
 fn a_global_batch_the_world_cannot_split_fails_before_any_work() -> Result {
     let dir = tempfile::tempdir()?;
     let cfg = mnist_config(dir.path(), 0.01)?;

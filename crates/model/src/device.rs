@@ -62,9 +62,7 @@ impl DeviceChoice {
                 if (cuda as i64) < n {
                     Ok(Device::Cuda(cuda))
                 } else {
-                    Err(ModelError::Config(format!(
-                        "device cuda:{cuda} asked for, but libtorch sees {n} CUDA device(s)"
-                    )))
+                    Err(ModelError::NoSuchDevice { asked: cuda, seen: n })
                 }
             }
         }

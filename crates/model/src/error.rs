@@ -8,6 +8,9 @@
 pub enum ModelError {
     #[error("invalid backbone configuration: {0}")]
     Config(String),
+    /// The config asks for a CUDA device that libtorch does not see.
+    #[error("device cuda:{asked} asked for, but libtorch sees {seen} CUDA device(s) (`facerec info` says what it sees; device = \"auto\" or \"cpu\" trains without one)")]
+    NoSuchDevice { asked: usize, seen: i64 },
     #[error("{backbone} expects input [batch, {}, {}, {}], got {got:?}", .expected[0], .expected[1], .expected[2])]
     InputShape { backbone: &'static str, expected: [i64; 3], got: Vec<i64> },
     #[error("{path}: {msg}")]
