@@ -9,13 +9,20 @@
 //! build that cannot reach the GPU is a failure there, never a quiet CPU run.
 
 use std::net::TcpListener;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use facerec_dist::{Backend, DistConfig, ProcessGroup};
 use facerec_losses::{CenterLoss, CenterLossConfig};
 use tch::{nn, Device, Kind, Tensor};
 
-fn device() -> Device {
+/// libtorch's random generator is one per process, and the tests seed it and draw from it:
+/// they take turns (libtest runs them on parallel threads).
+static RNG: Mutex<()> = Mutex::new(());
+
+/// The test device, and this test's turn with the random generator.
+fn device() -> (Device, MutexGuard<'static, ()>) {
+    let turn = RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = match std::env::var("FACEREC_TEST_DEVICE").ok().as_deref() {
         Some("cuda") => {
             assert!(tch::Cuda::is_available(), "FACEREC_TEST_DEVICE=cuda, but libtorch sees no CUDA device");
@@ -26,7 +33,7 @@ fn device() -> Device {
         None => Device::cuda_if_available(),
     };
     eprintln!("device: {device:?}");
-    device
+    (device, turn)
 }
 
 /// Largest difference between `a` and `b` relative to `b`'s largest magnitude (both moved to
@@ -50,7 +57,7 @@ fn prelu_run(f: impl Fn(&Tensor, &Tensor) -> Tensor, x: &Tensor, w: &Tensor, g: 
 
 #[test]
 fn prelu_matches_libtorch_and_the_cpu() {
-    let device = device();
+    let (device, _turn) = device();
     tch::manual_seed(3);
     for (kind, tol) in [(Kind::Float, 1e-6), (Kind::BFloat16, 1e-2)] {
         let cpu_x = (Tensor::randn([8, 16, 14, 12], (Kind::Float, Device::Cpu)) * 4.0).round() / 4.0; // zeros: the kink
@@ -76,7 +83,7 @@ fn prelu_matches_libtorch_and_the_cpu() {
 
 #[test]
 fn bf16_autocast_lowers_matmuls_and_convolutions_only() {
-    let device = device();
+    let (device, _turn) = device();
     tch::manual_seed(4);
     let a = Tensor::randn([64, 96], (Kind::Float, device));
     let b = Tensor::randn([96, 32], (Kind::Float, device));
@@ -107,7 +114,7 @@ fn bf16_autocast_lowers_matmuls_and_convolutions_only() {
 
 #[test]
 fn one_process_group_runs_the_devices_collectives() {
-    let device = device();
+    let (device, _turn) = device();
     let backend = Backend::for_device(device);
     if backend == Backend::Nccl {
         assert!(facerec_dist::nccl_compiled(), "this build has no ProcessGroupNCCL (CUDA headers were missing at build time)");
@@ -145,7 +152,7 @@ fn one_process_group_runs_the_devices_collectives() {
 /// feature gradient and Eq. 4 update on both.
 #[test]
 fn center_loss_update_matches_the_cpu() {
-    let device = device();
+    let (device, _turn) = device();
     tch::manual_seed(5);
     let (classes, dim, batch) = (50, 16, 64);
     let config = CenterLossConfig { lambda: 0.003, alpha: 0.5 };
@@ -178,7 +185,7 @@ fn center_loss_update_matches_the_cpu() {
 
 #[test]
 fn cuda_memory_figures_follow_allocations() {
-    let device = device();
+    let (device, _turn) = device();
     match device {
         Device::Cuda(i) => {
             let before = facerec_ops::memory::cuda_memory(i, true).unwrap();
@@ -207,7 +214,7 @@ fn cuda_memory_figures_follow_allocations() {
 fn trainer_starts_alike_and_takes_the_same_first_step() {
     use facerec_data::loader::Batch;
     use facerec_train::schedule::MultiStep;
-    let device = device();
+    let (device, _turn) = device();
     // Compiled in: no file of the checkout is read.
     let text = include_str!("../../../configs/lfw_faceresnet_small_center.toml");
     let classes = 20;
