@@ -33,25 +33,24 @@ fn the_torch_2_11_workspace_resolves() {
         .output()
         .expect("running scripts/build_for_torch.sh");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let manifest = root.join("target/torch-2.11.0/ws/Cargo.toml");
-    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(&manifest)
-        .output()
-        .expect("running cargo metadata");
-    assert!(out.status.success(), "cargo metadata on {}: {}", manifest.display(), String::from_utf8_lossy(&out.stderr));
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata's JSON");
+    let metadata = |manifest: &Path, args: &[&str]| -> serde_json::Value {
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["metadata", "--format-version", "1"])
+            .args(args)
+            .arg("--manifest-path")
+            .arg(manifest)
+            .output()
+            .expect("running cargo metadata");
+        assert!(out.status.success(), "cargo metadata on {}: {}", manifest.display(), String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("cargo metadata's JSON")
+    };
+    let meta = metadata(&root.join("target/torch-2.11.0/ws/Cargo.toml"), &[]);
     let version_of = |name: &str| {
         meta["packages"].as_array().unwrap().iter().find(|p| p["name"] == name).map(|p| p["version"].as_str().unwrap().to_owned())
     };
     assert_eq!(version_of("tch").as_deref(), Some("0.24.0"));
     assert_eq!(version_of("torch-sys").as_deref(), Some("0.24.0"));
     let members = meta["workspace_members"].as_array().unwrap().len();
-    let ours = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
-        .arg(root.join("Cargo.toml"))
-        .output()
-        .expect("running cargo metadata");
-    let ours: serde_json::Value = serde_json::from_slice(&ours.stdout).expect("cargo metadata's JSON");
+    let ours = metadata(&root.join("Cargo.toml"), &["--no-deps"]);
     assert_eq!(members, ours["workspace_members"].as_array().unwrap().len(), "the generated workspace lost members");
 }

@@ -153,8 +153,6 @@ char* fr_prelu(fr_tensor* x, fr_tensor* weight, fr_tensor** out) {
   });
 }
 
-}  // extern "C"
-
 char* fr_cuda_memory_stats(int device, int reset_peak, long long* stats) {
   return guarded([&] {
     if (!at::globalContext().hasCUDA()) throw std::runtime_error("libtorch sees no CUDA device");
@@ -170,3 +168,5 @@ char* fr_cuda_memory_stats(int device, int reset_peak, long long* stats) {
     if (reset_peak) allocator->resetPeakStats(index);
   });
 }
+
+}  // extern "C"

@@ -61,6 +61,13 @@ pub struct LaunchArgs {
     pub command: Vec<String>,
 }
 
+impl LaunchArgs {
+    /// The global rank of this node's process `local`: node K holds ranks K * nproc onwards.
+    fn global_rank(&self, local: usize) -> usize {
+        self.node_rank * self.nproc + local
+    }
+}
+
 pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     if args.nproc == 0 {
         bail!("--nproc must be at least 1");
@@ -93,7 +100,7 @@ pub fn run(args: LaunchArgs) -> anyhow::Result<()> {
     }
 
     let (children, forwarders) = start_ranks(&args, &exe, port, threads)?;
-    let first = args.node_rank * args.nproc;
+    let first = args.global_rank(0);
     let mut ranks = Ranks { statuses: vec![None; children.len()], children, first, failure: None, interrupted: false };
     ranks.supervise(&stop)?;
     for f in forwarders {
@@ -138,7 +145,7 @@ fn start_ranks(
     let mut children: Vec<Child> = Vec::with_capacity(args.nproc);
     let mut forwarders = Vec::new();
     for local in 0..args.nproc {
-        let rank = args.node_rank * args.nproc + local;
+        let rank = args.global_rank(local);
         let mut child = match rank_command(args, exe, local, port, threads).spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -164,7 +171,7 @@ fn start_ranks(
 fn rank_command(args: &LaunchArgs, exe: &Path, local: usize, port: u16, threads: Option<usize>) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args(&args.command)
-        .env("RANK", (args.node_rank * args.nproc + local).to_string())
+        .env("RANK", args.global_rank(local).to_string())
         .env("WORLD_SIZE", (args.nnodes * args.nproc).to_string())
         .env("LOCAL_RANK", local.to_string())
         .env("LOCAL_WORLD_SIZE", args.nproc.to_string())
