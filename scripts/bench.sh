@@ -5,8 +5,11 @@
 #   - PReLU's fused backward vs libtorch's (cargo bench -p facerec-ops --bench prelu)
 #   - aligned crops per second vs Python OpenCV (scripts/bench_align.sh)
 #   - LFW 6,000-pair scoring time (scripts/bench_eval.sh)
-#   - data-parallel scaling, 1 vs 2 processes, Gloo all-reduce vs torch.distributed
-#     (scripts/bench_dist.sh, and the facerec-dist allreduce example)
+#   - data-parallel scaling, 1 vs 2 processes, gradients averaged after or during the backward
+#     pass, Gloo all-reduce vs torch.distributed (scripts/bench_dist.sh, and the facerec-dist
+#     allreduce example)
+#   - the class-sharded classifier at a million classes, 2 ranks against 1 process and against
+#     2 replicas (scripts/bench_sharded.sh)
 #   - peak memory of `align --cache` over all of LFW
 #   - with --e2e: the shipped face config end to end (wall time, time waiting for data, peak RSS)
 #
@@ -27,6 +30,7 @@ echo; echo "### alignment"; scripts/bench_align.sh
 echo; echo "### LFW scoring"; scripts/bench_eval.sh
 echo; echo "### data parallel"; scripts/bench_dist.sh
 cargo run --release --locked -q -p facerec-dist --example allreduce
+echo; echo "### a million classes, sharded"; scripts/bench_sharded.sh
 
 echo; echo "### memory: align --cache over all of LFW"
 tmp=$(mktemp -d)

@@ -1,16 +1,18 @@
 // facerec-dist's C++ shim over PyTorch's c10d: a TCPStore rendezvous, one process group
 // (ProcessGroupGloo for CPU tensors, ProcessGroupNCCL for CUDA tensors when compiled with
-// USE_C10D_NCCL) and four collectives that block until done or until the group's timeout.
+// USE_C10D_NCCL) and four collectives (all-reduce by sum or max, broadcast, all-gather, barrier) that block until done or until the group's timeout.
 //
 // The C API (shim.h) never lets a C++ exception cross into Rust: every entry point catches
 // everything and returns a malloc'd error string (NULL on success; facerec-ops' guarded.h) that
 // the caller frees with fr_ops_string_free. Tensors are passed as `at::Tensor*`, which is what
 // tch's `C_tensor` is.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -137,11 +139,17 @@ void fr_group_free(fr_group* g) {
   }
 }
 
-char* fr_all_reduce_sum(fr_group* g, at::Tensor* t) {
+char* fr_all_reduce(fr_group* g, at::Tensor* t, int op) {
   return guarded([&] {
     std::vector<at::Tensor> tensors{*t};
     c10d::AllreduceOptions opts;
-    opts.reduceOp = c10d::ReduceOp::SUM;
+    if (op == FR_REDUCE_SUM) {
+      opts.reduceOp = c10d::ReduceOp::SUM;
+    } else if (op == FR_REDUCE_MAX) {
+      opts.reduceOp = c10d::ReduceOp::MAX;
+    } else {
+      throw std::runtime_error("unknown reduction " + std::to_string(op));
+    }
     opts.timeout = g->timeout;
     finish(g->backend->allreduce(tensors, opts), g);
   });
@@ -180,6 +188,205 @@ char* fr_barrier(fr_group* g) {
     }
     finish(g->backend->barrier(opts), g);
   });
+}
+
+}  // extern "C"
+
+// ---------------------------------------------------------------------------------------------
+// Gradient all-reduce overlapped with the backward pass: PyTorch DDP's reducer, reduced to what
+// facerec needs. The parameters are grouped into buckets in reverse order (the order their
+// gradients become ready in a backward pass), the first bucket small so that communication
+// starts early. A hook on each parameter copies its gradient into its bucket's flat buffer as
+// autograd produces it; a bucket whose gradients are all in is all-reduced asynchronously,
+// buckets always launched in order so that every rank issues the same collectives in the same
+// sequence. fr_reducer_finish waits for them, scales the sums and writes them back as the
+// parameters' gradients.
+
+struct fr_reducer {
+  struct Bucket {
+    std::vector<std::size_t> members;  // parameter indices
+    std::vector<int64_t> offsets;      // where each member's gradient starts in `flat`
+    at::Tensor flat;
+    std::size_t pending = 0;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  c10::intrusive_ptr<c10d::Backend> backend;
+  std::chrono::milliseconds timeout{0};
+  int kind = FR_BACKEND_GLOO;
+  std::vector<at::Tensor> params;
+  std::vector<unsigned> hooks;
+  std::vector<std::pair<std::size_t, std::size_t>> where;  // parameter -> (bucket, slot)
+  std::vector<bool> arrived;
+  std::vector<Bucket> buckets;
+  std::size_t next = 0;  // the next bucket to launch
+  bool armed = false;
+  std::string error;  // the first failure inside a hook, reported by finish
+  std::mutex mutex;
+
+  void launch_ready() {
+    while (next < buckets.size() && buckets[next].pending == 0) {
+      std::vector<at::Tensor> tensors{buckets[next].flat};
+      c10d::AllreduceOptions opts;
+      opts.reduceOp = c10d::ReduceOp::SUM;
+      opts.timeout = timeout;
+      buckets[next].work = backend->allreduce(tensors, opts);
+      ++next;
+    }
+  }
+
+  void on_gradient(std::size_t i, const at::TensorBase& grad) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!armed || arrived[i] || !error.empty()) {
+      return;
+    }
+    try {
+      auto [b, slot] = where[i];
+      Bucket& bucket = buckets[b];
+      bucket.flat.narrow(0, bucket.offsets[slot], params[i].numel()).copy_(at::Tensor(grad).reshape({-1}));
+      arrived[i] = true;
+      if (--bucket.pending == 0) {
+        launch_ready();
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+};
+
+extern "C" {
+
+char* fr_reducer_new(fr_group* g, at::Tensor** params, int n, int64_t bucket_bytes, int64_t first_bucket_bytes,
+                     fr_reducer** out) {
+  *out = nullptr;
+  return guarded([&] {
+    auto r = std::make_unique<fr_reducer>();
+    r->backend = g->backend;
+    r->timeout = g->timeout;
+    r->kind = g->kind;
+    for (int i = 0; i < n; ++i) {
+      if (!params[i]->requires_grad()) {
+        throw std::runtime_error("parameter " + std::to_string(i) + " does not require a gradient");
+      }
+      r->params.push_back(*params[i]);
+    }
+    r->where.resize(r->params.size());
+    r->arrived.assign(r->params.size(), false);
+    // Reverse order: the last layers' gradients are ready first.
+    int64_t bytes = 0;
+    for (std::size_t k = r->params.size(); k-- > 0;) {
+      const at::Tensor& p = r->params[k];
+      int64_t size = p.numel() * static_cast<int64_t>(p.element_size());
+      int64_t cap = r->buckets.size() <= 1 ? first_bucket_bytes : bucket_bytes;
+      bool joins = !r->buckets.empty() && bytes + size <= cap &&
+                   r->params[r->buckets.back().members[0]].scalar_type() == p.scalar_type() &&
+                   r->params[r->buckets.back().members[0]].device() == p.device();
+      if (!joins) {
+        r->buckets.emplace_back();
+        bytes = 0;
+      }
+      auto& bucket = r->buckets.back();
+      r->where[k] = {r->buckets.size() - 1, bucket.members.size()};
+      bucket.members.push_back(k);
+      bucket.offsets.push_back(bytes / static_cast<int64_t>(p.element_size()));
+      bytes += size;
+    }
+    for (auto& bucket : r->buckets) {
+      const at::Tensor& first = r->params[bucket.members[0]];
+      int64_t numel = 0;
+      for (std::size_t m : bucket.members) {
+        numel += r->params[m].numel();
+      }
+      bucket.flat = at::zeros({numel}, first.options().requires_grad(false));
+    }
+    fr_reducer* raw = r.get();
+    for (std::size_t i = 0; i < raw->params.size(); ++i) {
+      raw->hooks.push_back(raw->params[i].register_hook([raw, i](const at::TensorBase& grad) { raw->on_gradient(i, grad); }));
+    }
+    *out = r.release();
+  });
+}
+
+int fr_reducer_buckets(fr_reducer* r) { return static_cast<int>(r->buckets.size()); }
+
+char* fr_reducer_prepare(fr_reducer* r) {
+  return guarded([&] {
+    std::lock_guard<std::mutex> lock(r->mutex);
+    for (auto& bucket : r->buckets) {
+      if (bucket.work) {
+        throw std::runtime_error("the previous backward pass's gradients were never collected (fr_reducer_finish)");
+      }
+      bucket.pending = bucket.members.size();
+    }
+    std::fill(r->arrived.begin(), r->arrived.end(), false);
+    r->next = 0;
+    r->error.clear();
+    r->armed = true;
+  });
+}
+
+char* fr_reducer_finish(fr_reducer* r, double scale) {
+  return guarded([&] {
+    std::lock_guard<std::mutex> lock(r->mutex);
+    r->armed = false;
+    if (!r->error.empty()) {
+      for (auto& bucket : r->buckets) {
+        bucket.work.reset();
+      }
+      throw std::runtime_error("during the backward pass: " + r->error);
+    }
+    // Parameters without a gradient in this pass count as zeros, as in DDP.
+    for (std::size_t i = 0; i < r->params.size(); ++i) {
+      if (!r->arrived[i]) {
+        auto [b, slot] = r->where[i];
+        auto& bucket = r->buckets[b];
+        bucket.flat.narrow(0, bucket.offsets[slot], r->params[i].numel()).zero_();
+        bucket.pending = 0;
+      }
+    }
+    for (auto& bucket : r->buckets) {
+      bucket.pending = 0;
+    }
+    r->launch_ready();
+    for (auto& bucket : r->buckets) {
+      auto work = std::move(bucket.work);
+      if (!work->wait(r->timeout)) {
+        throw std::runtime_error("the collective was aborted");
+      }
+    }
+#ifdef USE_C10D_NCCL
+    if (r->kind == FR_BACKEND_NCCL) {
+      c10::cuda::device_synchronize();
+    }
+#endif
+    at::NoGradGuard no_grad;
+    for (auto& bucket : r->buckets) {
+      if (scale != 1.0) {
+        bucket.flat.mul_(scale);
+      }
+      for (std::size_t s = 0; s < bucket.members.size(); ++s) {
+        at::Tensor& p = r->params[bucket.members[s]];
+        at::Tensor sum = bucket.flat.narrow(0, bucket.offsets[s], p.numel()).view(p.sizes());
+        if (p.grad().defined()) {
+          p.mutable_grad().copy_(sum);
+        } else {
+          p.mutable_grad() = sum.clone();
+        }
+      }
+    }
+  });
+}
+
+void fr_reducer_free(fr_reducer* r) {
+  if (r == nullptr) {
+    return;
+  }
+  try {
+    for (std::size_t i = 0; i < r->params.size() && i < r->hooks.size(); ++i) {
+      r->params[i].remove_hook(r->hooks[i]);
+    }
+    delete r;
+  } catch (...) {
+  }
 }
 
 }  // extern "C"

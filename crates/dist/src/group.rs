@@ -47,6 +47,13 @@ impl Backend {
     }
 }
 
+/// How [`ProcessGroup::all_reduce_op`] combines the ranks' tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+}
+
 /// Whether this build has ProcessGroupNCCL (it needs NCCL's and CUDA's headers at build time).
 pub fn nccl_compiled() -> bool {
     // SAFETY: a constant query without arguments.
@@ -119,6 +126,10 @@ impl ProcessGroup {
         self.rank
     }
 
+    pub(crate) fn raw(&self) -> *mut ffi::FrGroup {
+        self.raw.as_ptr()
+    }
+
     pub fn world_size(&self) -> usize {
         self.world
     }
@@ -138,9 +149,18 @@ impl ProcessGroup {
 
     /// Replaces `tensor` with the element-wise sum of every rank's `tensor`.
     pub fn all_reduce(&self, tensor: &mut Tensor) -> Result<()> {
+        self.all_reduce_op(tensor, ReduceOp::Sum)
+    }
+
+    /// Replaces `tensor` with the element-wise `op` (sum or maximum) of every rank's `tensor`.
+    pub fn all_reduce_op(&self, tensor: &mut Tensor, op: ReduceOp) -> Result<()> {
         self.check("all_reduce", tensor)?;
+        let op = match op {
+            ReduceOp::Sum => ffi::REDUCE_SUM,
+            ReduceOp::Max => ffi::REDUCE_MAX,
+        };
         // SAFETY: a live group and a live, checked tensor handle.
-        let err = unsafe { ffi::fr_all_reduce_sum(self.raw.as_ptr(), tensor.as_mut_ptr()) };
+        let err = unsafe { ffi::fr_all_reduce(self.raw.as_ptr(), tensor.as_mut_ptr(), op) };
         self.done("all_reduce", err)
     }
 

@@ -1,8 +1,9 @@
 //! Multi-process data parallelism for facerec on PyTorch's own c10d engine, through a small C++
 //! shim (`cpp/shim.cpp`): rendezvous through c10d's `TCPStore` (rank 0 hosts it), a
 //! `ProcessGroupGloo` for CPU tensors or a `ProcessGroupNCCL` for CUDA tensors, and the four
-//! collectives data-parallel training needs (`all_reduce`, `broadcast`, `all_gather`,
-//! `barrier`) on tch tensors, each bounded by a timeout.
+//! collectives data-parallel training needs (`all_reduce` by sum or maximum, `broadcast`,
+//! `all_gather`, `barrier`) on tch tensors, each bounded by a timeout; and [`GradReducer`],
+//! gradient all-reduce overlapped with the backward pass through hooks on the parameters.
 //!
 //! No `unsafe` reaches callers: the shim catches every C++ exception and returns it as a
 //! string, which becomes a [`DistError`] saying which rank failed and, where c10d's message
@@ -23,7 +24,9 @@ pub mod config;
 pub mod error;
 mod ffi;
 pub mod group;
+pub mod reducer;
 
 pub use config::{DistConfig, Launcher};
 pub use error::{DistError, Result};
-pub use group::{nccl_compiled, Backend, ProcessGroup};
+pub use group::{nccl_compiled, Backend, ProcessGroup, ReduceOp};
+pub use reducer::GradReducer;

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use facerec_dist::{Backend, DistConfig, DistError, ProcessGroup};
+use facerec_dist::{Backend, DistConfig, DistError, GradReducer, ProcessGroup, ReduceOp};
 use tch::{Kind, Tensor};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -73,6 +73,55 @@ fn child(test: &str) -> Option<DistConfig> {
     (std::env::var(ROLE).ok()? == test).then(|| DistConfig::from_env().expect("env").expect("distributed"))
 }
 
+/// The overlapped reducer: gradients hooked during backward passes, bucketed (a 64-byte cap
+/// makes one bucket per parameter here, a large one puts them all in one), all-reduced and
+/// scaled: each rank ends with the average of the two ranks' autograd gradients, a parameter
+/// one rank never used included (it counts as zeros there), over several passes.
+#[test]
+fn the_overlapped_reducer_averages_gradients_during_backward() -> Result {
+    const TEST: &str = "the_overlapped_reducer_averages_gradients_during_backward";
+    if let Some(cfg) = child(TEST) {
+        let g = ProcessGroup::new(&cfg, Backend::Gloo)?;
+        let r = g.rank() as f64;
+        for cap in [64usize, 1 << 20] {
+            let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).set_requires_grad(true);
+            let b = Tensor::from_slice(&[0.5f32; 40]).set_requires_grad(true);
+            let unused_on_1 = Tensor::from_slice(&[4.0f32, 5.0]).set_requires_grad(true);
+            let mut reducer = GradReducer::new(&g, &[a.shallow_clone(), b.shallow_clone(), unused_on_1.shallow_clone()], cap, cap)?;
+            assert_eq!(reducer.buckets(), if cap == 64 { 3 } else { 1 }, "cap {cap}");
+            for pass in 0..3 {
+                let k = r + 1.0 + pass as f64; // rank 0: 1, 2, 3; rank 1: 2, 3, 4
+                for t in [&a, &b, &unused_on_1] {
+                    let mut grad = t.grad();
+                    if grad.defined() {
+                        let _ = grad.zero_();
+                    }
+                }
+                reducer.prepare()?;
+                // d/da = 2k a, d/db = k, d/du = 3 (rank 0 only).
+                let mut loss = (&a * &a).sum(Kind::Float) * k + b.sum(Kind::Float) * k;
+                if g.rank() == 0 {
+                    loss += unused_on_1.sum(Kind::Float) * 3.0;
+                }
+                loss.backward();
+                reducer.finish(0.5)?;
+                let mean_k = (1.0 + 2.0) / 2.0 + pass as f64;
+                let expect = |v: Vec<f32>| Tensor::from_slice(&v);
+                assert!(a.grad().allclose(&expect(vec![2.0 * mean_k as f32, 4.0 * mean_k as f32, 6.0 * mean_k as f32]), 1e-6, 1e-6, false), "a, pass {pass}: {:?}", a.grad());
+                assert!(b.grad().allclose(&expect(vec![mean_k as f32; 40]), 1e-6, 1e-6, false), "b, pass {pass}");
+                assert!(unused_on_1.grad().allclose(&expect(vec![1.5, 1.5]), 1e-6, 1e-6, false), "unused, pass {pass}: {:?}", unused_on_1.grad());
+            }
+        }
+        println!("rank {} done", g.rank());
+        return Ok(());
+    }
+    let [(r0, _), (r1, _)] = two_ranks(TEST, 60.0, Duration::from_secs(90))?;
+    assert!(r0.status.success(), "rank 0:\n{}", text(&r0));
+    assert!(r1.status.success(), "rank 1:\n{}", text(&r1));
+    assert!(text(&r0).contains("rank 0 done") && text(&r1).contains("rank 1 done"));
+    Ok(())
+}
+
 #[test]
 fn all_reduce_broadcast_all_gather_and_barrier() -> Result {
     const TEST: &str = "all_reduce_broadcast_all_gather_and_barrier";
@@ -95,6 +144,10 @@ fn all_reduce_broadcast_all_gather_and_barrier() -> Result {
         g.all_reduce(&mut big)?;
         let expected = Tensor::arange(1_000_000, (Kind::Float, tch::Device::Cpu)) * 3.0;
         assert!(big.equal(&expected));
+        // ... and the maximum: rank 1's value in one place, rank 0's in the other, -inf kept.
+        let mut t = Tensor::from_slice(&[r as f32, 1.0 - r as f32, f32::NEG_INFINITY]);
+        g.all_reduce_op(&mut t, ReduceOp::Max)?;
+        assert_eq!(Vec::<f32>::try_from(&t)?, [1.0, 1.0, f32::NEG_INFINITY]);
 
         // broadcast from rank 1 replaces rank 0's values, in place.
         let mut t = Tensor::full([2, 3], 7.0 * (r + 1.0), (Kind::Float, tch::Device::Cpu));

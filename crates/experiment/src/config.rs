@@ -15,7 +15,7 @@ use facerec_eval::lfw::LfwEvalConfig;
 use facerec_losses::LossConfig;
 use facerec_model::device::DeviceChoice;
 use facerec_model::BackboneConfig;
-use facerec_train::config::{CheckpointConfig, Every, LogConfig, OptimConfig, Precision, ScheduleConfig, TrainConfig};
+use facerec_train::config::{CheckpointConfig, Every, LogConfig, OptimConfig, ParallelConfig, Precision, ScheduleConfig, TrainConfig};
 
 use crate::data::DataConfig;
 use crate::error::{ExperimentError, Result};
@@ -53,6 +53,9 @@ pub struct Config {
     pub eval: EvalConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// How the ranks of a multi-process run share the classifier (class sharding, Partial FC).
+    #[serde(default, skip_serializing_if = "ParallelConfig::is_default")]
+    pub parallel: ParallelConfig,
 }
 
 /// `[model]`.
@@ -125,6 +128,7 @@ impl Config {
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.optim.validate()?;
         self.schedule.validate()?;
+        self.parallel.validate()?;
         if let Some(init) = self.model.init.as_ref().filter(|p| !p.exists()) {
             return Err(format!("model.init: {} does not exist", init.display()));
         }
@@ -178,6 +182,7 @@ impl Config {
             schedule: self.schedule.clone(),
             checkpoint: self.checkpoint.clone(),
             log: self.log.clone(),
+            parallel: self.parallel.clone(),
             evaluate: if self.eval.disabled { Every::Never } else { Every::from_steps(self.eval.every_steps) },
             resolved: self.to_toml(),
             fingerprint: crc32fast::hash(fingerprint.as_bytes()),
@@ -234,7 +239,9 @@ pub struct ConfigChange {
 impl ConfigChange {
     /// Keys (or key prefixes, ending in `.`) whose change leaves what is trained alone: how a
     /// run is described, logged, checkpointed and evaluated, and where it runs.
-    const FREE: [&'static str; 6] = ["description", "threads", "device", "log.", "checkpoint.", "eval."];
+    /// (`parallel.shard_head` computes the same loss, sharded or not; `parallel.overlap` the same
+    /// gradient sums.)
+    const FREE: [&'static str; 8] = ["description", "threads", "device", "log.", "checkpoint.", "eval.", "parallel.shard_head", "parallel.overlap"];
 
     /// Whether the change alters the training (the data, model, loss, optimiser or schedule).
     pub fn alters_training(&self) -> bool {

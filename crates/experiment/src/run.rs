@@ -173,11 +173,12 @@ fn build(
     if let Some(d) = dist.filter(|d| d.rank == 0) {
         group = Some(join(d)?);
     }
-    let mut trainer = Trainer::new(config.train_config(), run.path(), train.source.num_classes())?;
+    let (train_config, classes) = (config.train_config(), train.source.num_classes());
+    let mut trainer = match group {
+        Some(group) => Trainer::distributed(train_config, run.path(), classes, group)?,
+        None => Trainer::new(train_config, run.path(), classes)?,
+    };
     init_backbone(&mut trainer, &config.model)?;
-    if let Some(group) = group {
-        trainer = trainer.with_distributed(group)?;
-    }
     if request.resume {
         match provenance::resume(&mut trainer, run, request.allow_changes)? {
             Some(path) => tracing::info!("resuming from {}", path.display()),

@@ -140,6 +140,20 @@ fn one_process_group_runs_the_devices_collectives() {
     assert_eq!(all.len(), 1);
     assert!(all[0].equal(&b) && all[0].device() == device);
     group.barrier().unwrap();
+    let mut m = Tensor::from_slice(&[1.0f32, -2.0]).to_device(device);
+    group.all_reduce_op(&mut m, facerec_dist::ReduceOp::Max).unwrap();
+    assert_eq!(Vec::<f32>::try_from(&m.to_device(Device::Cpu)).unwrap(), [1.0, -2.0]);
+    // The overlapped reducer: hooks fire on the device's backward pass; over one rank the
+    // averaged gradients are the pass's own, written back by finish.
+    let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).to_device(device).set_requires_grad(true);
+    let v = Tensor::ones([300_000], (Kind::Float, device)).set_requires_grad(true);
+    let mut reducer = facerec_dist::GradReducer::new(&group, &[w.shallow_clone(), v.shallow_clone()], 1 << 20, 1 << 10).unwrap();
+    assert_eq!(reducer.buckets(), 2);
+    reducer.prepare().unwrap();
+    ((&w * &w).sum(Kind::Float) + v.sum(Kind::Float) * 2.0).backward();
+    reducer.finish(1.0).unwrap();
+    assert_eq!(Vec::<f32>::try_from(&w.grad().to_device(Device::Cpu)).unwrap(), [2.0, 4.0, 6.0]);
+    assert!(v.grad().eq(2.0).all().int64_value(&[]) == 1, "the second bucket's gradients");
     // A tensor of the other device is refused with an error, not handed to the backend.
     let other = if device.is_cuda() { Device::Cpu } else { Device::cuda_if_available() };
     if other != device {
@@ -180,6 +194,35 @@ fn center_loss_update_matches_the_cpu() {
             assert!(d < 1e-5, "step {step}, {what}: {device:?} against the CPU: relative difference {d:e}");
         }
         assert!(c_dev.abs().sum(Kind::Double).double_value(&[]) > 0.0, "the centers did not move");
+    }
+}
+
+/// A class-sharded center loss (one shard: every class) on the device and on the CPU, the same
+/// weights and batch: the same loss, feature and classifier gradients and center update.
+#[test]
+fn a_sharded_head_matches_the_cpu() {
+    let (device, _turn) = device();
+    let config: facerec_losses::LossConfig = toml::from_str("lambda = 0.01\nalpha = 0.5").unwrap();
+    let shard = facerec_losses::ClassShard::whole(1000);
+    let runs = [device, Device::Cpu].map(|d| {
+        tch::manual_seed(2);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let loss = config.build_sharded(&vs.root(), 64, &shard, None).unwrap();
+        vs.set_device(d);
+        tch::manual_seed(3);
+        let x = (Tensor::randn([128, 64], (Kind::Float, Device::Cpu)) * 3.0).to_device(d).set_requires_grad(true);
+        let y = Tensor::randint(1000, [128], (Kind::Int64, Device::Cpu)).to_device(d);
+        let out = loss.forward(&x, &y).unwrap();
+        out.objective.backward();
+        let solver = facerec_losses::SolverStep { lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
+        loss.after_step(&x.detach(), &y, solver, &facerec_losses::OneProcess).unwrap();
+        let cpu = |t: &Tensor| t.to_device(Device::Cpu);
+        let weight = vs.variables()["head.fc.weight"].shallow_clone();
+        [cpu(&out.objective.detach()), cpu(&x.grad()), cpu(&weight.grad()), cpu(loss.centers().unwrap())]
+    });
+    for (what, a, b) in ["loss", "feature gradient", "classifier gradient", "centers"].iter().zip(&runs[0]).zip(&runs[1]).map(|((w, a), b)| (w, a, b)) {
+        let d = rel_diff(a, b);
+        assert!(d < 1e-5, "{what}: {device:?} against the CPU: relative difference {d:e}");
     }
 }
 

@@ -18,6 +18,8 @@ use facerec_model::Plug;
 use crate::error::Result;
 use crate::loss::{Loss, LossOutput, LossSpec};
 use crate::margin::{check_scale, open_interval, CosineClassifier};
+use crate::sharded::{ClassShard, CosineShard, Margin, ShardHead};
+use std::sync::Arc;
 
 /// `[loss] name = "arcface"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +61,12 @@ impl LossSpec for ArcFaceConfig {
         let head = CosineClassifier::new(&(p / "head"), feature_dim, num_classes);
         Ok(Box::new(ArcFace { head, config: self.clone() }))
     }
+
+    fn shard_head(&self, p: &nn::Path, feature_dim: i64, shard: &ClassShard) -> Result<Option<Box<dyn ShardHead>>> {
+        let config = self.clone();
+        let target: Margin = Arc::new(move |c| config.target(c));
+        Ok(Some(Box::new(CosineShard::new(&(p / "head" / "fc"), feature_dim, shard, self.scale, target, "arcface_loss")?)))
+    }
 }
 
 /// The normalised classifier and the angular margin.
@@ -68,14 +76,14 @@ pub struct ArcFace {
     config: ArcFaceConfig,
 }
 
-impl ArcFace {
+impl ArcFaceConfig {
     /// `cos(t + m)` of the target cosines `c`, with the fallback described in the module docs.
     fn target(&self, c: &Tensor) -> Result<Tensor> {
-        let m = self.config.margin;
+        let m = self.margin;
         let c = open_interval(c)?;
         let sine = c.f_square()?.f_neg()?.f_add_scalar(1.0)?.f_sqrt()?;
         let phi = c.f_mul_scalar(m.cos())?.f_sub(&sine.f_mul_scalar(m.sin())?)?;
-        let (threshold, otherwise) = if self.config.easy_margin {
+        let (threshold, otherwise) = if self.easy_margin {
             (0.0, c.shallow_clone())
         } else {
             // t + m <= pi exactly where cos t >= cos(pi - m).
@@ -87,8 +95,8 @@ impl ArcFace {
 
 impl Loss for ArcFace {
     fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
-        let (loss, logits) = self.head.margin_softmax(features, labels, self.config.scale, |c| self.target(c))?;
-        Ok(LossOutput { terms: vec![loss.f_detach()?], objective: loss, logits })
+        let (loss, logits) = self.head.margin_softmax(features, labels, self.config.scale, |c| self.config.target(c))?;
+        LossOutput::from_logits(loss, &logits)
     }
 
     fn logits(&self, features: &Tensor) -> Result<Tensor> {

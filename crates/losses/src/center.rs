@@ -42,6 +42,7 @@ use facerec_model::Plug;
 use crate::error::{LossError, Result};
 use crate::loss::{Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, SolverStep};
 use crate::margin::unit_rows;
+use crate::sharded::{ClassShard, Sampling, ShardCenters, ShardedLoss};
 use crate::softmax::{check_labels, SoftmaxConfig};
 
 /// The settings of the center term itself with the paper's update (Eq. 2 to 4).
@@ -212,6 +213,20 @@ impl LossSpec for JointCenterConfig {
         let center =
             if self.lambda > 0.0 { Some(CenterLoss::with_rule(&(p / "center"), num_classes, feature_dim, self.lambda, rule)?) } else { None };
         Ok(Box::new(JointCenterLoss { head, center, normalized: self.normalized }))
+    }
+
+    /// The head's classifier over the shard's classes and the shard's rows of the center
+    /// table, as [`ShardedLoss`].
+    fn build_sharded(&self, p: &nn::Path, feature_dim: i64, shard: &ClassShard, sampling: Option<Sampling>) -> Result<Option<Box<dyn Loss>>> {
+        let head = self.head.shard_head(p, feature_dim, shard)?;
+        let rule = self.rule().map_err(LossError::Config)?;
+        let center = if self.lambda > 0.0 {
+            let table = CenterLoss::with_rule(&(p / "center"), shard.len(), feature_dim, self.lambda, rule)?;
+            Some(ShardCenters { table, normalized: self.normalized })
+        } else {
+            None
+        };
+        Ok(Some(Box::new(ShardedLoss::new(head, Some(center), *shard, sampling)?)))
     }
 }
 
@@ -404,6 +419,12 @@ impl CenterLoss {
     /// classes: the batch's labels are made unique and the sums gathered with `index_add_`;
     /// caffe-face's rule touches every row (momentum and decay), as caffe does.
     pub fn update(&self, features: &Tensor, labels: &Tensor, solver: SolverStep) -> Result<()> {
+        self.update_of_batch(features, labels, solver, features.size()[0])
+    }
+
+    /// [`CenterLoss::update`] from some of the samples of a batch of `batch` samples (those of
+    /// the classes a class-sharded table holds): the SGD rule divides by the whole batch.
+    pub fn update_of_batch(&self, features: &Tensor, labels: &Tensor, solver: SolverStep, batch: i64) -> Result<()> {
         tch::no_grad(|| -> Result<()> {
             let d = self.offsets(features, labels)?; //                 [batch, dim] = x_i - c_{y_i}
             let (classes, inverse, counts) = labels.f_internal_unique2(true, true, true)?;
@@ -419,7 +440,7 @@ impl CenterLoss {
                 }
                 // dL_C/dc_j = sum_i (c_j - x_i) / M = -sums / M; c_j -= lr dL_C/dc_j.
                 (CenterRule::Sgd { lr }, _) => {
-                    let m = features.size()[0].max(1) as f64;
+                    let m = batch.max(1) as f64;
                     let _ = centers.f_index_add_(0, &classes, &sums.f_mul_scalar(lr / m)?)?;
                 }
                 (CenterRule::Caffe { lr_mult, decay_mult }, Some(history)) => {

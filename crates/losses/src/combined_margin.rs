@@ -14,6 +14,8 @@ use facerec_model::Plug;
 use crate::error::Result;
 use crate::loss::{Loss, LossOutput, LossSpec};
 use crate::margin::{check_scale, open_interval, CosineClassifier};
+use crate::sharded::{ClassShard, CosineShard, Margin, ShardHead};
+use std::sync::Arc;
 
 /// `[loss] name = "combined_margin"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +66,19 @@ impl LossSpec for CombinedMarginConfig {
         let head = CosineClassifier::new(&(p / "head"), feature_dim, num_classes);
         Ok(Box::new(CombinedMargin { head, config: self.clone() }))
     }
+
+    fn shard_head(&self, p: &nn::Path, feature_dim: i64, shard: &ClassShard) -> Result<Option<Box<dyn ShardHead>>> {
+        let config = self.clone();
+        let target: Margin = Arc::new(move |c| config.target(c));
+        Ok(Some(Box::new(CosineShard::new(&(p / "head" / "fc"), feature_dim, shard, self.scale, target, "combined_margin_loss")?)))
+    }
+}
+
+impl CombinedMarginConfig {
+    /// `cos(m1 t + m2) - m3` of the target cosines `c`.
+    fn target(&self, c: &Tensor) -> Result<Tensor> {
+        Ok(open_interval(c)?.f_acos()?.f_mul_scalar(self.m1)?.f_add_scalar(self.m2)?.f_cos()?.f_sub_scalar(self.m3)?)
+    }
 }
 
 /// The normalised classifier and the three margins.
@@ -75,12 +90,9 @@ pub struct CombinedMargin {
 
 impl Loss for CombinedMargin {
     fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
-        let CombinedMarginConfig { scale, m1, m2, m3 } = self.config;
-        let target = |c: &Tensor| -> Result<Tensor> {
-            Ok(open_interval(c)?.f_acos()?.f_mul_scalar(m1)?.f_add_scalar(m2)?.f_cos()?.f_sub_scalar(m3)?)
-        };
-        let (loss, logits) = self.head.margin_softmax(features, labels, scale, target)?;
-        Ok(LossOutput { terms: vec![loss.f_detach()?], objective: loss, logits })
+        let config = &self.config;
+        let (loss, logits) = self.head.margin_softmax(features, labels, config.scale, |c| config.target(c))?;
+        LossOutput::from_logits(loss, &logits)
     }
 
     fn logits(&self, features: &Tensor) -> Result<Tensor> {

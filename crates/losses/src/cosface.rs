@@ -15,6 +15,8 @@ use facerec_model::Plug;
 use crate::error::Result;
 use crate::loss::{Loss, LossOutput, LossSpec};
 use crate::margin::{check_scale, CosineClassifier};
+use crate::sharded::{ClassShard, CosineShard, Margin, ShardHead};
+use std::sync::Arc;
 
 /// `[loss] name = "cosface"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +55,12 @@ impl LossSpec for CosFaceConfig {
         let head = CosineClassifier::new(&(p / "head"), feature_dim, num_classes);
         Ok(Box::new(CosFace { head, config: self.clone() }))
     }
+
+    fn shard_head(&self, p: &nn::Path, feature_dim: i64, shard: &ClassShard) -> Result<Option<Box<dyn ShardHead>>> {
+        let margin = self.margin;
+        let target: Margin = Arc::new(move |c| Ok(c.f_sub_scalar(margin)?));
+        Ok(Some(Box::new(CosineShard::new(&(p / "head" / "fc"), feature_dim, shard, self.scale, target, "cosface_loss")?)))
+    }
 }
 
 /// The normalised classifier and the margin.
@@ -66,7 +74,7 @@ impl Loss for CosFace {
     fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
         let margin = self.config.margin;
         let (loss, logits) = self.head.margin_softmax(features, labels, self.config.scale, |c| Ok(c.f_sub_scalar(margin)?))?;
-        Ok(LossOutput { terms: vec![loss.f_detach()?], objective: loss, logits })
+        LossOutput::from_logits(loss, &logits)
     }
 
     fn logits(&self, features: &Tensor) -> Result<Tensor> {

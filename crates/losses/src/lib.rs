@@ -10,10 +10,12 @@ pub mod cosface;
 pub mod error;
 pub mod loss;
 pub mod margin;
+pub mod sharded;
 pub mod softmax;
 pub mod sphereface;
 
 pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput, CenterRule, CenterUpdate, JointCenterConfig, JointCenterLoss};
 pub use error::{LossError, Result};
-pub use loss::{loss_names, register_loss, Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, SolverStep};
+pub use loss::{loss_names, register_loss, Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, Reduce, SolverStep};
+pub use sharded::{ClassShard, Sampling, ShardHead, ShardedLoss};
 pub use softmax::{SoftmaxConfig, SoftmaxLoss, SoftmaxOutput};

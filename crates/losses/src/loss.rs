@@ -18,7 +18,8 @@ use crate::center::JointCenterConfig;
 use crate::combined_margin::CombinedMarginConfig;
 use crate::contrastive::ContrastiveConfig;
 use crate::cosface::CosFaceConfig;
-use crate::error::Result;
+use crate::error::{LossError, Result};
+use crate::sharded::{ClassShard, Sampling, ShardHead, ShardedLoss};
 use crate::softmax::SoftmaxConfig;
 use crate::sphereface::SphereFaceConfig;
 
@@ -57,6 +58,15 @@ pub trait Loss: std::fmt::Debug + Send {
     fn centers(&self) -> Option<&Tensor> {
         None
     }
+    /// The classes this rank holds when the loss is class-sharded (`[parallel] shard_head`).
+    fn shard(&self) -> Option<ClassShard> {
+        None
+    }
+    /// The variables that hold one row per class of [`Loss::shard`] (classifier, centers):
+    /// different on every rank, so neither averaged nor broadcast; checkpoints gather them.
+    fn sharded_variables(&self) -> Vec<&Tensor> {
+        Vec::new()
+    }
 }
 
 /// One forward pass of a [`Loss`].
@@ -64,10 +74,18 @@ pub trait Loss: std::fmt::Debug + Send {
 pub struct LossOutput {
     /// The scalar to differentiate.
     pub objective: Tensor,
-    /// `[batch, classes]`.
-    pub logits: Tensor,
+    /// `[batch]` int64: the class each sample is predicted to be (for the training accuracy).
+    pub predictions: Tensor,
     /// Scalars in the order of [`Loss::term_names`], detached.
     pub terms: Vec<Tensor>,
+}
+
+impl LossOutput {
+    /// The output of a loss with one term, `loss` (also the objective), whose predictions are
+    /// the arg-max of `logits` (`[batch, classes]`).
+    pub fn from_logits(loss: Tensor, logits: &Tensor) -> Result<Self> {
+        Ok(LossOutput { terms: vec![loss.f_detach()?], predictions: logits.f_argmax(-1, false)?, objective: loss })
+    }
 }
 
 /// The model's optimiser at a step, for a loss's own updates that follow it (caffe-face's
@@ -90,6 +108,18 @@ pub trait Ranks {
     fn gather_batch(&self, features: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)>;
     /// Gives every rank rank 0's values of `table`'s rows `rows`.
     fn broadcast_rows(&self, table: &Tensor, rows: &Tensor) -> Result<()>;
+    /// Replaces `t` (contiguous) with the element-wise sum or maximum of every rank's `t`.
+    fn all_reduce(&self, t: &Tensor, op: Reduce) -> Result<()>;
+    /// The training step being computed (1 for the first), which seeds per-step randomness
+    /// such as Partial FC's class sampling; 0 outside training.
+    fn step(&self) -> usize;
+}
+
+/// How [`Ranks::all_reduce`] combines the ranks' tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduce {
+    Sum,
+    Max,
 }
 
 /// Training in one process: the batch is the whole batch, and there is nothing to share.
@@ -109,6 +139,12 @@ impl Ranks for OneProcess {
     fn broadcast_rows(&self, _table: &Tensor, _rows: &Tensor) -> Result<()> {
         Ok(())
     }
+    fn all_reduce(&self, _t: &Tensor, _op: Reduce) -> Result<()> {
+        Ok(())
+    }
+    fn step(&self) -> usize {
+        0
+    }
 }
 
 /// What a loss's settings know: how to build it.
@@ -116,6 +152,21 @@ pub trait LossSpec: std::fmt::Debug + Send + Sync {
     /// Creates the loss's variables under `p` (the classifier under `p / "head"`, by
     /// convention) for `feature_dim`-long features of `num_classes` classes.
     fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>>;
+
+    /// This loss's classifier over the classes of `shard` alone, with its variables named as
+    /// [`LossSpec::build`] names them (one row per class of the shard), for class-sharded
+    /// training. `None` (the default): the loss is not a softmax over class weights and cannot
+    /// be sharded.
+    fn shard_head(&self, _p: &nn::Path, _feature_dim: i64, _shard: &ClassShard) -> Result<Option<Box<dyn ShardHead>>> {
+        Ok(None)
+    }
+
+    /// The loss over the classes of `shard` ([`ShardedLoss`] on [`LossSpec::shard_head`]);
+    /// `None` when it cannot be sharded.
+    fn build_sharded(&self, p: &nn::Path, feature_dim: i64, shard: &ClassShard, sampling: Option<Sampling>) -> Result<Option<Box<dyn Loss>>> {
+        let Some(head) = self.shard_head(p, feature_dim, shard)? else { return Ok(None) };
+        Ok(Some(Box::new(ShardedLoss::new(head, None, *shard, sampling)?)))
+    }
 }
 
 /// The losses by name. facerec's own are registered here, one line each; a `[loss]` table
@@ -188,5 +239,24 @@ impl LossConfig {
     /// Creates the loss's variables under `p` and returns it.
     pub fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>> {
         self.0.spec().build(p, feature_dim, num_classes)
+    }
+
+    /// Creates this rank's share of the loss's variables (the rows of the classes of `shard`)
+    /// under `p` and returns the class-sharded loss; fails for a loss that cannot be sharded.
+    pub fn build_sharded(&self, p: &nn::Path, feature_dim: i64, shard: &ClassShard, sampling: Option<Sampling>) -> Result<Box<dyn Loss>> {
+        self.0.spec().build_sharded(p, feature_dim, shard, sampling)?.ok_or_else(|| self.not_shardable())
+    }
+
+    /// This loss's classifier over the classes of `shard` (see [`LossSpec::shard_head`]).
+    pub fn shard_head(&self, p: &nn::Path, feature_dim: i64, shard: &ClassShard) -> Result<Box<dyn ShardHead>> {
+        self.0.spec().shard_head(p, feature_dim, shard)?.ok_or_else(|| self.not_shardable())
+    }
+
+    fn not_shardable(&self) -> LossError {
+        LossError::Config(format!(
+            "loss \"{}\" cannot be sharded by class ([parallel] shard_head): only a softmax over class weights can \
+             (softmax, cosface, arcface, combined_margin, and center loss with one of them as its head)",
+            self.name()
+        ))
     }
 }

@@ -12,6 +12,7 @@ use facerec_model::Plug;
 
 use crate::error::{LossError, Result};
 use crate::loss::{Loss, LossOutput, LossSpec};
+use crate::sharded::{ClassShard, LinearShard, ShardHead};
 
 /// `[loss] name = "softmax"`: the softmax loss alone (no settings).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -25,6 +26,11 @@ impl Plug for SoftmaxConfig {
 impl LossSpec for SoftmaxConfig {
     fn build(&self, p: &nn::Path, feature_dim: i64, num_classes: i64) -> Result<Box<dyn Loss>> {
         Ok(Box::new(SoftmaxLoss::new(&(p / "head"), feature_dim, num_classes)))
+    }
+
+    /// The classifier's rows of the shard's classes, `head.fc.{weight,bias}` as unsharded.
+    fn shard_head(&self, p: &nn::Path, feature_dim: i64, shard: &ClassShard) -> Result<Option<Box<dyn ShardHead>>> {
+        Ok(Some(Box::new(LinearShard::new(&(p / "head" / "fc"), feature_dim, shard, true, "softmax_loss")?)))
     }
 }
 
@@ -73,7 +79,7 @@ impl SoftmaxLoss {
 impl Loss for SoftmaxLoss {
     fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput> {
         let out = SoftmaxLoss::forward(self, features, labels)?;
-        Ok(LossOutput { terms: vec![out.loss.f_detach()?], objective: out.loss, logits: out.logits })
+        LossOutput::from_logits(out.loss, &out.logits)
     }
 
     fn logits(&self, features: &Tensor) -> Result<Tensor> {

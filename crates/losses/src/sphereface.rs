@@ -156,7 +156,7 @@ impl Loss for SphereFace {
         let blended = target.f_mul_scalar(lambda)?.f_add(&Self::psi(&target, self.config.margin)?)?.f_div_scalar(1.0 + lambda)?;
         let logits = cos.f_scatter(1, &index, &blended)?.f_mul(&norms)?;
         let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, 0.0)?;
-        Ok(LossOutput { terms: vec![loss.f_detach()?], objective: loss, logits: cos.f_mul(&norms)? })
+        LossOutput::from_logits(loss, &cos.f_mul(&norms)?)
     }
 
     /// `||x|| cos t_j`: the logits without the margin.

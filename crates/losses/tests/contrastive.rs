@@ -127,6 +127,12 @@ impl Ranks for TwoRanks {
     fn broadcast_rows(&self, _table: &Tensor, _rows: &Tensor) -> facerec_losses::Result<()> {
         Ok(())
     }
+    fn all_reduce(&self, _t: &Tensor, _op: facerec_losses::Reduce) -> facerec_losses::Result<()> {
+        Err(facerec_losses::LossError::Ranks("not used by contrastive loss".into()))
+    }
+    fn step(&self) -> usize {
+        0
+    }
 }
 
 /// Each rank's term has the global batch's value, and its gradient is its rows of the

@@ -73,6 +73,8 @@ pub struct Checkpoint {
     /// The config TOML the run was started with.
     pub config: String,
     pub world_size: usize,
+    /// The classes of its classifier (absent from checkpoints of older versions).
+    pub num_classes: Option<i64>,
 }
 
 /// The checkpoint folder of a run.
@@ -89,16 +91,21 @@ fn file_name(step: usize) -> String {
     format!("step-{step:08}.safetensors")
 }
 
-/// Writes a checkpoint for `state` and deletes all but the newest `keep`.
-pub fn save(
-    run_dir: &Path,
-    state: &TrainState,
-    model: &[(String, Tensor)],
-    momentum: &[(String, Tensor)],
-    config_toml: &str,
-    world_size: usize,
-    keep: usize,
-) -> Result<PathBuf> {
+/// What a checkpoint holds of a run.
+#[derive(Debug)]
+pub struct Contents<'a> {
+    pub state: &'a TrainState,
+    /// Model variables by name (class-sharded tables whole).
+    pub model: &'a [(String, Tensor)],
+    /// Momentum buffers by parameter name.
+    pub momentum: &'a [(String, Tensor)],
+    /// The classes of the classifier.
+    pub num_classes: i64,
+}
+
+/// Writes a checkpoint of `contents` and deletes all but the newest `keep`.
+pub fn save(run_dir: &Path, contents: &Contents<'_>, config_toml: &str, world_size: usize, keep: usize) -> Result<PathBuf> {
+    let Contents { state, model, momentum, num_classes } = contents;
     let dir = dir(run_dir);
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     let mut tensors: Vec<(String, Tensor)> = model.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
@@ -108,6 +115,7 @@ pub fn save(
         ("state".to_owned(), serde_json::to_string(state).unwrap_or_default()),
         ("config".to_owned(), config_toml.to_owned()),
         ("world_size".to_owned(), world_size.to_string()),
+        ("num_classes".to_owned(), num_classes.to_string()),
     ]);
     let bytes = weights::to_bytes(&tensors, &metadata)?;
     let path = dir.join(file_name(state.step));
@@ -168,6 +176,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         momentum,
         config: meta.get("config").cloned().unwrap_or_default(),
         world_size,
+        num_classes: meta.get("num_classes").and_then(|n| n.parse().ok()),
     })
 }
 

@@ -23,6 +23,7 @@ pub struct TrainConfig {
     pub schedule: ScheduleConfig,
     pub checkpoint: CheckpointConfig,
     pub log: LogConfig,
+    pub parallel: ParallelConfig,
     /// When the evaluator runs.
     pub evaluate: Every,
     /// The experiment's resolved config (TOML): written to `<run>/config.toml` and into every
@@ -128,6 +129,60 @@ pub struct ScheduleConfig {
 
 fn default_gamma() -> f64 {
     0.1
+}
+
+/// `[parallel]`: how the ranks of a multi-process run share the classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelConfig {
+    /// Shard the classifier, its momentum and the center table by class over the ranks (each
+    /// holds `C / N` classes; an exact distributed softmax) instead of replicating them on
+    /// every rank: for hundreds of thousands of identities and more.
+    #[serde(default)]
+    pub shard_head: bool,
+    /// Partial FC (with `shard_head`): the share of each rank's classes a step uses, the batch's
+    /// own classes always among them; 1 uses them all (exact softmax).
+    #[serde(default = "default_sample_rate", skip_serializing_if = "is_one")]
+    pub sample_rate: f64,
+    /// Average the gradients bucket by bucket during the backward pass, as they become ready
+    /// (PyTorch DDP's overlap), rather than in one pass after it. The same sums either way.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub overlap: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn default_sample_rate() -> f64 {
+    1.0
+}
+
+impl Default for ParallelConfig {
+    fn default() -> Self {
+        ParallelConfig { shard_head: false, sample_rate: default_sample_rate(), overlap: true }
+    }
+}
+
+impl ParallelConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.sample_rate > 0.0 && self.sample_rate <= 1.0) {
+            return Err(format!("parallel.sample_rate must be in (0, 1], got {}", self.sample_rate));
+        }
+        if self.sample_rate < 1.0 && !self.shard_head {
+            return Err("parallel.sample_rate samples the classes of a sharded classifier: set parallel.shard_head = true".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the defaults are kept (the section is then left out of resolved configs).
+    pub fn is_default(&self) -> bool {
+        *self == ParallelConfig::default()
+    }
 }
 
 /// `[checkpoint]`.

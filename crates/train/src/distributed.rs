@@ -21,14 +21,18 @@ use std::ops::Range;
 
 use tch::{Device, Tensor};
 
-use facerec_dist::{DistError, ProcessGroup};
+use facerec_dist::{DistError, GradReducer, ProcessGroup, ReduceOp};
 
-use facerec_losses::{LossError, Ranks};
+use facerec_losses::{LossError, Ranks, Reduce};
 
 use crate::error::{Result, TrainError};
 
 /// Gradient bucket size: PyTorch DDP's default `bucket_cap_mb = 25`.
 pub const BUCKET_BYTES: usize = 25 << 20;
+
+/// The first bucket of the overlapped averaging: DDP's default `first_bucket_cap_mb = 1`, so
+/// that communication starts as soon as the last layers' gradients are in.
+pub const FIRST_BUCKET_BYTES: usize = 1 << 20;
 
 /// The per-rank batch for a global batch, or why the world cannot split it.
 pub fn per_rank_batch(global: usize, world: usize) -> std::result::Result<usize, String> {
@@ -92,7 +96,7 @@ impl Distributed {
         self.group.is_main()
     }
 
-    fn err(&self, step: usize, what: &'static str) -> impl FnOnce(DistError) -> TrainError {
+    pub(crate) fn err(&self, step: usize, what: &'static str) -> impl FnOnce(DistError) -> TrainError {
         move |error| TrainError::Distributed { step, what, error: Box::new(error) }
     }
 
@@ -157,6 +161,29 @@ impl Distributed {
         Ok(())
     }
 
+    /// Replaces `t` with the element-wise sum or maximum over the ranks.
+    pub fn all_reduce(&self, t: &Tensor, op: ReduceOp, step: usize, what: &'static str) -> Result<()> {
+        self.group.all_reduce_op(&mut t.shallow_clone(), op).map_err(self.err(step, what))
+    }
+
+    /// Every rank's `rows` (rank r's has `counts[r]` rows, the same trailing shape), in rank
+    /// order, on rank 0 (on the CPU); `None` on the other ranks. One broadcast per rank, so
+    /// the other ranks hold one rank's rows at a time, never the whole table.
+    pub fn gather_rows(&self, rows: &Tensor, counts: &[i64], step: usize) -> Result<Option<Tensor>> {
+        let _guard = tch::no_grad_guard();
+        let mut shape = rows.size();
+        let mut parts = Vec::new();
+        for (r, &n) in counts.iter().enumerate() {
+            shape[0] = n;
+            let mut part = if r == self.rank() { rows.f_contiguous()? } else { Tensor::f_empty(shape.as_slice(), (rows.kind(), rows.device()))? };
+            self.group.broadcast(&mut part, r).map_err(self.err(step, "gathering the sharded classifier for a checkpoint"))?;
+            if self.is_main() {
+                parts.push(part.f_to_device(Device::Cpu)?);
+            }
+        }
+        Ok(if self.is_main() { Some(Tensor::f_cat(&parts, 0)?) } else { None })
+    }
+
     /// Fails on every rank, naming the ranks that differ, unless all ranks pass equal
     /// `values` (described by `names`).
     pub fn check_same(&self, names: &[&str], values: &[i64], step: usize) -> Result<()> {
@@ -195,6 +222,8 @@ pub enum Replicas {
         /// The non-trainable variables rank 0 shares after each step (batch-norm statistics:
         /// all but those the loss keeps in step itself).
         buffers: Vec<Tensor>,
+        /// With `[parallel] overlap`: the gradients averaged during the backward pass.
+        reducer: Option<GradReducer>,
     },
 }
 
@@ -234,16 +263,28 @@ impl Replicas {
         dist.all_reduce_flat(std::slice::from_ref(numbers), 1.0, step, "summing the losses over the ranks")
     }
 
-    /// Averages the gradients over the ranks, in place.
-    pub fn average_gradients(&self, grads: &[Tensor], step: usize) -> Result<()> {
-        let Replicas::Many { dist, .. } = self else { return Ok(()) };
-        dist.all_reduce_flat(grads, 1.0 / dist.world() as f64, step, "averaging the gradients")
+    /// Before the backward pass: arms the overlapped averaging, if any.
+    pub fn before_backward(&mut self, step: usize) -> Result<()> {
+        match self {
+            Replicas::Many { dist, reducer: Some(r), .. } => r.prepare().map_err(dist.err(step, "averaging the gradients")),
+            _ => Ok(()),
+        }
+    }
+
+    /// After the backward pass: averages the gradients `grads` over the ranks, in place (with
+    /// the overlap, waits for the buckets the backward pass started and writes them back).
+    pub fn average_gradients(&mut self, grads: &[Tensor], step: usize) -> Result<()> {
+        match self {
+            Replicas::One => Ok(()),
+            Replicas::Many { dist, reducer: Some(r), .. } => r.finish(1.0 / dist.world() as f64).map_err(dist.err(step, "averaging the gradients")),
+            Replicas::Many { dist, reducer: None, .. } => dist.all_reduce_flat(grads, 1.0 / dist.world() as f64, step, "averaging the gradients"),
+        }
     }
 
     /// After the optimiser's step: every rank gets rank 0's buffers.
     pub fn share_buffers(&self, step: usize) -> Result<()> {
         match self {
-            Replicas::Many { dist, buffers } if !buffers.is_empty() => {
+            Replicas::Many { dist, buffers, .. } if !buffers.is_empty() => {
                 dist.broadcast_flat(buffers, step, "broadcasting rank 0's buffers")
             }
             _ => Ok(()),
@@ -254,6 +295,23 @@ impl Replicas {
     pub fn barrier(&self, step: usize) -> Result<()> {
         let Replicas::Many { dist, .. } = self else { return Ok(()) };
         dist.barrier(step)
+    }
+
+    /// The sum of `value` over the ranks.
+    pub fn sum(&self, value: f64, step: usize, what: &'static str) -> Result<f64> {
+        let Replicas::Many { dist, .. } = self else { return Ok(value) };
+        let t = Tensor::from_slice(&[value]).f_to_device(dist.device)?;
+        dist.all_reduce(&t, ReduceOp::Sum, step, what)?;
+        Ok(f64::try_from(&t.f_to_device(Device::Cpu)?)?)
+    }
+
+    /// A class-sharded table whole, on rank 0 (see [`Distributed::gather_rows`]); `None` on
+    /// the other ranks. With one process, the table itself.
+    pub fn gather_rows(&self, rows: &Tensor, counts: &[i64], step: usize) -> Result<Option<Tensor>> {
+        match self {
+            Replicas::One => Ok(Some(rows.shallow_clone())),
+            Replicas::Many { dist, .. } => dist.gather_rows(rows, counts, step),
+        }
     }
 
     /// The ranks as the loss's `after_step` sees them, at `step`.
@@ -289,6 +347,23 @@ impl Ranks for LossRanks<'_> {
             Replicas::One => Ok(()),
             Replicas::Many { dist, .. } => dist.broadcast_rows(table, rows, self.step).map_err(|e| LossError::Ranks(e.to_string())),
         }
+    }
+
+    fn all_reduce(&self, t: &Tensor, op: Reduce) -> facerec_losses::Result<()> {
+        let op = match op {
+            Reduce::Sum => ReduceOp::Sum,
+            Reduce::Max => ReduceOp::Max,
+        };
+        match self.replicas {
+            Replicas::One => Ok(()),
+            Replicas::Many { dist, .. } => {
+                dist.all_reduce(t, op, self.step, "reducing the sharded softmax").map_err(|e| LossError::Ranks(e.to_string()))
+            }
+        }
+    }
+
+    fn step(&self) -> usize {
+        self.step
     }
 }
 

@@ -136,6 +136,39 @@ impl Sgd {
         Ok(norm)
     }
 
+    /// The sums of the squared gradients of the parameters `apart` does not and does name
+    /// (for a norm whose second part is summed over ranks).
+    pub fn grad_square_sums(&self, apart: impl Fn(&str) -> bool) -> Result<(f64, f64)> {
+        let _guard = tch::no_grad_guard();
+        let mut sums = (0.0, 0.0);
+        for p in self.params.iter() {
+            let g = p.tensor.grad();
+            if !g.defined() {
+                continue;
+            }
+            // The norm without a gradient-sized temporary (a sharded classifier's is gigabytes).
+            let sq = f64::try_from(g.f_norm()?)?.powi(2);
+            if apart(&p.name) {
+                sums.1 += sq;
+            } else {
+                sums.0 += sq;
+            }
+        }
+        Ok(sums)
+    }
+
+    /// Multiplies every gradient by `scale`.
+    pub fn scale_grads(&mut self, scale: f64) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for p in &self.params {
+            let mut g = p.tensor.grad();
+            if g.defined() {
+                let _ = g.f_mul_scalar_(scale)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
         self.params
             .iter()

@@ -2,7 +2,7 @@
 //! 2016, Algorithm 1): forward, `L = L_S + lambda * L_C`, backward, center update (Eq. 4),
 //! SGD step; logging, periodic evaluation and checkpoints around it.
 //!
-//! With a process group ([`Trainer::with_distributed`]) the same loop trains data-parallel:
+//! With a process group ([`Trainer::distributed`]) the same loop trains data-parallel:
 //! each rank takes its slice of every global batch and the hooks of [`crate::distributed`]
 //! keep the ranks identical; only rank 0 writes files.
 
@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use tch::{nn, Device, Kind, Tensor};
 
 use facerec_data::loader::{Batch, Loader, LoaderConfig, Source};
-use facerec_dist::{Backend, ProcessGroup};
-use facerec_losses::{Loss, LossOutput, SolverStep};
+use facerec_dist::{Backend, GradReducer, ProcessGroup};
+use facerec_losses::{ClassShard, Loss, LossOutput, Sampling, SolverStep};
 use facerec_model::{weights, Backbone};
 
 use crate::checkpoint::{self, Checkpoint, TrainState};
 use crate::config::{Every, Precision, TrainConfig};
-use crate::distributed::{per_rank_batch, Distributed, Replicas};
+use crate::distributed::{per_rank_batch, Distributed, Replicas, BUCKET_BYTES, FIRST_BUCKET_BYTES};
 use crate::error::{Result, TrainError};
 use facerec_core::metrics::{record, JsonLines};
 use crate::schedule::MultiStep;
@@ -134,32 +134,122 @@ pub struct Trainer {
     /// stop during the last step.
     replicas: Replicas,
     stop_agreed: bool,
+    /// The identities the classifier separates.
+    num_classes: i64,
+    /// With `[parallel] shard_head`: this rank's classes, and the names of the variables that
+    /// hold their rows only (classifier, center table), sorted.
+    shard: Option<ClassShard>,
+    sharded: Vec<String>,
 }
 
 impl Trainer {
     /// Builds the model for `num_classes` identities, to train into `run_dir` (created if
-    /// needed). To continue a run, [`Trainer::restore`] its latest checkpoint.
+    /// needed), in this process alone. To continue a run, [`Trainer::restore`] its latest
+    /// checkpoint.
     pub fn new(config: TrainConfig, run_dir: &Path, num_classes: i64) -> Result<Self> {
+        Trainer::build(config, run_dir, num_classes, None)
+    }
+
+    /// [`Trainer::new`] as one rank of a data-parallel run over `group`; with `[parallel]
+    /// shard_head` this rank holds its share of the classes only. Call [`Trainer::restore`]
+    /// after it: only rank 0 touches the run directory's files. Fails when the global batch
+    /// (`optim.batch_size`) does not split evenly over the ranks, when the classes cannot be
+    /// sharded over them, or when the group's backend cannot take tensors of the training
+    /// device.
+    pub fn distributed(config: TrainConfig, run_dir: &Path, num_classes: i64, group: ProcessGroup) -> Result<Self> {
+        Trainer::build(config, run_dir, num_classes, Some(group))
+    }
+
+    fn build(config: TrainConfig, run_dir: &Path, num_classes: i64, group: Option<ProcessGroup>) -> Result<Self> {
         if config.threads > 0 {
             tch::set_num_threads(config.threads as i32);
         }
         let device = config.device.resolve()?;
+        let config_err = |msg: String| TrainError::Config { path: run_dir.join(run_files::CONFIG), msg };
+        let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
+        if let Some(group) = &group {
+            let per_rank = per_rank_batch(config.optim.batch_size, world).map_err(config_err)?;
+            if group.backend() != Backend::for_device(device) {
+                return Err(config_err(format!(
+                    "the process group uses {} but training runs on {:?} ({} takes {} tensors)",
+                    group.backend().name(),
+                    device,
+                    group.backend().name(),
+                    if group.backend() == Backend::Nccl { "CUDA" } else { "CPU" }
+                )));
+            }
+            tracing::info!(
+                rank,
+                world,
+                backend = group.backend().name(),
+                "data-parallel training: {per_rank} samples per rank and step, global batch {}",
+                config.optim.batch_size
+            );
+        }
+        let shard = match config.parallel.shard_head {
+            true => Some(ClassShard::new(num_classes, rank, world).map_err(|e| config_err(e.to_string()))?),
+            false => None,
+        };
         tch::manual_seed(config.seed as i64);
         // The model is built and initialised on the CPU, from the CPU's generator, and then
         // moved: one seed gives the same initial weights on every device, so that a CUDA run
         // starts where the CPU run of the same config does. (Moving keeps every handle the
-        // backbone and the loss hold: each variable's data is replaced in place.)
+        // backbone and the loss hold: each variable's data is replaced in place.) A sharded
+        // classifier starts as its rows of the unsharded one.
         let mut vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let backbone = config.backbone.build(&(&root / "backbone"))?;
-        let loss = config.loss.build(&root, backbone.feature_dim(), num_classes)?;
+        let loss = match &shard {
+            Some(shard) => {
+                let rate = config.parallel.sample_rate;
+                let sampling = (rate < 1.0).then_some(Sampling { rate, seed: config.seed });
+                config.loss.build_sharded(&root, backbone.feature_dim(), shard, sampling)?
+            }
+            None => config.loss.build(&root, backbone.feature_dim(), num_classes)?,
+        };
+        if let Some(shard) = &shard {
+            tracing::info!(rank, world, "classifier sharded by class: this rank holds classes {}..{} of {num_classes}", shard.start, shard.end);
+        }
         if device != Device::Cpu {
             vs.set_device(device);
         }
+        let is_sharded = |t: &Tensor| loss.sharded_variables().iter().any(|v| v.data_ptr() == t.data_ptr());
+        let mut sharded: Vec<String> = vs.variables().into_iter().filter(|(_, t)| is_sharded(t)).map(|(k, _)| k).collect();
+        sharded.sort();
         let trainable: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         let mut sgd = Sgd::new(trainable, config.optim.momentum, config.optim.weight_decay);
         sgd.set_lr_mult("backbone.", config.optim.backbone_lr_mult);
+        let replicas = match group {
+            Some(group) => {
+                // The replicated parameters' gradients, averaged during the backward pass.
+                let reducer = match config.parallel.overlap {
+                    true => {
+                        // In the order the model created them (the VarStore's), which the
+                        // backward pass reverses.
+                        let params: Vec<Tensor> = vs.trainable_variables().into_iter().filter(|t| !is_sharded(t)).collect();
+                        let reducer = GradReducer::new(&group, &params, BUCKET_BYTES, FIRST_BUCKET_BYTES)
+                            .map_err(|e| config_err(format!("hooking the gradients for the overlapped all-reduce: {e}")))?;
+                        tracing::debug!(buckets = reducer.buckets(), "gradients averaged during the backward pass");
+                        Some(reducer)
+                    }
+                    false => None,
+                };
+                // Rank 0 shares the non-trainable variables (batch-norm statistics) after each
+                // step: all but those the loss keeps in step itself and the sharded ones.
+                // By name: every rank must broadcast them in the same order.
+                let synced: Vec<_> = loss.synced_state().iter().map(|t| t.data_ptr()).collect();
+                let mut buffers: Vec<(String, Tensor)> = vs
+                    .variables()
+                    .into_iter()
+                    .filter(|(k, t)| !t.requires_grad() && !synced.contains(&t.data_ptr()) && !sharded.contains(k))
+                    .collect();
+                buffers.sort_by(|a, b| a.0.cmp(&b.0));
+                let buffers = buffers.into_iter().map(|(_, t)| t).collect();
+                Replicas::Many { dist: Distributed::new(group, device), buffers, reducer }
+            }
+            None => Replicas::One,
+        };
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
         Ok(Trainer {
             config,
@@ -175,43 +265,12 @@ impl Trainer {
             metrics_log: None,
             events: None,
             last_metrics: Vec::new(),
-            replicas: Replicas::One,
+            replicas,
             stop_agreed: false,
+            num_classes,
+            shard,
+            sharded,
         })
-    }
-
-    /// Makes this trainer one rank of a data-parallel run over `group`. Call it before
-    /// [`Trainer::restore`]: only rank 0 touches the run directory's files. Fails when the
-    /// global batch (`optim.batch_size`) does not split evenly over the ranks, or when the
-    /// group's backend cannot take tensors of the training device.
-    pub fn with_distributed(mut self, group: ProcessGroup) -> Result<Self> {
-        let config_err = |msg: String| TrainError::Config { path: self.run_dir.join(run_files::CONFIG), msg };
-        let per_rank = per_rank_batch(self.config.optim.batch_size, group.world_size()).map_err(config_err)?;
-        if group.backend() != Backend::for_device(self.device) {
-            return Err(config_err(format!(
-                "the process group uses {} but training runs on {:?} ({} takes {} tensors)",
-                group.backend().name(),
-                self.device,
-                group.backend().name(),
-                if group.backend() == Backend::Nccl { "CUDA" } else { "CPU" }
-            )));
-        }
-        let synced: Vec<_> = self.loss.synced_state().iter().map(|t| t.data_ptr()).collect();
-        let buffers = self
-            .named_variables()
-            .into_iter()
-            .filter(|(_, t)| !t.requires_grad() && !synced.contains(&t.data_ptr()))
-            .map(|(_, t)| t)
-            .collect();
-        tracing::info!(
-            rank = group.rank(),
-            world = group.world_size(),
-            backend = group.backend().name(),
-            "data-parallel training: {per_rank} samples per rank and step, global batch {}",
-            self.config.optim.batch_size
-        );
-        self.replicas = Replicas::Many { dist: Distributed::new(group, self.device), buffers };
-        Ok(self)
     }
 
     /// Whether this process writes the run's files (rank 0, or the only process).
@@ -295,11 +354,23 @@ impl Trainer {
     }
 
     /// Restores model, momentum and state from a loaded checkpoint.
+    /// A class-sharded classifier takes its rows of the checkpoint's whole tables, so a run
+    /// resumes on any number of ranks, sharded or not.
     pub fn restore(&mut self, ck: Checkpoint) -> Result<()> {
         self.check_resumable(&ck)?;
         let bad = |msg: String| TrainError::Checkpoint { path: ck.path.clone(), msg };
-        weights::copy_into(&self.named_variables(), &ck.model, &ck.path)?;
-        self.sgd.set_momentum_buffers(ck.momentum).map_err(bad)?;
+        if let Some(classes) = ck.num_classes.filter(|&c| c != self.num_classes) {
+            return Err(bad(format!(
+                "it was trained on {classes} classes but the training data has {}: its classifier and center table \
+                 cannot continue on other classes (start a new run, with [model] init = this run's model.safetensors \
+                 to keep the backbone)",
+                self.num_classes
+            )));
+        }
+        let model = self.my_rows(ck.model).map_err(bad)?;
+        let momentum = self.my_rows(ck.momentum).map_err(bad)?;
+        weights::copy_into(&self.named_variables(), &model, &ck.path)?;
+        self.sgd.set_momentum_buffers(momentum).map_err(bad)?;
         self.state = ck.state;
         // Metrics and TensorBoard events written after the checkpoint belong to the lost part
         // of the run.
@@ -313,34 +384,82 @@ impl Trainer {
     }
 
     /// Writes a checkpoint of the current state (refusing to save non-finite weights). Under
-    /// data parallelism rank 0 writes it and the other ranks return the path it goes to.
+    /// data parallelism rank 0 writes it and the other ranks return the path it goes to; a
+    /// class-sharded classifier is gathered whole into it, so that any number of ranks can
+    /// resume it.
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
         let vars = self.named_variables();
+        let mut non_finite = None;
         for (name, t) in &vars {
-            let finite = bool::try_from(t.f_isfinite()?.f_all()?)?;
-            if !finite {
-                return Err(TrainError::Diverged {
-                    step: self.state.step,
-                    what: format!("parameter {name}"),
-                    value: f64::NAN,
-                    kept: self.latest_checkpoint_note(),
-                });
+            if !bool::try_from(t.f_isfinite()?.f_all()?)? {
+                non_finite = Some(name.clone());
+                break;
             }
         }
+        // Sharded variables differ between the ranks: they agree on whether to stop.
+        let anywhere = match self.sharded.is_empty() {
+            true => non_finite.is_some(),
+            false => self.replicas.sum(f64::from(u8::from(non_finite.is_some())), self.state.step, "checking the weights are finite")? > 0.0,
+        };
+        if anywhere {
+            return Err(TrainError::Diverged {
+                step: self.state.step,
+                what: format!("parameter {}", non_finite.unwrap_or_else(|| "of another rank's classifier shard".into())),
+                value: f64::NAN,
+                kept: self.latest_checkpoint_note(),
+            });
+        }
+        let vars = self.whole_tables(vars)?;
+        let momentum = self.whole_tables(self.sgd.momentum_buffers())?;
         if !self.is_main() {
             return Ok(checkpoint::path(&self.run_dir, self.state.step));
         }
         let path = checkpoint::save(
             &self.run_dir,
-            &self.state,
-            &vars,
-            &self.sgd.momentum_buffers(),
+            &checkpoint::Contents { state: &self.state, model: &vars, momentum: &momentum, num_classes: self.num_classes },
             &self.config.resolved,
             self.replicas.world(),
             self.config.checkpoint.keep,
         )?;
         tracing::debug!("checkpoint {}", path.display());
         Ok(path)
+    }
+
+    /// `named` with each class-sharded table replaced by the whole table on rank 0 (gathered
+    /// from every rank; the other ranks keep their rows).
+    fn whole_tables(&self, named: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+        let Some(shard) = self.shard.filter(|s| s.world > 1) else { return Ok(named) };
+        let counts: Vec<i64> = (0..shard.world).map(|r| ClassShard::rows(shard.num_classes, r, shard.world)).map(|r| r.end - r.start).collect();
+        let mut out = Vec::with_capacity(named.len());
+        for (name, t) in named {
+            if self.sharded.contains(&name) {
+                if let Some(whole) = self.replicas.gather_rows(&t, &counts, self.state.step)? {
+                    out.push((name, whole));
+                    continue;
+                }
+            }
+            out.push((name, t));
+        }
+        Ok(out)
+    }
+
+    /// `named` (a checkpoint's whole tables) with each class-sharded table cut to this rank's
+    /// rows.
+    fn my_rows(&self, named: Vec<(String, Tensor)>) -> std::result::Result<Vec<(String, Tensor)>, String> {
+        let Some(shard) = self.shard else { return Ok(named) };
+        named
+            .into_iter()
+            .map(|(name, t)| {
+                if !self.sharded.contains(&name) {
+                    return Ok((name, t));
+                }
+                let rows = t.size().first().copied().unwrap_or(0);
+                if rows != shard.num_classes {
+                    return Err(format!("{name} has {rows} rows, one per class, but the training data has {} classes", shard.num_classes));
+                }
+                Ok((name, t.narrow(0, shard.start, shard.len())))
+            })
+            .collect()
     }
 
     /// Saves the backbone alone, with PyTorch names and its config in the metadata, to `path`.
@@ -545,8 +664,11 @@ impl Trainer {
     /// Data parallelism: checks that every rank starts from the same state, then gives every
     /// rank rank 0's model and momentum buffers.
     fn sync_start(&self, len: usize, num_classes: i64) -> Result<()> {
-        let vars: Vec<Tensor> = self.named_variables().into_iter().map(|(_, t)| t).collect();
-        let momentum: Vec<Tensor> = self.sgd.momentum_buffers().into_iter().map(|(_, t)| t).collect();
+        let replicated = |named: Vec<(String, Tensor)>| -> Vec<Tensor> {
+            named.into_iter().filter(|(k, _)| !self.sharded.contains(k)).map(|(_, t)| t).collect()
+        };
+        let vars = replicated(self.named_variables());
+        let momentum = replicated(self.sgd.momentum_buffers());
         let facts = [
             ("step", self.state.step as i64),
             ("epoch", self.state.epoch as i64),
@@ -581,10 +703,13 @@ impl Trainer {
         let out = self.loss.forward_ranks(&features, &labels, &self.replicas.for_loss(step))?;
         let numbers = self.step_numbers(&out, &labels, step)?;
         self.sgd.zero_grad()?;
+        self.replicas.before_backward(step)?;
         out.objective.f_backward()?;
-        let grads: Vec<Tensor> = self.sgd.params().map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
+        // A sharded classifier's gradients are its rows' own: only the replicated ones are averaged.
+        let grads: Vec<Tensor> =
+            self.sgd.params().filter(|(k, _)| !self.sharded.iter().any(|s| s == k)).map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
         self.replicas.average_gradients(&grads, step)?;
-        let grad_norm = self.sgd.clip_grad_norm(self.config.optim.clip_grad_norm)?;
+        let grad_norm = self.clip_gradients(step)?;
         if !grad_norm.is_finite() {
             // A finite loss can still have a non-finite gradient (an overflow in the backward
             // pass): stop before the step writes it into the weights. After the averaging, every
@@ -600,6 +725,22 @@ impl Trainer {
         Ok(self.account(numbers, samples, lr, grad_norm, data_wait))
     }
 
+    /// The global gradient norm, the gradients clipped to `optim.clip_grad_norm` when it exceeds
+    /// it. With a sharded classifier the squares of its rows' gradients are summed over the
+    /// ranks, so that every rank sees the norm one process would.
+    fn clip_gradients(&mut self, step: usize) -> Result<f64> {
+        let max = self.config.optim.clip_grad_norm;
+        if self.sharded.is_empty() {
+            return self.sgd.clip_grad_norm(max);
+        }
+        let (replicated, own) = self.sgd.grad_square_sums(|name| self.sharded.iter().any(|s| s == name))?;
+        let norm = (replicated + self.replicas.sum(own, step, "summing the sharded gradient norms")?).sqrt();
+        if let Some(max) = max.filter(|&m| norm > m) {
+            self.sgd.scale_grads(max / (norm + 1e-6))?;
+        }
+        Ok(norm)
+    }
+
     /// The backbone's forward pass in training mode: in float32, or under bf16 autocast with the
     /// features cast back to float32 for the loss.
     fn forward(&self, images: &Tensor) -> Result<Tensor> {
@@ -612,7 +753,7 @@ impl Trainer {
     /// The step's objective, terms and correct count, summed over the ranks (with the stop
     /// flags) in one transfer; fails if the loss is not finite.
     fn step_numbers(&mut self, out: &LossOutput, labels: &Tensor, step: usize) -> Result<StepNumbers> {
-        let correct = out.logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_sum(Kind::Float)?;
+        let correct = out.predictions.f_eq_tensor(labels)?.f_sum(Kind::Float)?;
         let many = matches!(self.replicas, Replicas::Many { .. });
         let stop = f64::from(u8::from(many && self.stop.load(Ordering::SeqCst)));
         let mut parts = vec![out.objective.f_detach()?];

@@ -45,7 +45,7 @@ impl Loss for SmoothedSoftmax {
     fn forward(&self, features: &Tensor, labels: &Tensor) -> facerec_losses::Result<LossOutput> {
         let logits = self.logits(features)?;
         let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, self.smoothing)?;
-        Ok(LossOutput { terms: vec![loss.f_detach()?], objective: loss, logits })
+        LossOutput::from_logits(loss, &logits)
     }
 
     fn logits(&self, features: &Tensor) -> facerec_losses::Result<Tensor> {

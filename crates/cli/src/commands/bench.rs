@@ -16,7 +16,9 @@ pub const EXAMPLES: &str = "Examples:
   facerec bench configs/lfw_faceresnet_small_center.toml --steps 20
   facerec bench configs/mnist_lenetpp_center.toml --batch 128 --set loss.lambda=0
   facerec bench configs/lfw_faceresnet_small_center.toml --classes 10000 --peak
-  facerec bench configs/lfw_faceresnet_small_center.toml --batch 256 --set device=cuda --memory";
+  facerec bench configs/lfw_faceresnet_small_center.toml --batch 256 --set device=cuda --memory
+  facerec launch --nproc 2 -- bench configs/lfw_mobilefacenet_scratch_center.toml --classes 1000000 \\
+      --set parallel.shard_head=true --memory";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -25,7 +27,7 @@ pub struct BenchArgs {
     /// Override a config value (repeatable), e.g. `--set loss.lambda=0`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
-    /// Images per step [default: the config's batch size].
+    /// Images per step, over all ranks under `facerec launch` [default: the config's batch size].
     #[arg(long)]
     pub batch: Option<usize>,
     /// Number of classes of the classifier (and center table).
@@ -141,13 +143,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         config.threads = t;
     }
-    let batch = args.batch.unwrap_or(config.optim.batch_size) as i64;
+    let global = args.batch.unwrap_or(config.optim.batch_size);
+    config.optim.batch_size = global;
     let dir = tempfile::tempdir()?;
-    let mut trainer = Trainer::new(config.train_config(), dir.path(), args.classes)?;
+    // Under `facerec launch` (or torchrun), each rank times its share of the global batch.
+    let dist = facerec_dist::DistConfig::from_env()?;
+    let mut trainer = match &dist {
+        Some(d) => {
+            let group = facerec_dist::ProcessGroup::new(d, facerec_dist::Backend::for_device(config.device.resolve()?))?;
+            Trainer::distributed(config.train_config(), dir.path(), args.classes, group)?
+        }
+        None => Trainer::new(config.train_config(), dir.path(), args.classes)?,
+    };
+    let (rank, world) = dist.as_ref().map_or((0, 1), |d| (d.rank as i64, d.world_size as i64));
+    let batch = global as i64 / world;
     let [c, h, w] = config.model.backbone.input_shape();
     tch::manual_seed(0);
-    let images = Tensor::f_randn([batch, c, h, w], (Kind::Float, Device::Cpu))?;
-    let labels = Tensor::f_randint(args.classes, [batch], (Kind::Int64, Device::Cpu))?;
+    let images = Tensor::f_randn([global as i64, c, h, w], (Kind::Float, Device::Cpu))?.f_narrow(0, rank * batch, batch)?;
+    let labels = Tensor::f_randint(args.classes, [global as i64], (Kind::Int64, Device::Cpu))?.f_narrow(0, rank * batch, batch)?;
     if args.extract {
         return bench_extract(&trainer, &config, &images, args.steps);
     }
@@ -161,13 +174,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         trainer.train_step(&b, &schedule, Default::default())?;
         Ok(())
     })?;
+    let ranks = match (world, config.parallel.shard_head) {
+        (1, _) => String::new(),
+        (n, false) => format!(" over {n} ranks"),
+        (n, true) => format!(" over {n} ranks, classifier sharded"),
+    };
     println!(
-        "facerec: {} batch {batch} on {}: median step {:.4} s = {:.1} images/s (loss {})",
+        "facerec: {} batch {global}{ranks} on {}: median step {:.4} s = {:.1} images/s (loss {}, {} classes)",
         config.model.backbone_name(),
         facerec_model::device::describe(trainer.device()),
         median,
-        batch as f64 / median,
-        config.loss
+        global as f64 / median,
+        config.loss,
+        args.classes
     );
     if args.memory {
         print_memory(device, batch)?;
