@@ -5,7 +5,7 @@
 # during it (overlap = true, the default), at a few global batch sizes; prints images/s over
 # steps 21-120 (after warm-up) and the parallel efficiency of 2 processes against 1 process with
 # 1 thread. Then the same comparison for the small Face-ResNet's step (facerec bench, synthetic
-# batches of 64, 10,575 classes: 45 MB of gradients per step).
+# batches of 64, 10,575 classes: 8.7 MB of gradients per step).
 #   scripts/bench_dist.sh [global batch sizes...]      (default: 64 256)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -45,18 +45,27 @@ namespace {
 
 using facerec::guarded;
 
-// Waits for a collective; Work::wait throws on failure and on timeout.
-void finish(const c10::intrusive_ptr<c10d::Work>& work, const fr_group* g) {
-  if (!work->wait(g->timeout)) {
-    throw std::runtime_error("the collective was aborted");
+// Waits for collectives of a backend of `kind`; Work::wait throws on failure and on timeout.
+void wait_all(const std::vector<c10::intrusive_ptr<c10d::Work>>& works, std::chrono::milliseconds timeout, int kind) {
+  for (const auto& work : works) {
+    if (!work->wait(timeout)) {
+      throw std::runtime_error("the collective was aborted");
+    }
   }
 #ifdef USE_C10D_NCCL
   // NCCL's wait only orders the current stream after the collective; block the host too so
   // that "returned" means "done" for both backends.
-  if (g->kind == FR_BACKEND_NCCL) {
+  if (kind == FR_BACKEND_NCCL) {
     c10::cuda::device_synchronize();
   }
+#else
+  (void)kind;
 #endif
+}
+
+// Waits for one collective of the group.
+void finish(const c10::intrusive_ptr<c10d::Work>& work, const fr_group* g) {
+  wait_all({work}, g->timeout, g->kind);
 }
 
 bool is_loopback(const std::string& host) {
@@ -340,24 +349,17 @@ char* fr_reducer_finish(fr_reducer* r, double scale) {
         auto [b, slot] = r->where[i];
         auto& bucket = r->buckets[b];
         bucket.flat.narrow(0, bucket.offsets[slot], r->params[i].numel()).zero_();
-        bucket.pending = 0;
       }
     }
     for (auto& bucket : r->buckets) {
-      bucket.pending = 0;
+      bucket.pending = 0;  // every bucket is complete now
     }
     r->launch_ready();
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
     for (auto& bucket : r->buckets) {
-      auto work = std::move(bucket.work);
-      if (!work->wait(r->timeout)) {
-        throw std::runtime_error("the collective was aborted");
-      }
+      works.push_back(std::move(bucket.work));
     }
-#ifdef USE_C10D_NCCL
-    if (r->kind == FR_BACKEND_NCCL) {
-      c10::cuda::device_synchronize();
-    }
-#endif
+    wait_all(works, r->timeout, r->kind);
     at::NoGradGuard no_grad;
     for (auto& bucket : r->buckets) {
       if (scale != 1.0) {

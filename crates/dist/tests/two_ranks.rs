@@ -68,6 +68,16 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// Runs `test` as ranks 0 and 1 (a 60 s collective timeout, killed after 90 s) and checks that
+/// both succeeded and said `rank N done`.
+fn both_ranks_succeed(test: &str) -> Result {
+    let [(r0, _), (r1, _)] = two_ranks(test, 60.0, Duration::from_secs(90))?;
+    assert!(r0.status.success(), "rank 0:\n{}", text(&r0));
+    assert!(r1.status.success(), "rank 1:\n{}", text(&r1));
+    assert!(text(&r0).contains("rank 0 done") && text(&r1).contains("rank 1 done"));
+    Ok(())
+}
+
 /// This process's rank config when it is a child running `test`.
 fn child(test: &str) -> Option<DistConfig> {
     (std::env::var(ROLE).ok()? == test).then(|| DistConfig::from_env().expect("env").expect("distributed"))
@@ -115,11 +125,7 @@ fn the_overlapped_reducer_averages_gradients_during_backward() -> Result {
         println!("rank {} done", g.rank());
         return Ok(());
     }
-    let [(r0, _), (r1, _)] = two_ranks(TEST, 60.0, Duration::from_secs(90))?;
-    assert!(r0.status.success(), "rank 0:\n{}", text(&r0));
-    assert!(r1.status.success(), "rank 1:\n{}", text(&r1));
-    assert!(text(&r0).contains("rank 0 done") && text(&r1).contains("rank 1 done"));
-    Ok(())
+    both_ranks_succeed(TEST)
 }
 
 #[test]
@@ -174,11 +180,7 @@ fn all_reduce_broadcast_all_gather_and_barrier() -> Result {
         println!("rank {} done", g.rank());
         return Ok(());
     }
-    let [(r0, _), (r1, _)] = two_ranks(TEST, 60.0, Duration::from_secs(90))?;
-    assert!(r0.status.success(), "rank 0:\n{}", text(&r0));
-    assert!(r1.status.success(), "rank 1:\n{}", text(&r1));
-    assert!(text(&r0).contains("rank 0 done") && text(&r1).contains("rank 1 done"));
-    Ok(())
+    both_ranks_succeed(TEST)
 }
 
 #[test]

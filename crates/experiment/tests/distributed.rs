@@ -457,6 +457,18 @@ fn sharded_heads_on_two_and_four_ranks_reproduce_one_process_and_reshard_on_resu
             let whole = checkpoint_state(&checkpoint::path(&run, 24))?;
             compare(&format!("{name}: 1 process vs {world} sharded ranks, 24 steps"), &one_state, &one_losses, &whole, &run)?;
         }
+        // On the same 2 ranks the resume is exact: the same final checkpoint to the bit.
+        let (on_two, out) = (dir(format!("{name}_2_to_2"))?, dir(format!("{name}_2_to_2_out"))?);
+        copy_run(&tmp.path().join(format!("{name}_2")), &on_two, 12)?;
+        let env = [("RUN_DIR", on_two.as_os_str()), ("OUT", out.as_os_str()), ("LOSS", loss.as_ref()), ("SETS", sharded_env.as_ref()), ("RESUME", "1".as_ref())];
+        ranks(TEST, 2, &env)?;
+        let uninterrupted = checkpoint_state(&checkpoint::path(&tmp.path().join(format!("{name}_2")), 24))?;
+        let resumed = checkpoint_state(&checkpoint::path(&on_two, 24))?;
+        assert_eq!(resumed.len(), uninterrupted.len());
+        for ((k, a), (k2, b)) in resumed.iter().zip(&uninterrupted) {
+            assert_eq!(k, k2);
+            assert!(a.equal(b), "{name}: {k} after resuming on the same 2 ranks differs from the uninterrupted run");
+        }
         // Resharding: the 2-rank run's checkpoint of step 12 resumed on 4 ranks, and the 4-rank
         // run's on one unsharded process, both end where the one-process run does.
         let (on_four, out) = (dir(format!("{name}_2_to_4"))?, dir(format!("{name}_2_to_4_out"))?);
