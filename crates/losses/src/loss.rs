@@ -58,11 +58,8 @@ pub trait Loss: std::fmt::Debug + Send {
     fn centers(&self) -> Option<&Tensor> {
         None
     }
-    /// The classes this rank holds when the loss is class-sharded (`[parallel] shard_head`).
-    fn shard(&self) -> Option<ClassShard> {
-        None
-    }
-    /// The variables that hold one row per class of [`Loss::shard`] (classifier, centers):
+    /// With `[parallel] shard_head`, the variables that hold one row per class of this rank's
+    /// shard (classifier, centers):
     /// different on every rank, so neither averaged nor broadcast; checkpoints gather them.
     fn sharded_variables(&self) -> Vec<&Tensor> {
         Vec::new()

@@ -331,6 +331,11 @@ impl ShardedLoss {
         }
     }
 
+    /// `[batch]` bool: which of `labels` are classes of this shard.
+    fn owns(&self, labels: &Tensor) -> Result<Tensor> {
+        Ok(labels.f_ge(self.shard.start)?.f_logical_and(&labels.f_lt(self.shard.end)?)?)
+    }
+
     fn check_world(&self, ranks: &dyn Ranks) -> Result<()> {
         if ranks.world() != self.shard.world || ranks.rank() != self.shard.rank {
             return Err(LossError::Config(format!(
@@ -351,7 +356,7 @@ impl ShardedLoss {
         let (gathered, all_labels) = ranks.gather_batch(&features.f_detach()?, labels)?;
         let global = all_labels.size()[0]; //                                          M, the global batch
         let x = gathered.f_detach()?.f_set_requires_grad(true)?; //                 [M, dim], a leaf
-        let owned = all_labels.f_ge(self.shard.start)?.f_logical_and(&all_labels.f_lt(self.shard.end)?)?;
+        let owned = self.owns(&all_labels)?;
         let local = all_labels.f_sub_scalar(self.shard.start)?.f_where_scalarother(&owned, -1)?; // [M], -1: not ours
         let owned_rows = owned.f_nonzero()?.f_squeeze_dim(1)?; //                  samples whose class we hold
         let owned_labels = local.f_index_select(0, &owned_rows)?;
@@ -370,6 +375,16 @@ impl ShardedLoss {
             }
         };
         let (logits, plain) = self.head.logits(&x, &targets, rows.as_ref())?; //        [M, K]
+        // The center term on the samples whose class this rank holds: their features (in the
+        // graph) and their offsets from their centers, x_i - c_{y_i} (detached).
+        let center = match self.center_term() {
+            Some(c) => {
+                let xc = self.center_features(&x)?.f_index_select(0, &owned_rows)?;
+                let d = xc.f_detach()?.f_sub(&c.table.centers().f_index_select(0, &owned_labels)?)?;
+                Some((c.table.lambda(), xc, d))
+            }
+            None => None,
+        };
 
         // The exact cross-entropy over every rank's classes: max, then sum of exp and the target.
         let (gradient, values) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
@@ -383,12 +398,8 @@ impl ShardedLoss {
             let is_target = targets.f_ge(0)?;
             let target = z.f_gather(1, &index, false)?.f_squeeze_dim(1)?.f_where_scalarother(&is_target, 0.0)?;
             // [sum exp (M), target logit (M), center term (1)], summed over the ranks in one go.
-            let center_sum = match self.center_term() {
-                Some(c) => {
-                    let xc = self.center_features(&x.f_detach()?)?.f_index_select(0, &owned_rows)?;
-                    let d = xc.f_sub(&c.table.centers().f_index_select(0, &owned_labels)?)?;
-                    d.f_square()?.f_sum(Kind::Float)?.f_reshape([1])?
-                }
+            let center_sum = match &center {
+                Some((_, _, d)) => d.f_square()?.f_sum(Kind::Float)?.f_reshape([1])?,
                 None => Tensor::f_zeros([1], (Kind::Float, z.device()))?,
             };
             let sums = Tensor::f_cat(&[e.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?, target, center_sum], 0)?;
@@ -403,11 +414,9 @@ impl ShardedLoss {
         })?;
         // sum(logits * gradient), without a product the size of the logits.
         let mut surrogate = logits.f_reshape([-1])?.f_dot(&gradient.f_reshape([-1])?)?;
-        if let Some(c) = self.center_term() {
+        if let Some((lambda, xc, d)) = &center {
             // lambda * L_C's gradient on the owned samples' features: lambda (x_i - c_{y_i}) / M.
-            let xc = self.center_features(&x)?.f_index_select(0, &owned_rows)?;
-            let d = xc.f_detach()?.f_sub(&c.table.centers().f_index_select(0, &owned_labels)?)?;
-            surrogate = surrogate.f_add(&xc.f_mul(&d)?.f_sum(Kind::Float)?.f_mul_scalar(c.table.lambda() / global as f64)?)?;
+            surrogate = surrogate.f_add(&xc.f_mul(d)?.f_sum(Kind::Float)?.f_mul_scalar(lambda / global as f64)?)?;
         }
         // This rank's part of d loss / d X, summed over the ranks; our samples' rows, times the
         // world (the trainer averages backbone gradients over the ranks).
@@ -416,7 +425,7 @@ impl ShardedLoss {
         ranks.all_reduce(&dx, Reduce::Sum)?;
         let mine = dx.f_narrow(0, rank * batch, batch)?.f_mul_scalar(world as f64)?;
         let backbone = features.f_sub(&features.f_detach()?)?.f_mul(&mine)?.f_sum(Kind::Float)?;
-        let lambda = self.center_term().map_or(0.0, |c| c.table.lambda());
+        let lambda = center.as_ref().map_or(0.0, |(lambda, _, _)| *lambda);
         let value = values.f_get(0)?.f_add(&values.f_get(1)?.f_mul_scalar(lambda)?)?;
         let objective = surrogate.f_sub(&surrogate.f_detach()?)?.f_add(&backbone)?.f_add(&value)?;
         let predictions = self.predictions(&plain.f_detach()?, rows.as_ref(), ranks)?.f_narrow(0, rank * batch, batch)?;
@@ -482,17 +491,13 @@ impl Loss for ShardedLoss {
         let Some(c) = self.center_term() else { return Ok(()) };
         self.check_world(ranks)?;
         let (x, y) = ranks.gather_batch(&self.center_features(features)?, labels)?;
-        let owned = y.f_ge(self.shard.start)?.f_logical_and(&y.f_lt(self.shard.end)?)?.f_nonzero()?.f_squeeze_dim(1)?;
+        let owned = self.owns(&y)?.f_nonzero()?.f_squeeze_dim(1)?;
         let local = y.f_index_select(0, &owned)?.f_sub_scalar(self.shard.start)?;
         c.table.update_of_batch(&x.f_index_select(0, &owned)?, &local, solver, y.size()[0])
     }
 
     fn centers(&self) -> Option<&Tensor> {
         self.center_term().map(|c| c.table.centers())
-    }
-
-    fn shard(&self) -> Option<ClassShard> {
-        Some(self.shard)
     }
 
     fn sharded_variables(&self) -> Vec<&Tensor> {

@@ -128,10 +128,7 @@ impl Sgd {
         let norms = grads.iter().map(|g| g.f_norm()).collect::<std::result::Result<Vec<_>, _>>()?;
         let norm = f64::try_from(Tensor::f_stack(&norms, 0)?.f_norm()?)?;
         if let Some(max) = max.filter(|&m| norm > m) {
-            let scale = max / (norm + 1e-6);
-            for mut g in grads {
-                let _ = g.f_mul_scalar_(scale)?;
-            }
+            self.scale_grads(max / (norm + 1e-6))?;
         }
         Ok(norm)
     }

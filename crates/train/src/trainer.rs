@@ -425,6 +425,11 @@ impl Trainer {
         Ok(path)
     }
 
+    /// Whether the variable `name` holds this rank's rows of a class-sharded table.
+    fn is_sharded(&self, name: &str) -> bool {
+        self.sharded.iter().any(|s| s == name)
+    }
+
     /// `named` with each class-sharded table replaced by the whole table on rank 0 (gathered
     /// from every rank; the other ranks keep their rows).
     fn whole_tables(&self, named: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
@@ -432,7 +437,7 @@ impl Trainer {
         let counts: Vec<i64> = (0..shard.world).map(|r| ClassShard::rows(shard.num_classes, r, shard.world)).map(|r| r.end - r.start).collect();
         let mut out = Vec::with_capacity(named.len());
         for (name, t) in named {
-            if self.sharded.contains(&name) {
+            if self.is_sharded(&name) {
                 if let Some(whole) = self.replicas.gather_rows(&t, &counts, self.state.step)? {
                     out.push((name, whole));
                     continue;
@@ -450,7 +455,7 @@ impl Trainer {
         named
             .into_iter()
             .map(|(name, t)| {
-                if !self.sharded.contains(&name) {
+                if !self.is_sharded(&name) {
                     return Ok((name, t));
                 }
                 let rows = t.size().first().copied().unwrap_or(0);
@@ -665,7 +670,7 @@ impl Trainer {
     /// rank rank 0's model and momentum buffers.
     fn sync_start(&self, len: usize, num_classes: i64) -> Result<()> {
         let replicated = |named: Vec<(String, Tensor)>| -> Vec<Tensor> {
-            named.into_iter().filter(|(k, _)| !self.sharded.contains(k)).map(|(_, t)| t).collect()
+            named.into_iter().filter(|(k, _)| !self.is_sharded(k)).map(|(_, t)| t).collect()
         };
         let vars = replicated(self.named_variables());
         let momentum = replicated(self.sgd.momentum_buffers());
@@ -707,7 +712,7 @@ impl Trainer {
         out.objective.f_backward()?;
         // A sharded classifier's gradients are its rows' own: only the replicated ones are averaged.
         let grads: Vec<Tensor> =
-            self.sgd.params().filter(|(k, _)| !self.sharded.iter().any(|s| s == k)).map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
+            self.sgd.params().filter(|(k, _)| !self.is_sharded(k)).map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
         self.replicas.average_gradients(&grads, step)?;
         let grad_norm = self.clip_gradients(step)?;
         if !grad_norm.is_finite() {
@@ -733,7 +738,7 @@ impl Trainer {
         if self.sharded.is_empty() {
             return self.sgd.clip_grad_norm(max);
         }
-        let (replicated, own) = self.sgd.grad_square_sums(|name| self.sharded.iter().any(|s| s == name))?;
+        let (replicated, own) = self.sgd.grad_square_sums(|name| self.is_sharded(name))?;
         let norm = (replicated + self.replicas.sum(own, step, "summing the sharded gradient norms")?).sqrt();
         if let Some(max) = max.filter(|&m| norm > m) {
             self.sgd.scale_grads(max / (norm + 1e-6))?;
