@@ -86,6 +86,10 @@ enum Command {
     /// Time training steps of a config's model on synthetic batches.
     #[command(after_help = commands::bench::EXAMPLES)]
     Bench(commands::bench::BenchArgs),
+    /// Write a crate of your own that adds a backbone and a loss to facerec (a template to
+    /// edit), ready to build and run anywhere on disk.
+    #[command(after_help = commands::new_plugin::EXAMPLES)]
+    NewPlugin(commands::new_plugin::NewPluginArgs),
     /// Show the device libtorch runs on, the libtorch loaded, and whether the data is in place.
     Info,
     /// Print a shell completion script.
@@ -128,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Import(args) => commands::import::run(args),
         Command::Summary(args) => commands::summary::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::NewPlugin(args) => commands::new_plugin::run(args),
         Command::Info => commands::info::run(),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "facerec", &mut std::io::stdout());

@@ -17,6 +17,9 @@ pub enum LossError {
     Ranks(String),
     #[error("libtorch: {}", facerec_core::torch_message(.0))]
     Torch(tch::TchError),
+    /// A layer of `facerec_model` (the classifier's `Linear`, say) failed; its message.
+    #[error("{0}")]
+    Model(facerec_model::ModelError),
 }
 
 /// `Result` with [`LossError`].
@@ -26,5 +29,12 @@ pub type Result<T, E = LossError> = std::result::Result<T, E>;
 impl From<tch::TchError> for LossError {
     fn from(e: tch::TchError) -> Self {
         LossError::Torch(e)
+    }
+}
+
+/// So that a loss (in facerec or in a crate of your own) uses `?` on a layer's result.
+impl From<facerec_model::ModelError> for LossError {
+    fn from(e: facerec_model::ModelError) -> Self {
+        LossError::Model(e)
     }
 }

@@ -18,4 +18,4 @@ pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput, CenterRule, Cen
 pub use error::{LossError, Result};
 pub use loss::{loss_names, register_loss, Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, Reduce, SolverStep};
 pub use sharded::{ClassShard, Sampling, ShardHead, ShardedLoss};
-pub use softmax::{SoftmaxConfig, SoftmaxLoss, SoftmaxOutput};
+pub use softmax::{check_labels, SoftmaxConfig, SoftmaxLoss, SoftmaxOutput};

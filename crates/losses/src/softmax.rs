@@ -91,8 +91,9 @@ impl Loss for SoftmaxLoss {
     }
 }
 
-/// Labels must be a 1-D int64 tensor as long as the batch, each in `0..classes`.
-pub(crate) fn check_labels(labels: &Tensor, features: &Tensor, classes: i64) -> Result<()> {
+/// Labels must be a 1-D int64 tensor as long as the batch, each in `0..classes` (the first
+/// check of a loss's `forward`, in facerec's losses and in a crate of your own).
+pub fn check_labels(labels: &Tensor, features: &Tensor, classes: i64) -> Result<()> {
     let fs = features.size();
     if fs.len() != 2 {
         return Err(LossError::Shape { what: "features", expected: "[batch, dim]".into(), got: fs });

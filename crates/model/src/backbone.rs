@@ -126,12 +126,13 @@ impl std::fmt::Display for BackboneConfig {
 }
 
 /// 2 * C_in * C_out * k * k * H_out * W_out: the FLOPs of one convolution.
-pub(crate) fn conv_flops(cin: i64, cout: i64, k: i64, h: i64, w: i64) -> f64 {
+pub fn conv_flops(cin: i64, cout: i64, k: i64, h: i64, w: i64) -> f64 {
     2.0 * (cin * cout * k * k) as f64 * (h * w) as f64
 }
 
-/// Fails with a clear message unless `images` is `[batch, C, H, W]` with the expected `C, H, W`.
-pub(crate) fn check_input(backbone: &'static str, expected: [i64; 3], images: &Tensor) -> Result<()> {
+/// Fails with a clear message unless `images` is `[batch, C, H, W]` with the expected `C, H, W`
+/// (the first line of a backbone's `forward_t`, in facerec's backbones and in a crate of your own).
+pub fn check_input(backbone: &'static str, expected: [i64; 3], images: &Tensor) -> Result<()> {
     let got = images.size();
     if got.len() != 4 || got[1..] != expected {
         return Err(ModelError::InputShape { backbone, expected, got });

@@ -22,6 +22,6 @@ pub mod weights;
 #[cfg(test)]
 mod flops_test;
 
-pub use backbone::{backbone_names, register_backbone, Backbone, BackboneConfig, BackboneSpec};
+pub use backbone::{backbone_names, check_input, conv_flops, register_backbone, Backbone, BackboneConfig, BackboneSpec};
 pub use plugin::Plug;
 pub use error::{ModelError, Result};

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use facerec_losses::{Loss, LossError, LossOutput, LossSpec};
+use facerec_losses::{check_labels, Loss, LossOutput, LossSpec};
 use facerec_model::layers::Linear;
 use facerec_model::Plug;
 
@@ -43,13 +43,14 @@ pub struct SmoothedSoftmax {
 
 impl Loss for SmoothedSoftmax {
     fn forward(&self, features: &Tensor, labels: &Tensor) -> facerec_losses::Result<LossOutput> {
+        check_labels(labels, features, self.fc.weight.size()[0])?;
         let logits = self.logits(features)?;
         let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, tch::Reduction::Mean, -100, self.smoothing)?;
         LossOutput::from_logits(loss, &logits)
     }
 
     fn logits(&self, features: &Tensor) -> facerec_losses::Result<Tensor> {
-        self.fc.forward(features).map_err(|e| LossError::Config(e.to_string()))
+        Ok(self.fc.forward(features)?)
     }
 
     fn term_names(&self) -> Vec<&'static str> {

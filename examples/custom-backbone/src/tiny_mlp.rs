@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use facerec_model::layers::{Linear, PRelu};
-use facerec_model::{Backbone, BackboneSpec, ModelError, Plug};
+use facerec_model::{check_input, Backbone, BackboneSpec, Plug};
 
 /// `[model.backbone] name = "tiny_mlp"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,10 +73,7 @@ pub struct TinyMlp {
 
 impl Backbone for TinyMlp {
     fn forward_t(&self, images: &Tensor, _train: bool) -> facerec_model::Result<Tensor> {
-        let got = images.size();
-        if got.len() != 4 || got[1..] != self.config.input {
-            return Err(ModelError::InputShape { backbone: "tiny_mlp", expected: self.config.input, got });
-        }
+        check_input("tiny_mlp", self.config.input, images)?;
         let x = images.f_flatten(1, -1)?;
         self.fc2.forward(&self.act.forward(&self.fc1.forward(&x)?)?)
     }

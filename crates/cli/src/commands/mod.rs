@@ -8,5 +8,6 @@ pub mod eval;
 pub mod import;
 pub mod info;
 pub mod launch;
+pub mod new_plugin;
 pub mod summary;
 pub mod train;
