@@ -47,7 +47,7 @@ pub struct LfwEvalConfig {
     pub pca: usize,
     /// Subtract the mean feature of the training folds' pairs before the cosine (SphereFace's
     /// and MobileFaceNet's LFW scripts do); not with `pca`, which centres the features anyway.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub subtract_mean: bool,
     /// Concatenate the features of each image and its mirror.
     #[serde(default = "default_true")]

@@ -66,7 +66,24 @@ pub enum Legend {
     UpperRight,
     MiddleRight,
     LowerRight,
+    /// The corner (or edge middle) where the legend's box covers the fewest data points, as
+    /// matplotlib's `loc="best"`: for curves whose end could be anywhere.
+    Best,
 }
+
+/// The places [`Legend::Best`] tries, in order of preference (the first of equals wins), as
+/// the fractions of the plot area its box starts at: `(x, y)` of the box's left and top edges
+/// measured from the left and from the top, each a weight of the room the box leaves.
+const LEGEND_PLACES: [(SeriesLabelPosition, f64, f64); 8] = [
+    (SeriesLabelPosition::UpperRight, 1.0, 0.0),
+    (SeriesLabelPosition::UpperLeft, 0.0, 0.0),
+    (SeriesLabelPosition::LowerRight, 1.0, 1.0),
+    (SeriesLabelPosition::LowerLeft, 0.0, 1.0),
+    (SeriesLabelPosition::MiddleRight, 1.0, 0.5),
+    (SeriesLabelPosition::MiddleLeft, 0.0, 0.5),
+    (SeriesLabelPosition::UpperMiddle, 0.5, 0.0),
+    (SeriesLabelPosition::LowerMiddle, 0.5, 1.0),
+];
 
 /// How one series is drawn, with its data.
 #[derive(Debug, Clone, PartialEq)]
@@ -355,6 +372,50 @@ pub fn histograms(path: &Path, title: &str, x_label: &str, sets: &[(String, Vec<
 }
 
 impl Figure {
+    /// Where the legend is drawn; [`Legend::Best`] resolved on the data.
+    pub fn legend_position(&self) -> SeriesLabelPosition {
+        match self.legend {
+            Legend::UpperRight => SeriesLabelPosition::UpperRight,
+            Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
+            Legend::LowerRight => SeriesLabelPosition::LowerRight,
+            Legend::Best => {
+                let covered: Vec<usize> = LEGEND_PLACES.iter().map(|&(_, fx, fy)| self.points_under_legend(fx, fy)).collect();
+                let best = covered.iter().enumerate().min_by_key(|&(i, n)| (*n, i)).map_or(0, |(i, _)| i);
+                LEGEND_PLACES[best].0.clone()
+            }
+        }
+    }
+
+    /// How many data points (and midpoints of line segments, so that a line crossing the box
+    /// counts) lie under the legend's box placed at `(fx, fy)` (see [`LEGEND_PLACES`]). The box's
+    /// size is estimated from the entries and their labels as [`draw_legend`] draws them: rows of
+    /// about 20 pixels, 7 pixels a character and 40 for the sample, in a plot area of the
+    /// figure's size less its margins and label areas.
+    pub fn points_under_legend(&self, fx: f64, fy: f64) -> usize {
+        let entries: Vec<&Series> = self.series.iter().filter(|s| !matches!(s.marks, Marks::Faint(_))).collect();
+        let widest = entries.iter().map(|s| s.name.chars().count()).max().unwrap_or(0) as f64;
+        let (plot_w, plot_h) = ((self.size.0 as f64 - 95.0).max(1.0), (self.size.1 as f64 - 100.0).max(1.0));
+        let (w, h) = (((widest * 7.0 + 50.0) / plot_w).min(1.0), ((entries.len() as f64 * 20.0 + 12.0) / plot_h).min(1.0));
+        let (left, top) = (fx * (1.0 - w), fy * (1.0 - h));
+        let x_frac = |x: f64| match self.x_axis {
+            XAxis::Log => (x.ln() - self.x_range.0.ln()) / (self.x_range.1.ln() - self.x_range.0.ln()),
+            _ => (x - self.x_range.0) / (self.x_range.1 - self.x_range.0),
+        };
+        let y_frac = |y: f64| (self.y_range.1 - y) / (self.y_range.1 - self.y_range.0); // from the top
+        let under = |&(x, y): &(f64, f64)| {
+            let (u, v) = (x_frac(x), y_frac(y));
+            u >= left && u <= left + w && v >= top && v <= top + h
+        };
+        self.series
+            .iter()
+            .map(|s| {
+                let p = s.points();
+                let mids = p.windows(2).map(|ab| ((ab[0].0 + ab[1].0) / 2.0, (ab[0].1 + ab[1].1) / 2.0));
+                p.iter().filter(|q| under(q)).count() + mids.filter(|q| under(q)).count()
+            })
+            .sum()
+    }
+
     /// Draws the figure into a PNG at `path`.
     pub fn draw(&self, path: &Path) -> Result<()> {
         register_font();
@@ -364,11 +425,7 @@ impl Figure {
         builder.caption(&self.title, ("sans-serif", 24)).margin(15).x_label_area_size(45).y_label_area_size(65);
         let (x0, x1) = self.x_range;
         let (y0, y1) = self.y_range;
-        let position = match self.legend {
-            Legend::UpperRight => SeriesLabelPosition::UpperRight,
-            Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
-            Legend::LowerRight => SeriesLabelPosition::LowerRight,
-        };
+        let position = self.legend_position();
         // The same drawing ([`Figure::draw_on`]) on a linear and on a logarithmic x coordinate.
         match (self.x_axis, &self.x_ticks) {
             (XAxis::Linear, None) => {
@@ -637,7 +694,9 @@ fn losses_figure(records: &[Record], run_dir: &Path) -> Figure {
             "training losses".to_owned()
         },
         "loss",
-        Legend::UpperRight,
+        // A run's losses fall from the upper left, but not always: a fine-tuned model's may
+        // rise at the end (a new head) and a short run's stay high on the right.
+        Legend::Best,
         series,
     )
 }
@@ -766,6 +825,36 @@ mod tests {
         // Many bins: exactly `bins` of them, whatever the rounding of the range.
         for bins in [3, 7, 10, 40, 97] {
             assert_eq!(bin_fractions(&[0.3], -0.1, 0.7, bins).len(), bins);
+        }
+    }
+
+    #[test]
+    fn the_training_legend_goes_where_the_curves_are_not() {
+        // A fine-tuning run's losses: they fall, then climb to the top right at the last steps
+        // (the shape that the upper-right legend used to cover), and the mirror image.
+        let records = |rising_end: bool| -> Vec<Record> {
+            (1..=200)
+                .map(|step| {
+                    let t = step as f64 / 200.0;
+                    let loss = if rising_end { 2.0 - 1.5 * t + 3.0 * (t - 0.8).max(0.0) * 8.0 } else { 0.5 + 2.0 * t * t };
+                    let mut r = Record::new();
+                    r.insert("step".into(), step.into());
+                    r.insert("loss".into(), loss.into());
+                    r.insert("softmax_loss".into(), (0.9 * loss).into());
+                    r
+                })
+                .collect()
+        };
+        let dir = std::env::temp_dir(); // no config.toml there: only the losses matter
+        for rising_end in [true, false] {
+            let figure = losses_figure(&records(rising_end), &dir);
+            assert_eq!(figure.legend, Legend::Best);
+            let upper_right = figure.points_under_legend(1.0, 0.0);
+            assert!(upper_right > 0, "the data reach the upper right corner here");
+            let chosen = figure.legend_position();
+            let (_, fx, fy) = LEGEND_PLACES.iter().find(|p| p.0 == chosen).expect("a listed place").clone();
+            assert_eq!(figure.points_under_legend(fx, fy), 0, "{chosen:?} covers curves");
+            assert_ne!(chosen, SeriesLabelPosition::UpperRight);
         }
     }
 

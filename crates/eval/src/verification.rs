@@ -82,6 +82,12 @@ pub struct VerificationReport {
     /// Whether each fold's features had the mean feature of the other folds' pairs subtracted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub subtract_mean: bool,
+    /// With `subtract_mean`: the mean feature over both images of every evaluated pair (each
+    /// fold's threshold was chosen on features less the mean of the other folds', which differs
+    /// from this one by a fold's share). `facerec compare` subtracts it before applying the
+    /// report's threshold, as the evaluation did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mean_feature: Vec<f64>,
     #[serde(deserialize_with = "nan::vec")]
     pub fold_accuracy: Vec<f64>,
     #[serde(deserialize_with = "nan::vec")]
@@ -249,17 +255,23 @@ fn centred_fold_scores(features: &Tensor, pairs: &[PairRef], folds: &[usize]) ->
     let x = to_array2::<f64>(&features.f_to_kind(Kind::Double)?)?;
     let mut out = Vec::with_capacity(folds.len());
     for &test in folds {
-        let mut sum = ndarray::Array1::<f64>::zeros(x.ncols());
-        let mut n = 0usize;
-        for p in pairs.iter().filter(|p| p.fold != test) {
-            sum += &x.row(p.a);
-            sum += &x.row(p.b);
-            n += 2;
-        }
-        let mean = sum / n.max(1) as f64;
+        let mean = pairs_mean(&x, pairs.iter().filter(|p| p.fold != test));
         out.push(cosine_of_rows(&(&x - &mean), pairs));
     }
     Ok(out)
+}
+
+/// The mean of the rows of `x` over both images of each of `pairs` (an image in several pairs
+/// counts several times).
+fn pairs_mean<'a>(x: &ndarray::Array2<f64>, pairs: impl Iterator<Item = &'a PairRef>) -> ndarray::Array1<f64> {
+    let mut sum = ndarray::Array1::<f64>::zeros(x.ncols());
+    let mut n = 0usize;
+    for p in pairs {
+        sum += &x.row(p.a);
+        sum += &x.row(p.b);
+        n += 2;
+    }
+    sum / n.max(1) as f64
 }
 
 /// For each fold of `folds`, the pairs' cosine scores after a PCA to `dims` dimensions fitted
@@ -461,11 +473,16 @@ pub fn verify(features: &Tensor, pairs: &[PairRef], folds: &[usize], scoring: Sc
     };
     let curve = roc(&scored, &same);
     let negatives = same.iter().filter(|&&s| !s).count();
+    let mean_feature = match subtract_mean {
+        true => pairs_mean(&to_array2::<f64>(&features.f_to_kind(Kind::Double)?)?, pairs.iter()).to_vec(),
+        false => Vec::new(),
+    };
     Ok(VerificationReport {
         folds: folds.iter().map(|f| f + 1).collect(),
         pairs: pairs.len(),
         pca,
         subtract_mean,
+        mean_feature,
         fold_accuracy,
         fold_threshold,
         accuracy_mean: mean,
@@ -494,6 +511,7 @@ mod tests {
             pairs: 2,
             pca: 0,
             subtract_mean: false,
+            mean_feature: Vec::new(),
             fold_accuracy: vec![1.0, f64::NAN],
             fold_threshold: vec![f64::NAN],
             accuracy_mean: 1.0,

@@ -54,7 +54,7 @@ pub struct Config {
     #[serde(default)]
     pub log: LogConfig,
     /// How the ranks of a multi-process run share the classifier (class sharding, Partial FC).
-    #[serde(default, skip_serializing_if = "ParallelConfig::is_default")]
+    #[serde(default)]
     pub parallel: ParallelConfig,
 }
 
@@ -105,7 +105,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self> {
         let err = |msg: String| ExperimentError::Config { path: path.to_path_buf(), msg };
         let config: Config = if overrides.is_empty() {
-            toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?
+            toml::from_str(text).map_err(|e| err(at_plug_key(text, &e).unwrap_or_else(|| e.to_string()).trim_end().to_owned()))?
         } else {
             let mut value: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
             let before = schedule_unit(&value);
@@ -129,9 +129,6 @@ impl Config {
         self.optim.validate()?;
         self.schedule.validate()?;
         self.parallel.validate()?;
-        if let Some(init) = self.model.init.as_ref().filter(|p| !p.exists()) {
-            return Err(format!("model.init: {} does not exist", init.display()));
-        }
         if self.checkpoint.keep == 0 {
             return Err("checkpoint.keep must be at least 1".into());
         }
@@ -162,6 +159,30 @@ impl Config {
         Ok(())
     }
 
+    /// Whether `[model] init` names a file that is there: checked when a run starts, not when
+    /// it resumes (its checkpoint holds the weights, and the file may be gone by then).
+    pub fn check_init(&self) -> std::result::Result<(), String> {
+        match self.model.init.as_ref().filter(|p| !p.exists()) {
+            Some(init) => Err(format!("model.init: {} does not exist", init.display())),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a run of this config can train and be evaluated on `world` ranks. An MNIST run
+    /// is scored by its classifier (test accuracy on the logits of every class), which no rank
+    /// of a class-sharded head holds: refused before the first step rather than after the last.
+    pub fn check_world(&self, world: usize) -> std::result::Result<(), String> {
+        if world > 1 && self.parallel.shard_head && matches!(self.data, DataConfig::Mnist(_)) {
+            return Err(format!(
+                "parallel.shard_head: an MNIST run is evaluated by its classifier's logits (test accuracy), and \
+                 with the classifier sharded over {world} ranks no rank has every class's logit; train it with \
+                 parallel.shard_head = false (the ranks then hold the whole classifier) or in one process. Face \
+                 runs, evaluated on features, shard"
+            ));
+        }
+        Ok(())
+    }
+
     /// The resolved config as TOML (what is written into the run directory).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialise config: {e}\n"))
@@ -188,6 +209,57 @@ impl Config {
             fingerprint: crc32fast::hash(fingerprint.as_bytes()),
         }
     }
+}
+
+/// toml's error `e` for `text`, pointed at the key it names when it names one inside a plug's
+/// table (`[loss]`, `[model.backbone]`, `[loss.head]`). Those tables are parsed through their
+/// registry after toml has read them, so toml's error points at the table's header; this finds
+/// the key (`unknown field `lambd``, or `lambda: ...`) in that table and renders the error as
+/// toml renders one at the key's line. `None` when the error is not of that kind.
+fn at_plug_key(text: &str, e: &toml::de::Error) -> Option<String> {
+    let span = e.span()?;
+    let message = e.message();
+    let key = match message.strip_prefix("unknown field `") {
+        Some(rest) => rest.split_once('`')?.0,
+        None => message.split_once(": ").map(|(k, _)| k).filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))?,
+    };
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let table = table_at(doc.get_ref(), &span)?;
+    let key_span = find_key(table, key.split('.').next_back().unwrap_or(key))?;
+    let (line, column) = (text[..key_span.start].matches('\n').count(), text[..key_span.start].rsplit('\n').next().unwrap_or("").chars().count());
+    let content = text.lines().nth(line).unwrap_or_default();
+    let gutter = " ".repeat((line + 1).to_string().len() + 1);
+    let carets = "^".repeat(key_span.len().clamp(1, content.chars().count().saturating_sub(column).max(1)));
+    Some(format!(
+        "TOML parse error at line {}, column {}\n{gutter}|\n{} | {content}\n{gutter}|{}{carets}\n{message}\n",
+        line + 1,
+        column + 1,
+        line + 1,
+        " ".repeat(column + 1)
+    ))
+}
+
+/// The table of `doc` (at any depth) that toml's error span `span` designates: the one whose
+/// span is `span`, else the one that starts where it does.
+fn table_at<'a, 'i>(doc: &'a toml::de::DeTable<'i>, span: &std::ops::Range<usize>) -> Option<&'a toml::de::DeTable<'i>> {
+    fn walk<'a, 'i>(t: &'a toml::de::DeTable<'i>, hit: &dyn Fn(&std::ops::Range<usize>) -> bool) -> Option<&'a toml::de::DeTable<'i>> {
+        t.values().find_map(|v| match v.get_ref() {
+            toml::de::DeValue::Table(inner) if hit(&v.span()) => Some(inner),
+            toml::de::DeValue::Table(inner) => walk(inner, hit),
+            _ => None,
+        })
+    }
+    walk(doc, &|s| s == span).or_else(|| walk(doc, &|s| s.start == span.start))
+}
+
+/// The span of `key` in `table` or in a table inside it.
+fn find_key(table: &toml::de::DeTable<'_>, key: &str) -> Option<std::ops::Range<usize>> {
+    table.iter().find(|(k, _)| k.get_ref() == key).map(|(k, _)| k.span()).or_else(|| {
+        table.values().find_map(|v| match v.get_ref() {
+            toml::de::DeValue::Table(inner) => find_key(inner, key),
+            _ => None,
+        })
+    })
 }
 
 /// Sets `a.b.c = value` in a TOML table; `value` is parsed as a TOML value, or taken as a
@@ -241,7 +313,8 @@ impl ConfigChange {
     /// run is described, logged, checkpointed and evaluated, and where it runs.
     /// (`parallel.shard_head` computes the same loss, sharded or not; `parallel.overlap` the same
     /// gradient sums.)
-    const FREE: [&'static str; 8] = ["description", "threads", "device", "log.", "checkpoint.", "eval.", "parallel.shard_head", "parallel.overlap"];
+    const FREE: [&'static str; 9] =
+        ["description", "threads", "device", "log.", "checkpoint.", "eval.", "parallel.shard_head", "parallel.overlap", "model.init"];
 
     /// Whether the change alters the training (the data, model, loss, optimiser or schedule).
     pub fn alters_training(&self) -> bool {
@@ -340,6 +413,44 @@ steps = 640
     fn error_of(overrides: &[&str]) -> String {
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
         Config::parse(MINIMAL, Path::new("x.toml"), &overrides).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_setting_turned_back_to_its_default_is_recorded_with_the_default() {
+        // Resolved configs spell out the defaults of [parallel], so a resume that turns
+        // shard_head off records `true -> false`, not `true -> (unset)`.
+        let with = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let mut text: toml::Table = toml::from_str(MINIMAL).unwrap();
+            for s in &sets {
+                apply_override(&mut text, s).unwrap();
+            }
+            // Parsed without validation (the data folder does not exist), then written back.
+            toml::from_str::<Config>(&toml::to_string(&text).unwrap()).unwrap().to_toml()
+        };
+        let changes = config_changes(&with(&["parallel.shard_head=true"]), &with(&[])).unwrap();
+        let shown: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["parallel.shard_head true -> false"]);
+        let changes = config_changes(&with(&["optim.backbone_lr_mult=0.1"]), &with(&[])).unwrap();
+        assert_eq!(changes[0].to.as_deref(), Some("1.0"), "{changes:?}");
+    }
+
+    #[test]
+    fn a_misspelt_key_inside_a_plug_table_is_reported_at_its_own_line() {
+        // Lines of MINIMAL: 1 is empty, [model.backbone] is 5, [loss] 7, lambda 8, alpha 9.
+        let cases = [
+            (MINIMAL.replace("alpha = 0.5", "alpah = 0.5"), "alpah", 9),
+            (MINIMAL.replace("name = \"lenet_pp\"", "name = \"lenet_pp\"\nfeature_dimm = 2"), "feature_dimm", 7),
+            (MINIMAL.replace("lambda = 0.01", "lambda = \"high\""), "lambda", 8),
+        ];
+        for (text, key, line) in cases {
+            let msg = Config::parse(&text, Path::new("x.toml"), &[]).unwrap_err().to_string();
+            assert!(msg.contains(&format!("at line {line}, column 1")), "{key}: {msg}");
+            assert!(msg.contains(&format!("{line} | {key} =")) && msg.contains(key), "{key}: {msg}");
+        }
+        // The same as a key of a plain section is reported: [optim] at its own line too.
+        let msg = Config::parse(&MINIMAL.replace("lr = 0.05", "lr = 0.05\nmomentun = 0.9"), Path::new("x.toml"), &[]).unwrap_err().to_string();
+        assert!(msg.contains("at line 12, column 1") && msg.contains("momentun"), "{msg}");
     }
 
     #[test]

@@ -117,6 +117,14 @@ impl Evaluators {
         self.list.is_empty()
     }
 
+    /// The LFW evaluation, if the run has one.
+    pub fn lfw(&self) -> Option<&LfwEval> {
+        self.list.iter().find_map(|e| match e {
+            Evaluation::Lfw(l) => Some(l.as_ref()),
+            _ => None,
+        })
+    }
+
     /// The LFW evaluation, for the run's report.
     pub fn lfw_mut(&mut self) -> Option<&mut LfwEval> {
         self.list.iter_mut().find_map(|e| match e {

@@ -13,7 +13,7 @@ use facerec_dist::{Backend, DistConfig, ProcessGroup};
 use facerec_eval::lfw::LfwReport;
 use facerec_model::device::DeviceChoice;
 use facerec_train::distributed::per_rank_batch;
-use facerec_train::{Evaluator, FitSummary, Observer, Outcome, TrainError, Trainer};
+use facerec_train::{Evaluator, FitSummary, Observer, Outcome, TrainConfig, TrainError, Trainer};
 
 use crate::config::{Config, ModelConfig};
 use crate::data::TrainSet;
@@ -64,6 +64,9 @@ pub enum TrainOutcome {
     Interrupted { step: usize, checkpoint: Option<PathBuf> },
     /// A rank other than 0 of a data-parallel run finished (rank 0 reports).
     OtherRank,
+    /// `--resume` of a run that had finished already (at `step`): nothing was done, no file
+    /// touched.
+    AlreadyFinished { run: RunDir, step: usize },
 }
 
 /// A finished run and its report.
@@ -83,10 +86,19 @@ pub enum RunReport {
 
 /// Trains as `request` says.
 pub fn train(request: &TrainRequest, hooks: &dyn RunHooks, observer: &mut dyn Observer) -> Result<TrainOutcome> {
-    let (config, dist) = load_config(request)?;
+    let (config, dist, device) = load_config(request)?;
     let main = dist.as_ref().is_none_or(|d| d.rank == 0);
     let run = run_dir(request, main)?;
-    let (mut trainer, train, mut evaluators) = build(&config, dist.as_ref(), request, &run, hooks)?;
+    if !(request.resume && !facerec_train::checkpoint::list(run.path()).is_empty()) {
+        config.check_init().map_err(|msg| ExperimentError::Config { path: request.config.clone(), msg })?;
+    }
+    let (mut trainer, train, mut evaluators) = build(&config, dist.as_ref(), device, request, &run, hooks)?;
+    if request.resume {
+        if let Some(step) = finished_at(&trainer, &train, &evaluators, &run)? {
+            return Ok(TrainOutcome::AlreadyFinished { run, step });
+        }
+    }
+    start_or_resume(&mut trainer, &config.model, &run, request.resume, request.allow_changes)?;
     hooks.trainer_ready(trainer.stop_flag()).map_err(|msg| ExperimentError::Run { path: run.path().to_path_buf(), msg })?;
 
     let summary = fit(&mut trainer, train, &mut evaluators, observer, &run)?;
@@ -111,21 +123,25 @@ pub fn train(request: &TrainRequest, hooks: &dyn RunHooks, observer: &mut dyn Ob
     Ok(TrainOutcome::Finished(Box::new(FinishedRun { run, summary, report })))
 }
 
-/// The config of `request` (its `--set`s applied) and the launch's variables when this process
-/// is a rank of a data-parallel run: the global batch checked to split over the ranks, the
-/// device the rank's own.
-fn load_config(request: &TrainRequest) -> Result<(Config, Option<DistConfig>)> {
+/// The config of `request` (its `--set`s applied), the launch's variables when this process
+/// is a rank of a data-parallel run, and the device this process trains on. A data-parallel
+/// run is checked here, before anything is written: the global batch must split over the
+/// ranks and the run's evaluation must be possible on them. The config keeps the device as
+/// written (`auto`): the rank's own device is not a setting of the run.
+fn load_config(request: &TrainRequest) -> Result<(Config, Option<DistConfig>, DeviceChoice)> {
     let dist = DistConfig::from_env().map_err(|e| ExperimentError::Config {
         path: request.config.clone(),
         msg: format!("reading the distributed launch variables: {e}"),
     })?;
-    let mut config = Config::load(&request.config, &request.sets)?;
+    let config = Config::load(&request.config, &request.sets)?;
+    let mut device = config.device;
     if let Some(d) = &dist {
-        per_rank_batch(config.optim.batch_size, d.world_size)
-            .map_err(|msg| ExperimentError::Config { path: request.config.clone(), msg })?;
-        config.device = rank_device(config.device, d.local_rank).map_err(|msg| ExperimentError::Config { path: request.config.clone(), msg })?;
+        let bad = |msg: String| ExperimentError::Config { path: request.config.clone(), msg };
+        per_rank_batch(config.optim.batch_size, d.world_size).map_err(bad)?;
+        config.check_world(d.world_size).map_err(bad)?;
+        device = rank_device(config.device, d.local_rank).map_err(bad)?;
     }
-    Ok((config, dist))
+    Ok((config, dist, device))
 }
 
 /// The run directory, checked for an earlier run (emptied of it with `overwrite`) by the
@@ -151,6 +167,7 @@ fn run_dir(request: &TrainRequest, main: bool) -> Result<RunDir> {
 fn build(
     config: &Config,
     dist: Option<&DistConfig>,
+    device: DeviceChoice,
     request: &TrainRequest,
     run: &RunDir,
     hooks: &dyn RunHooks,
@@ -158,7 +175,7 @@ fn build(
     // Rank 0 opens the data first (it may build the crop caches); the others join the group,
     // which waits for rank 0, and then find the caches ready.
     let join = |d: &DistConfig| -> Result<ProcessGroup> {
-        let backend = Backend::for_device(config.device.resolve()?);
+        let backend = Backend::for_device(device.resolve()?);
         ProcessGroup::new(d, backend).map_err(|e| ExperimentError::Config {
             path: request.config.clone(),
             msg: format!("joining the {} process group: {e}", backend.name()),
@@ -173,23 +190,50 @@ fn build(
     if let Some(d) = dist.filter(|d| d.rank == 0) {
         group = Some(join(d)?);
     }
-    let (train_config, classes) = (config.train_config(), train.source.num_classes());
-    let mut trainer = match group {
+    let (train_config, classes) = (TrainConfig { device, ..config.train_config() }, train.source.num_classes());
+    let trainer = match group {
         Some(group) => Trainer::distributed(train_config, run.path(), classes, group)?,
         None => Trainer::new(train_config, run.path(), classes)?,
     };
-    init_backbone(&mut trainer, &config.model)?;
-    if request.resume {
-        match provenance::resume(&mut trainer, run, request.allow_changes)? {
-            Some(path) => tracing::info!("resuming from {}", path.display()),
-            None => tracing::warn!("no checkpoint in {}: starting from scratch", run.path().display()),
-        }
-    }
     Ok((trainer, train, evaluators))
 }
 
-/// Starts the backbone of a new `trainer` from the weights `[model] init` names, if any (a
-/// resume then replaces them with the checkpoint's).
+/// The step a finished run ended at, when `run` holds one: its newest checkpoint is at the
+/// schedule's last step, and the model and the report it ends with are written. (A run that
+/// trained to the end but whose last evaluation or report failed is not finished: a resume
+/// evaluates and reports it.) Reads nothing but the names of the files.
+fn finished_at(trainer: &Trainer, train: &TrainSet, evaluators: &Evaluators, run: &RunDir) -> Result<Option<usize>> {
+    let Some(&(step, _)) = facerec_train::checkpoint::list(run.path()).first() else { return Ok(None) };
+    let (_, total, _) = trainer.plan(train.source.len())?;
+    let report = if evaluators.lfw().is_some() {
+        run.lfw_report()
+    } else if evaluators.mnist().is_some() {
+        run.mnist_report()
+    } else {
+        run.model()
+    };
+    Ok((step >= total && run.model().is_file() && report.is_file()).then_some(step))
+}
+
+/// Readies a new `trainer`: with `resume`, continues the newest checkpoint of `run` (see
+/// [`provenance::resume`]), whose weights make `[model] init` irrelevant: the file is not read
+/// (it may be gone). Otherwise, or when there is no checkpoint yet, the backbone starts from
+/// `[model] init` when given. Returns the checkpoint resumed from.
+pub fn start_or_resume(trainer: &mut Trainer, model: &ModelConfig, run: &RunDir, resume: bool, allow_changes: bool) -> Result<Option<PathBuf>> {
+    let resumed = match resume {
+        true => provenance::resume(trainer, run, allow_changes)?,
+        false => None,
+    };
+    if resumed.is_none() {
+        if resume {
+            tracing::warn!("no checkpoint in {}: starting from scratch", run.path().display());
+        }
+        init_backbone(trainer, model)?;
+    }
+    Ok(resumed)
+}
+
+/// Starts the backbone of a new `trainer` from the weights `[model] init` names, if any.
 pub fn init_backbone(trainer: &mut Trainer, model: &ModelConfig) -> Result<()> {
     if let Some(init) = &model.init {
         let weights = facerec_model::import::read_weights(init)?;
@@ -253,7 +297,7 @@ fn report(
     let (lambda, alpha) = (setting("lambda"), setting("alpha"));
     // Center loss names its classification loss `head`; the other losses are their own.
     let head = config.loss.setting("head").and_then(|h| h.get("name")).and_then(toml::Value::as_str).unwrap_or(config.loss.name());
-    let update = config.loss.setting("update").and_then(toml::Value::as_str).map(|u| format!(", {u} update")).unwrap_or_default();
+    let update = config.loss.setting("update").and_then(toml::Value::as_str).filter(|u| *u != "paper").map(|u| format!(", {u} update")).unwrap_or_default();
     let title = match (lambda, alpha) {
         (Some(lambda), Some(alpha)) if lambda > 0.0 => format!("{head} + center loss (lambda {lambda}, alpha {alpha}{update}): test features"),
         (Some(lambda), None) if lambda > 0.0 => format!("{head} + center loss (lambda {lambda}{update}): test features"),

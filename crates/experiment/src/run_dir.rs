@@ -32,6 +32,31 @@ impl RunDir {
         RunDir { dir: dir.into() }
     }
 
+    /// The run a model belongs to: `RUN` for `RUN/model.safetensors`, or for `RUN` itself,
+    /// when `RUN/config.toml` is there (a model file elsewhere is a bare model).
+    pub fn of_model(model: &Path) -> Option<RunDir> {
+        let dir = match model.is_dir() {
+            true => model,
+            false if model.file_name().is_some_and(|n| n == files::MODEL) => model.parent()?,
+            false => return None,
+        };
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+        dir.join(files::CONFIG).is_file().then(|| RunDir::new(dir))
+    }
+
+    /// Where the evaluation reports of the model at `model` go (`facerec eval --model`), and
+    /// where `facerec compare --model` finds the threshold: the run directory of a run's model
+    /// ([`RunDir::of_model`]), else `<stem>_eval/` beside a bare model file
+    /// (`models/mfn.safetensors` -> `models/mfn_eval/`), never the current directory.
+    pub fn model_reports(model: &Path) -> PathBuf {
+        if let Some(run) = RunDir::of_model(model) {
+            return run.dir;
+        }
+        let file = if model.is_dir() { model.join(files::MODEL) } else { model.to_path_buf() };
+        let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        file.with_file_name(format!("{stem}_eval"))
+    }
+
     /// `runs/<name>`, the name being `name` or the config file's stem.
     pub fn for_config(config_path: &Path, name: Option<&str>) -> Self {
         let stem = name

@@ -344,3 +344,72 @@ fn resume_drops_the_tensorboard_events_past_the_checkpoint() -> Result {
     }
     Ok(())
 }
+
+/// An evaluator that fails at every call after its first `ok` ones, counting its calls.
+struct FailingAfter {
+    ok: usize,
+    calls: usize,
+}
+
+impl facerec_train::Evaluator for FailingAfter {
+    fn evaluate(&mut self, _model: &facerec_train::ModelParts<'_>) -> facerec_train::Result<Vec<(String, f64)>> {
+        self.calls += 1;
+        match self.calls > self.ok {
+            true => Err(TrainError::Evaluation("the test set is unreadable".into())),
+            false => Ok(vec![("score".into(), 1.0)]),
+        }
+    }
+}
+
+/// An evaluation that fails never costs the training before it: the weights are saved (a
+/// checkpoint, and at the end of the run the model) before the error, which says where.
+#[test]
+fn a_failing_evaluation_keeps_the_weights_it_could_not_score() -> Result {
+    // Evaluated at the end only (the period is past the run's 32 steps), and failing there.
+    let dir = tempfile::tempdir()?;
+    let cfg = config("[eval]\nevery_steps = 1000")?;
+    let data = cfg.data.open_train()?;
+    let mut trainer = facerec_train::Trainer::new(cfg.train_config(), dir.path(), data.source.num_classes())?;
+    let mut failing = FailingAfter { ok: 0, calls: 0 };
+    let err = trainer.fit(data.source.clone(), data.flip, Some(&mut failing), &mut ()).unwrap_err().to_string();
+    let last = checkpoint::path(dir.path(), 32);
+    assert!(last.is_file() && dir.path().join("model.safetensors").is_file(), "the trained weights were lost: {err}");
+    assert!(err.contains("unreadable") && err.contains(&last.display().to_string()) && err.contains("model.safetensors"), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    // Mid-run (every 7 steps, the second evaluation fails at step 14; checkpoints every 5):
+    // step 14's weights are saved, the model is not written (the run did not end).
+    let dir = tempfile::tempdir()?;
+    let cfg = config("[eval]\nevery_steps = 7")?;
+    let mut trainer = facerec_train::Trainer::new(cfg.train_config(), dir.path(), data.source.num_classes())?;
+    let mut failing = FailingAfter { ok: 1, calls: 0 };
+    let err = trainer.fit(data.source, data.flip, Some(&mut failing), &mut ()).unwrap_err().to_string();
+    assert_eq!(checkpoint::list(dir.path())[0].0, 14, "{err}");
+    assert!(!dir.path().join("model.safetensors").exists());
+    assert!(err.contains(&checkpoint::path(dir.path(), 14).display().to_string()) && !err.contains("model.safetensors"), "{err}");
+    Ok(())
+}
+
+/// `[model] init` starts a run; a resume takes the weights from its checkpoint and neither
+/// reads the file (it may be gone) nor counts dropping the key as a change of training.
+#[test]
+fn model_init_is_not_read_again_on_resume() -> Result {
+    let (first, run) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    train(config("")?, first.path(), None, false)?;
+    let init = first.path().join("init.safetensors");
+    std::fs::rename(first.path().join("model.safetensors"), &init)?;
+    let mut with_init = config("")?;
+    with_init.model.init = Some(init.clone());
+    assert_eq!(train(with_init.clone(), run.path(), Some(10), false)?, Outcome::Interrupted);
+    std::fs::remove_file(&init)?;
+    // The config still names the file that is gone: resumed from the checkpoint all the same.
+    assert_eq!(train(with_init.clone(), run.path(), Some(20), true)?, Outcome::Interrupted);
+    // Without the key (and without allowing changes): resumed, the change recorded as free.
+    assert_eq!(train(config("")?, run.path(), None, true)?, Outcome::Finished);
+    let changes = std::fs::read_to_string(run.path().join("changes.jsonl"))?;
+    assert!(changes.contains("\"key\":\"model.init\"") && changes.contains("\"step\":20"), "{changes}");
+    // A run that starts with the file gone is an error naming it.
+    let fresh = tempfile::tempdir()?;
+    let err = train(with_init, fresh.path(), None, false).unwrap_err().to_string();
+    assert!(err.contains(&init.display().to_string()), "{err}");
+    Ok(())
+}

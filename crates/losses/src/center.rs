@@ -87,12 +87,6 @@ pub enum CenterUpdate {
     Sgd,
 }
 
-impl CenterUpdate {
-    fn is_paper(&self) -> bool {
-        *self == CenterUpdate::Paper
-    }
-}
-
 /// A center update with its numbers, as [`CenterLoss`] applies it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CenterRule {
@@ -130,7 +124,7 @@ pub struct JointCenterConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
     /// How the centers move: `"paper"` (the default), `"caffe"` or `"sgd"`.
-    #[serde(default, skip_serializing_if = "CenterUpdate::is_paper")]
+    #[serde(default)]
     pub update: CenterUpdate,
     /// `update = "caffe"`: the center table's learning rate over the solver's (caffe's
     /// `lr_mult`; default 1).

@@ -87,7 +87,7 @@ pub struct OptimConfig {
     /// The backbone's learning rate as a multiple of `lr` (the loss's classifier and other
     /// parameters move at `lr`): below 1 to fine-tune a pretrained backbone under a new head,
     /// 0 to freeze it (its BatchNorm statistics still follow the data).
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(default = "one")]
     pub backbone_lr_mult: f64,
     /// P x K batches: K images of each of `batch_size / K` distinct identities per batch, for
     /// losses that need several images of an identity in a batch (contrastive loss; center
@@ -98,10 +98,6 @@ pub struct OptimConfig {
 
 fn one() -> f64 {
     1.0
-}
-
-fn is_one(x: &f64) -> bool {
-    *x == 1.0
 }
 
 fn default_momentum() -> f64 {
@@ -142,20 +138,16 @@ pub struct ParallelConfig {
     pub shard_head: bool,
     /// Partial FC (with `shard_head`): the share of each rank's classes a step uses, the batch's
     /// own classes always among them; 1 uses them all (exact softmax).
-    #[serde(default = "default_sample_rate", skip_serializing_if = "is_one")]
+    #[serde(default = "default_sample_rate")]
     pub sample_rate: f64,
     /// Average the gradients bucket by bucket during the backward pass, as they become ready
     /// (PyTorch DDP's overlap), rather than in one pass after it. The same sums either way.
-    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    #[serde(default = "default_true")]
     pub overlap: bool,
 }
 
 fn default_true() -> bool {
     true
-}
-
-fn is_true(b: &bool) -> bool {
-    *b
 }
 
 fn default_sample_rate() -> f64 {
@@ -177,11 +169,6 @@ impl ParallelConfig {
             return Err("parallel.sample_rate samples the classes of a sharded classifier: set parallel.shard_head = true".into());
         }
         Ok(())
-    }
-
-    /// Whether the defaults are kept (the section is then left out of resolved configs).
-    pub fn is_default(&self) -> bool {
-        *self == ParallelConfig::default()
     }
 }
 

@@ -534,16 +534,11 @@ impl Trainer {
                 self.end_epoch(&mut run, evaluator.as_deref_mut(), observer)?;
             }
         }
-        // The run ends evaluated and saved at its last step, whatever the period.
+        // The run ends saved and evaluated at its last step, whatever the periods: the weights
+        // first, so that no failure of the last evaluation (or of the report after it) loses them.
+        self.keep_weights(&mut run)?;
         if self.config.evaluate != Every::Never && run.evaluated_at != Some(self.state.step) {
-            self.evaluate(evaluator, observer)?;
-        }
-        if run.saved_at != Some(self.state.step) {
-            run.last_checkpoint = Some(self.save_checkpoint()?);
-        }
-        self.replicas.barrier(self.state.step)?;
-        if self.is_main() {
-            self.export_backbone(&self.run_dir.join(run_files::MODEL))?;
+            self.evaluate_or_keep(&mut run, evaluator, observer)?;
         }
         Ok(self.summary(Outcome::Finished, run))
     }
@@ -601,8 +596,9 @@ impl Trainer {
             loader,
             log_every: self.config.log.interval(total),
             evaluated_at: None,
-            saved_at: None,
-            last_checkpoint: None,
+            // A resumed run starts at its checkpoint's step: that one is saved already.
+            saved_at: (self.state.step > 0).then_some(self.state.step),
+            last_checkpoint: (self.state.step > 0).then(|| checkpoint::path(&self.run_dir, self.state.step)),
             train_time: Duration::ZERO,
             wait_time: Duration::ZERO,
         })
@@ -618,8 +614,7 @@ impl Trainer {
             self.log_step(stats, announce)?;
         }
         if self.config.evaluate.after_step(step) {
-            self.evaluate(evaluator, observer)?;
-            run.evaluated_at = Some(step);
+            self.evaluate_or_keep(run, evaluator, observer)?;
         }
         if self.config.checkpoint.every().after_step(step) {
             run.last_checkpoint = Some(self.save_checkpoint()?);
@@ -641,8 +636,7 @@ impl Trainer {
     /// `metrics.jsonl`, the next epoch's counters, and its checkpoint (when saving per epoch).
     fn end_epoch(&mut self, run: &mut FitRun, evaluator: Option<&mut (dyn Evaluator + '_)>, observer: &mut dyn Observer) -> Result<()> {
         if self.config.evaluate == Every::Epoch && run.evaluated_at != Some(self.state.step) {
-            self.evaluate(evaluator, observer)?;
-            run.evaluated_at = Some(self.state.step);
+            self.evaluate_or_keep(run, evaluator, observer)?;
         }
         self.log_epoch()?;
         self.state.epoch += 1;
@@ -879,6 +873,43 @@ impl Trainer {
             log.write(&record(&fields))?;
         }
         Ok(())
+    }
+
+    /// The weights of the last step in a checkpoint (unless it is saved already) and, at the
+    /// end of the run, in `model.safetensors`.
+    fn keep_weights(&mut self, run: &mut FitRun) -> Result<()> {
+        let step = self.state.step;
+        if run.saved_at != Some(step) {
+            run.last_checkpoint = Some(self.save_checkpoint()?);
+            run.saved_at = Some(step);
+        }
+        if step >= run.total {
+            self.replicas.barrier(step)?;
+            if self.is_main() {
+                self.export_backbone(&self.run_dir.join(run_files::MODEL))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Trainer::evaluate`]; when it fails, the weights are kept ([`Trainer::keep_weights`])
+    /// before the error returns, naming where they are: an evaluation that cannot run never
+    /// costs the training before it.
+    fn evaluate_or_keep(&mut self, run: &mut FitRun, evaluator: Option<&mut (dyn Evaluator + '_)>, observer: &mut dyn Observer) -> Result<()> {
+        let step = self.state.step;
+        let Err(e) = self.evaluate(evaluator, observer) else {
+            run.evaluated_at = Some(step);
+            return Ok(());
+        };
+        let kept = match self.keep_weights(run) {
+            Ok(()) => {
+                let model = if step >= run.total { format!(" and {}", self.run_dir.join(run_files::MODEL).display()) } else { String::new() };
+                let ck = run.last_checkpoint.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+                format!("the weights of step {step} are saved in {ck}{model}; mend the cause and run again with --resume")
+            }
+            Err(save) => format!("saving the weights of step {step} failed too: {save}"),
+        };
+        Err(TrainError::Evaluation(format!("{}; {kept}", e.to_string().trim_start_matches("evaluation failed: "))))
     }
 
     fn evaluate(&mut self, evaluator: Option<&mut (dyn Evaluator + '_)>, observer: &mut dyn Observer) -> Result<()> {

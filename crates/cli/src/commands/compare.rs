@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 use facerec_data::align::Template;
 use facerec_data::image_io::read_rgb;
@@ -15,6 +15,8 @@ use facerec_model::device::DeviceChoice;
 use facerec_eval::features::embed_batch;
 use facerec_model::saved::{backbone_file, load_backbone};
 use serde::{Deserialize, Serialize};
+
+use facerec_experiment::RunDir;
 
 use crate::faces::{detect_and_align, load_detector, WEIGHTS_HELP};
 use crate::outcome::EXIT_DIFFERENT;
@@ -39,8 +41,8 @@ pub struct CompareArgs {
     /// Decision threshold on the cosine similarity [default: from the run's lfw_report.json].
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f64>,
-    /// An LFW report to take the threshold from [default: lfw_report.json of the run, beside
-    /// the model file].
+    /// An LFW report to take the threshold from [default: lfw_report.json of the run, or of
+    /// <stem>_eval/ beside a model file outside a run, where `facerec eval --model` writes it].
     /// The features are then computed as that evaluation computed them (with the mirror or not).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -70,6 +72,8 @@ struct Verdict<'a> {
     threshold_from: String,
     /// Whether the features include the mirror images'.
     flip: bool,
+    /// Whether the report's mean feature was subtracted before the cosine.
+    mean_subtracted: bool,
     same: bool,
 }
 
@@ -84,12 +88,27 @@ struct ReportThresholds {
 #[derive(Deserialize)]
 struct FoldThresholds {
     pca: usize,
+    #[serde(default)]
+    subtract_mean: bool,
+    #[serde(default)]
+    mean_feature: Vec<f64>,
     fold_threshold: Vec<Option<f64>>,
 }
 
-/// The threshold the LFW evaluation chose (mean over folds) and whether its features include
-/// the mirror's, refusing a PCA-based threshold or one for features computed elsewhere.
-fn report_threshold(path: &Path) -> anyhow::Result<(f64, bool)> {
+/// How a report's evaluation scored a pair, which `compare` repeats on its two faces.
+struct ReportScoring {
+    /// The mean over folds of the folds' thresholds.
+    threshold: f64,
+    /// Features of image and mirror concatenated.
+    flip: bool,
+    /// The mean feature subtracted before the cosine (`eval --subtract-mean`), if any.
+    mean: Option<Vec<f64>>,
+}
+
+/// The threshold the LFW evaluation chose (mean over folds), whether its features include the
+/// mirror's and the mean feature it subtracted; a PCA-based threshold, one for features
+/// computed elsewhere or one of mean-subtracted scores without the mean are refused.
+fn report_threshold(path: &Path) -> anyhow::Result<ReportScoring> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: no LFW report to take a threshold from (pass --threshold)", path.display()))?;
     let r: ReportThresholds =
@@ -104,11 +123,20 @@ fn report_threshold(path: &Path) -> anyhow::Result<(f64, bool)> {
             path.display()
         );
     };
+    let mean = match (r.verification.subtract_mean, r.verification.mean_feature) {
+        (false, _) => None,
+        (true, m) if m.is_empty() => bail!(
+            "{}: its thresholds are for features less their mean, which the report does not hold (written by an \
+             older facerec: evaluate the model again with facerec eval --subtract-mean); pass --threshold",
+            path.display()
+        ),
+        (true, m) => Some(m),
+    };
     let ts: Vec<f64> = r.verification.fold_threshold.into_iter().flatten().collect();
     if ts.is_empty() {
         bail!("{}: no fold thresholds in the report", path.display());
     }
-    Ok((ts.iter().sum::<f64>() / ts.len() as f64, flip))
+    Ok(ReportScoring { threshold: ts.iter().sum::<f64>() / ts.len() as f64, flip, mean })
 }
 
 /// Compares the two faces, prints the verdict and returns the exit code: 0 for the same
@@ -116,8 +144,8 @@ fn report_threshold(path: &Path) -> anyhow::Result<(f64, bool)> {
 pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
     let device = args.device.resolve()?;
     let model = backbone_file(&args.model);
-    let (threshold, flip, threshold_from) = match args.threshold {
-        Some(t) => (t, !args.no_flip, "--threshold".to_owned()),
+    let (scoring, threshold_from) = match args.threshold {
+        Some(threshold) => (ReportScoring { threshold, flip: !args.no_flip, mean: None }, "--threshold".to_owned()),
         None => {
             let report = match &args.report {
                 Some(r) => r.clone(),
@@ -126,19 +154,20 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
                     if !model.is_file() {
                         bail!("{}: no such model file (--model takes a run directory or its model.safetensors)", model.display());
                     }
-                    model.with_file_name(facerec_core::run_files::LFW_REPORT)
+                    RunDir::model_reports(&args.model).join(facerec_core::run_files::LFW_REPORT)
                 }
             };
-            let (t, flip) = report_threshold(&report)?;
-            if args.no_flip && flip {
+            let scoring = report_threshold(&report)?;
+            if args.no_flip && scoring.flip {
                 bail!(
                     "{}: its threshold is for features of image and mirror; drop --no-flip or pass --threshold",
                     report.display()
                 );
             }
-            (t, flip, report.display().to_string())
+            (scoring, report.display().to_string())
         }
     };
+    let ReportScoring { threshold, flip, mean } = scoring;
     let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
     let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
     let detector = load_detector(args.weights.as_deref(), Device::Cpu)?;
@@ -148,21 +177,36 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
         let crop = detect_and_align(&detector, &read_rgb(path)?, template, path)?;
         let x = crops_to_tensor(&[crop], h as usize, w as usize)?; // [1, 3, h, w]
         // The image's features, then (with `flip`) its mirror's, as the LFW protocol takes them.
-        embeddings.push(embed_batch(loaded.backbone.as_ref(), &x, flip, device)?.f_to_kind(Kind::Double)?);
+        let e = embed_batch(loaded.backbone.as_ref(), &x, flip, device)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?;
+        // Less the evaluation's mean feature, when its threshold was chosen on centred features.
+        embeddings.push(match &mean {
+            Some(m) if m.len() as i64 != e.size()[1] => bail!(
+                "{threshold_from}: its mean feature has {} numbers but this model's features have {}: the report is of another model",
+                m.len(),
+                e.size()[1]
+            ),
+            Some(m) => e.f_sub(&Tensor::from_slice(m).f_unsqueeze(0)?)?,
+            None => e,
+        });
     }
     let (a, b) = (&embeddings[0], &embeddings[1]);
     let cos = f64::try_from(a.f_mul(b)?.f_sum(Kind::Double)?)?
         / (f64::try_from(a.f_norm()?)? * f64::try_from(b.f_norm()?)?).max(1e-12);
     let same = cos >= threshold;
     if args.json {
-        let verdict = Verdict { a: &args.a, b: &args.b, cosine: cos, threshold, threshold_from, flip, same };
+        let verdict = Verdict { a: &args.a, b: &args.b, cosine: cos, threshold, threshold_from, flip, mean_subtracted: mean.is_some(), same };
         println!("{}", serde_json::to_string(&verdict)?);
     } else {
         println!(
             "cosine similarity {cos:.4} {} threshold {threshold:.4}: {} ({})",
             if same { ">=" } else { "<" },
             if same { "same person" } else { "different people" },
-            if flip { "features of image and mirror" } else { "features of the image alone" }
+            match (flip, mean.is_some()) {
+                (true, false) => "features of image and mirror",
+                (false, false) => "features of the image alone",
+                (true, true) => "features of image and mirror, less the evaluation's mean feature",
+                (false, true) => "features of the image alone, less the evaluation's mean feature",
+            }
         );
     }
     Ok(if same { 0 } else { EXIT_DIFFERENT })

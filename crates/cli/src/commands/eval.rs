@@ -65,8 +65,9 @@ pub struct EvalArgs {
     pub identification: bool,
     /// Where to write lfw_report.json and the plots [default: the run directory when the
     /// settings are the run's own, RUN/eval_<what differs> (e.g. eval_pca64) when they are not,
-    /// so the run's report stays; without a run, the current directory; with --features or
-    /// --bin, only when given].
+    /// so the run's report stays (also for a run's model given as --model); for a model file
+    /// outside a run, <stem>_eval/ beside it (models/m.safetensors -> models/m_eval/), where
+    /// `facerec compare --model` looks; with --features or --bin, only when given].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// "auto", "cpu", "cuda" or "cuda:N".
@@ -129,7 +130,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     let out = match (&args.out, &args.run) {
         (Some(out), _) => out.clone(),
         (None, Some(run)) => reevaluation_dir(run, trained_with, &lfw),
-        (None, None) => PathBuf::from("."),
+        (None, None) => model_reports(&model_path, &lfw),
     };
     report.write(&out, &run_name(&model_path))?;
     print_report(&report, &out);
@@ -227,9 +228,25 @@ fn reevaluation_dir(run: &Path, trained_with: Option<&LfwEvalConfig>, now: &LfwE
     }
 }
 
-/// The name plots give a model: its run directory's.
+/// Where `facerec eval --model FILE` writes without `--out`: beside a model file outside a run
+/// ([`RunDir::model_reports`], where `facerec compare` looks), and for a run's model beside
+/// the run's report as `facerec eval RUN` would with these settings, never over it.
+fn model_reports(model: &Path, now: &LfwEvalConfig) -> PathBuf {
+    let Some(run) = RunDir::of_model(model) else { return RunDir::model_reports(model) };
+    let trained_with = Config::load(&run.config(), &[]).ok().and_then(|c| c.eval.lfw);
+    match trained_with {
+        Some(then) => reevaluation_dir(run.path(), Some(&then), now),
+        None => run.eval_dir("lfw"),
+    }
+}
+
+/// The name plots give a model: its run directory's, or a bare model file's stem.
 fn run_name(model_path: &Path) -> String {
-    model_path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    if let Some(run) = RunDir::of_model(model_path) {
+        return std::fs::canonicalize(run.path()).map(|p| RunDir::new(p).name()).unwrap_or_else(|_| run.name());
+    }
+    let named = if model_path.is_dir() { model_path.file_name() } else { model_path.file_stem() };
+    named.map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig, out: Option<&Path>) -> anyhow::Result<()> {

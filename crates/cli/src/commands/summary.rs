@@ -104,7 +104,7 @@ struct FaceRow {
     alpha: f64,
     seed: u64,
     /// LFW accuracy, AUC, TAR at FAR 1e-3, rank-1.
-    values: [f64; 4],
+    values: [Measure; 4],
     accuracy_std: f64,
 }
 
@@ -127,10 +127,10 @@ impl FaceRow {
             alpha: config.loss.setting("alpha").and_then(toml::Value::as_float).unwrap_or(f64::NAN),
             seed: config.seed,
             values: [
-                100.0 * v.accuracy_mean,
-                100.0 * v.auc,
-                100.0 * v.resolved_tar(1e-3).unwrap_or(f64::NAN),
-                100.0 * report.identification.as_ref().map_or(f64::NAN, |i| i.rank1),
+                Measure::Percent(100.0 * v.accuracy_mean),
+                Measure::Percent(100.0 * v.auc),
+                v.resolved_tar(1e-3).map_or(Measure::NotResolved, |t| Measure::Percent(100.0 * t)),
+                report.identification.as_ref().map_or(Measure::NotMeasured, |i| Measure::Percent(100.0 * i.rank1)),
             ],
             accuracy_std: 100.0 * v.accuracy_std,
         })
@@ -143,11 +143,49 @@ impl FaceRow {
             setting_cell(self.lambda),
             setting_cell(self.alpha),
             self.seed.to_string(),
-            format!("{:.2} ± {:.2}", self.values[0], self.accuracy_std),
-            format!("{:.2}", self.values[1]),
-            format!("{:.2}", self.values[2]),
-            format!("{:.2}", self.values[3]),
+            match self.values[0] {
+                Measure::Percent(acc) => format!("{acc:.2} ± {:.2}", self.accuracy_std),
+                other => other.cell(),
+            },
+            self.values[1].cell(),
+            self.values[2].cell(),
+            self.values[3].cell(),
         ]
+    }
+}
+
+/// A number of a face report as the tables show it: a percentage, or what the report says
+/// instead of one (never NaN).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Measure {
+    Percent(f64),
+    /// A TAR at a FAR below what the report's different-person pairs can measure.
+    NotResolved,
+    /// Not in the report (identification was not asked for).
+    NotMeasured,
+}
+
+impl Measure {
+    fn cell(self) -> String {
+        match self {
+            Measure::Percent(v) if v.is_finite() => format!("{v:.2}"),
+            Measure::Percent(_) | Measure::NotMeasured => "-".into(),
+            Measure::NotResolved => "not resolved".into(),
+        }
+    }
+
+    /// Mean ± sample standard deviation over seeds; what the runs say instead when any of
+    /// them has no number (an average of the runs that have one would hide the others).
+    fn over_seeds(group: &[Measure]) -> String {
+        let values: Option<Vec<f64>> = group.iter().map(|m| if let Measure::Percent(v) = m { Some(*v) } else { None }).collect();
+        match values {
+            Some(v) => {
+                let (m, s) = mean_std(v.into_iter());
+                format!("{m:.2} ± {s:.2}")
+            }
+            None if group.contains(&Measure::NotResolved) => "not resolved".into(),
+            None => "-".into(),
+        }
     }
 }
 
@@ -201,8 +239,7 @@ fn seed_cells(group: &[&FaceRow]) -> Vec<String> {
         format!("{} seeds", group.len()),
     ];
     for i in 0..4 {
-        let (m, s) = mean_std(group.iter().map(|r| r.values[i]));
-        cells.push(format!("{m:.2} ± {s:.2}"));
+        cells.push(Measure::over_seeds(&group.iter().map(|r| r.values[i]).collect::<Vec<_>>()));
     }
     cells
 }

@@ -74,6 +74,17 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<()> {
             Err(Interrupted.into()) // exit code 130
         }
         TrainOutcome::OtherRank => Ok(()),
+        TrainOutcome::AlreadyFinished { run, step } => {
+            let rank0 = facerec_dist::DistConfig::from_env().ok().flatten().is_none_or(|d| d.rank == 0);
+            if rank0 {
+                println!(
+                    "{}: finished already (step {step}); nothing to do, nothing written. To train it further, raise \
+                     schedule.steps or schedule.epochs with --resume --allow-changes; to start again, --overwrite",
+                    run.path().display()
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use facerec_experiment::{provenance, Config, RunDir};
+use facerec_experiment::{Config, RunDir};
 use facerec_train::{Observer, Outcome, StepStats, Trainer};
 
 pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -83,9 +83,9 @@ pub fn train(config: &Config, run: &Path, stop_at: Option<usize>, resume: bool) 
     }
     let data = config.data.open_train()?;
     let mut trainer = Trainer::new(config.train_config(), run, data.source.num_classes())?;
-    facerec_experiment::run::init_backbone(&mut trainer, &config.model)?;
-    if resume {
-        provenance::resume(&mut trainer, &RunDir::new(run), false)?.ok_or("no checkpoint to resume")?;
+    let resumed = facerec_experiment::run::start_or_resume(&mut trainer, &config.model, &RunDir::new(run), resume, false)?;
+    if resume && resumed.is_none() {
+        return Err("no checkpoint to resume".into());
     }
     let mut obs = StopAt(stop_at, trainer.stop_flag());
     Ok(trainer.fit(data.source, data.flip, None, &mut obs)?.outcome)
