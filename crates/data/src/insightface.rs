@@ -26,7 +26,7 @@ use tch::Tensor;
 use crate::error::{DataError, Result};
 use crate::image_io::decode_rgb;
 use crate::loader::Source;
-use crate::normalize::normalize_pixel;
+use crate::normalize::PixelNorm;
 use serde::ser::{Serialize, Serializer};
 use serde_pickle::Value;
 
@@ -283,6 +283,7 @@ pub fn aligned_jpegs(
 pub struct RecordIoSource {
     rec: RecordIo,
     shape: [i64; 3],
+    norm: PixelNorm,
 }
 
 impl RecordIoSource {
@@ -294,7 +295,12 @@ impl RecordIoSource {
         let (bytes, _) = rec.image(0)?;
         let img = decode_rgb(&bytes, &rec.rec_path)?;
         let shape = [3, i64::from(img.height()), i64::from(img.width())];
-        Ok(RecordIoSource { rec, shape })
+        Ok(RecordIoSource { rec, shape, norm: PixelNorm::CAFFE_FACE })
+    }
+
+    /// The source with its batches normalised by `norm` (the model's).
+    pub fn with_norm(self, norm: PixelNorm) -> Self {
+        RecordIoSource { norm, ..self }
     }
 }
 
@@ -335,7 +341,7 @@ impl Source for RecordIoSource {
                     let (y, x) = (p / width, p % width);
                     let x = if flip { width - 1 - x } else { x };
                     for ch in 0..3 {
-                        dst[ch * plane + y * width + x] = normalize_pixel(px[ch]);
+                        dst[ch * plane + y * width + x] = self.norm.apply(px[ch]);
                     }
                 }
                 Ok(label)

@@ -268,7 +268,7 @@ impl Drop for Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::normalize_pixel;
+    use crate::normalize::PixelNorm;
     use crate::pixels::PixelSource;
 
     #[test]
@@ -361,7 +361,7 @@ mod tests {
             assert_eq!(got, idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
             for (k, (&i, &f)) in idx.iter().zip(flips).enumerate() {
                 let px = Vec::<f32>::try_from(b.images.get(k as i64).flatten(0, -1)).unwrap();
-                let (l, r) = (normalize_pixel(2 * i as u8), normalize_pixel(2 * i as u8 + 1));
+                let (l, r) = (PixelNorm::CAFFE_FACE.apply(2 * i as u8), PixelNorm::CAFFE_FACE.apply(2 * i as u8 + 1));
                 assert_eq!(px, if f { vec![r, l] } else { vec![l, r] });
             }
         }

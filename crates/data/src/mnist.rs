@@ -7,7 +7,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{DataError, Result};
 use crate::idx::IdxArray;
-use crate::normalize::normalize_u8;
+use crate::normalize::PixelNorm;
 use crate::pixels::PixelSource;
 
 /// Which of MNIST's two parts.
@@ -89,10 +89,10 @@ impl Mnist {
         self.images.truncate(n * self.rows * self.cols);
     }
 
-    /// Images as a `[len, 1, rows, cols]` float tensor normalised to `(p - 127.5) / 128`, and
-    /// labels as an `int64` tensor `[len]`.
-    pub fn to_tensors(&self) -> Result<(Tensor, Tensor)> {
-        let images = Tensor::f_from_slice(&normalize_u8(&self.images))?.f_view([
+    /// Images as a `[len, 1, rows, cols]` float tensor normalised by `norm` (LeNets++:
+    /// caffe-face's `(p - 127.5) / 128`), and labels as an `int64` tensor `[len]`.
+    pub fn to_tensors(&self, norm: PixelNorm) -> Result<(Tensor, Tensor)> {
+        let images = Tensor::f_from_slice(&norm.apply_all(&self.images))?.f_view([
             self.len() as i64,
             1,
             self.rows as i64,
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn tensors_are_normalised() {
         let m = Mnist { images: vec![0, 255, 128, 127], labels: vec![3], rows: 2, cols: 2 };
-        let (x, y) = m.to_tensors().unwrap();
+        let (x, y) = m.to_tensors(PixelNorm::CAFFE_FACE).unwrap();
         assert_eq!(x.size(), [1, 1, 2, 2]);
         let v: Vec<f32> = Vec::try_from(x.flatten(0, -1)).unwrap();
         // (p - 127.5) / 128 by hand: -0.99609375, 0.99609375, 0.00390625, -0.00390625

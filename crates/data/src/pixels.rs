@@ -1,6 +1,7 @@
 //! A [`Source`] over images already decoded to bytes: MNIST in memory, or the memory-mapped
 //! cache of aligned face crops. Images are stored `[C, H, W]` (planar); a batch is assembled in
-//! parallel on rayon, normalised to `(p - 127.5) / 128` and mirrored where asked.
+//! parallel on rayon, normalised as the model asks ([`PixelNorm`], caffe-face's `(p - 127.5) /
+//! 128` unless told otherwise) and mirrored where asked.
 
 use std::ops::Deref;
 
@@ -9,7 +10,7 @@ use tch::Tensor;
 
 use crate::error::{DataError, Result};
 use crate::loader::Source;
-use crate::normalize::normalize_pixel;
+use crate::normalize::PixelNorm;
 
 /// Where the bytes live.
 pub enum Pixels {
@@ -40,6 +41,7 @@ pub struct PixelSource {
     labels: Vec<i64>,
     num_classes: i64,
     shape: [i64; 3],
+    norm: PixelNorm,
 }
 
 impl PixelSource {
@@ -55,7 +57,12 @@ impl PixelSource {
         if let Some(&bad) = labels.iter().find(|&&l| l < 0 || l >= num_classes) {
             return Err(DataError::Invalid(format!("label {bad} outside 0..{num_classes}")));
         }
-        Ok(PixelSource { pixels, labels, num_classes, shape })
+        Ok(PixelSource { pixels, labels, num_classes, shape, norm: PixelNorm::CAFFE_FACE })
+    }
+
+    /// The source with its batches normalised by `norm` (the model's).
+    pub fn with_norm(self, norm: PixelNorm) -> Self {
+        PixelSource { norm, ..self }
     }
 
     pub fn labels(&self) -> &[i64] {
@@ -74,17 +81,18 @@ impl PixelSource {
         let [c, h, w] = self.shape;
         let per = (c * h * w) as usize;
         let mut out = vec![0f32; per * indices.len()];
+        let norm = self.norm;
         out.par_chunks_mut(per).zip(indices.par_iter().zip(flips.par_iter())).for_each(|(dst, (&i, &flip))| {
             let src = self.image(i);
             if flip {
                 for (drow, srow) in dst.chunks_exact_mut(w as usize).zip(src.chunks_exact(w as usize)) {
                     for (d, &s) in drow.iter_mut().zip(srow.iter().rev()) {
-                        *d = normalize_pixel(s);
+                        *d = norm.apply(s);
                     }
                 }
             } else {
                 for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = normalize_pixel(s);
+                    *d = norm.apply(s);
                 }
             }
         });

@@ -19,7 +19,7 @@ use facerec_data::cache::CropCache;
 use facerec_data::dataset::{FaceDataset, Sample};
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::lfw::{identity_of, Pairs};
-use facerec_data::normalize::crops_to_tensor;
+use facerec_data::normalize::{crops_to_tensor, PixelNorm};
 use facerec_data::pixels::PixelSource;
 use facerec_model::Backbone;
 use facerec_data::lfw::zero_based_folds;
@@ -171,7 +171,7 @@ pub fn resolve_folds(folds: &[usize], pairs: &Pairs) -> Result<Vec<usize>> {
 impl LfwEval {
     /// Reads the pairs, checks that every image they need exists and has landmarks (the error
     /// lists the ones that do not), and aligns them into the crop cache (once).
-    pub fn new(config: &LfwEvalConfig, template: Template, progress: &(dyn Fn(u64) + Sync)) -> Result<Self> {
+    pub fn new(config: &LfwEvalConfig, template: Template, norm: PixelNorm, progress: &(dyn Fn(u64) + Sync)) -> Result<Self> {
         let pairs = Pairs::read(&config.pairs)?;
         let folds = resolve_folds(&config.folds, &pairs)?;
         pairs.check_images(&config.images, &folds)?;
@@ -217,7 +217,7 @@ impl LfwEval {
         let mut pair_rows: Vec<usize> = pair_refs.iter().flat_map(|p| [p.a, p.b]).collect();
         pair_rows.sort_unstable();
         pair_rows.dedup();
-        Ok(LfwEval { config: config.clone(), source: cache.into_source()?, paths, pairs: pair_refs, folds, pair_rows, last: None })
+        Ok(LfwEval { config: config.clone(), source: cache.into_source()?.with_norm(norm), paths, pairs: pair_refs, folds, pair_rows, last: None })
     }
 
     /// The LFW-relative image path of each cache row.
@@ -354,8 +354,8 @@ impl LfwEval {
 /// images already aligned, pair `i` = images `2i` and `2i + 1`, and, as insightface's
 /// `verification.py` does, 10 folds of consecutive pairs. A 112x96 model scores a 112x112 set
 /// on columns 8..104 of its crops (see `facerec_data::align::fit_aligned`).
-pub fn verify_bin(path: &Path, backbone: &dyn Backbone, device: Device, flip: bool, scoring: Scoring, batch: usize) -> Result<VerificationReport> {
-    BinSet::load(path, backbone.input_shape())?.verify(backbone, device, flip, scoring, batch)
+pub fn verify_bin(path: &Path, backbone: &dyn Backbone, norm: PixelNorm, device: Device, flip: bool, scoring: Scoring, batch: usize) -> Result<VerificationReport> {
+    BinSet::load(path, backbone.input_shape(), norm)?.verify(backbone, device, flip, scoring, batch)
 }
 
 /// An insightface `.bin` set read and decoded once into the crops a backbone of one input
@@ -366,11 +366,14 @@ pub struct BinSet {
     issame: Vec<bool>,
     /// `[C, H, W]` of the crops.
     shape: [i64; 3],
+    /// The model's pixel normalisation.
+    norm: PixelNorm,
 }
 
 impl BinSet {
-    /// Reads `path` and decodes its images to crops of `shape` (see [`verify_bin`]).
-    pub fn load(path: &Path, shape: [i64; 3]) -> Result<Self> {
+    /// Reads `path` and decodes its images to crops of `shape`, for a model whose input is
+    /// normalised by `norm` (see [`verify_bin`]).
+    pub fn load(path: &Path, shape: [i64; 3], norm: PixelNorm) -> Result<Self> {
         let bin = facerec_data::insightface::EvalBin::read(path)?;
         let mut crops = Vec::with_capacity(bin.images.len());
         for (i, bytes) in bin.images.iter().enumerate() {
@@ -393,7 +396,7 @@ impl BinSet {
             };
             crops.push(hwc);
         }
-        Ok(BinSet { crops, issame: bin.issame, shape })
+        Ok(BinSet { crops, issame: bin.issame, shape, norm })
     }
 
     /// Verification of `backbone` (of the input shape the set was loaded for) on the set.
@@ -402,7 +405,7 @@ impl BinSet {
         let rows: Vec<usize> = (0..self.crops.len()).collect();
         let crops = |chunk: &[usize]| {
             let chunk: Vec<&[u8]> = chunk.iter().map(|&i| self.crops[i].as_slice()).collect();
-            Ok(crops_to_tensor(&chunk, h as usize, w as usize)?)
+            Ok(crops_to_tensor(&chunk, h as usize, w as usize, self.norm)?)
         };
         let feats = embed_rows(backbone, &rows, batch, flip, device, crops, &|_| {})?;
         let per_fold = (self.issame.len() / 10).max(1);

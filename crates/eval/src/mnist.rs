@@ -34,13 +34,14 @@ pub struct MnistReport {
 }
 
 impl MnistEval {
-    /// Loads the test split from `dir`, the first `limit` images when given.
-    pub fn load(dir: &Path, limit: Option<usize>) -> Result<Self> {
+    /// Loads the test split from `dir`, the first `limit` images when given, normalised by
+    /// `norm` (the model's).
+    pub fn load(dir: &Path, limit: Option<usize>, norm: facerec_data::normalize::PixelNorm) -> Result<Self> {
         let mut test = Mnist::load(dir, Split::Test)?;
         if let Some(n) = limit {
             test.truncate(n);
         }
-        let (images, labels) = test.to_tensors()?;
+        let (images, labels) = test.to_tensors(norm)?;
         Ok(MnistEval { images, labels })
     }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use facerec_data::align::Template;
+use facerec_data::normalize::PixelNorm;
 use facerec_eval::features::to_array2;
 use facerec_eval::lfw::{verify_external, LfwEval, LfwEvalConfig};
 use facerec_eval::verification::{Scoring, VerificationReport};
@@ -99,7 +100,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
 fn verification_matches_an_independent_numpy_implementation() -> Result {
     let dir = tempfile::tempdir()?;
     let cfg = lfw_config(dir.path(), vec![2, 5, 9])?;
-    let eval = LfwEval::new(&cfg, Template::CaffeFace, &|_| {})?;
+    let eval = LfwEval::new(&cfg, Template::CaffeFace, PixelNorm::CAFFE_FACE, &|_| {})?;
     let vs = nn::VarStore::new(Device::Cpu);
     let net = small_net(&vs)?;
     let report = eval.run(net.as_ref(), Device::Cpu)?;
@@ -136,7 +137,7 @@ fn mirrored_features_and_pca_on_the_training_folds_match_numpy() -> Result {
     let mut cfg = lfw_config(dir.path(), Vec::new())?;
     cfg.flip = true;
     cfg.pca = 24;
-    let eval = LfwEval::new(&cfg, Template::CaffeFace, &|_| {})?;
+    let eval = LfwEval::new(&cfg, Template::CaffeFace, PixelNorm::CAFFE_FACE, &|_| {})?;
     let vs = nn::VarStore::new(Device::Cpu);
     let net = small_net(&vs)?;
     let report = eval.run(net.as_ref(), Device::Cpu)?;
@@ -201,7 +202,7 @@ fn identification_matches_an_independent_numpy_implementation() -> Result {
     let mut cfg = lfw_config(dir.path(), vec![3, 8])?;
     cfg.flip = true;
     cfg.identification = true;
-    let eval = LfwEval::new(&cfg, Template::CaffeFace, &|_| {})?;
+    let eval = LfwEval::new(&cfg, Template::CaffeFace, PixelNorm::CAFFE_FACE, &|_| {})?;
     let vs = nn::VarStore::new(Device::Cpu);
     let net = small_net(&vs)?;
     let report = eval.run(net.as_ref(), Device::Cpu)?;
@@ -242,7 +243,7 @@ fn pairs_that_name_missing_images_are_listed() -> Result {
     let pairs = dir.path().join("pairs.txt");
     std::fs::write(&pairs, "2\t1\nNo_Such_Person\t1\t2\nAaron_Peirsol\t1\tAbdullah_Gul\t1\nAaron_Peirsol\t1\t3\nAbdullah_Gul\t1\tAdrien_Brody\t99\n")?;
     cfg.pairs = pairs;
-    let err = LfwEval::new(&cfg, Template::CaffeFace, &|_| {}).err().ok_or("missing images must be an error")?.to_string();
+    let err = LfwEval::new(&cfg, Template::CaffeFace, PixelNorm::CAFFE_FACE, &|_| {}).err().ok_or("missing images must be an error")?.to_string();
     assert!(err.contains("3 image(s) of the pairs are missing"), "{err}");
     assert!(err.contains("No_Such_Person/No_Such_Person_0001.jpg") && err.contains("Adrien_Brody_0099.jpg"), "{err}");
     Ok(())
@@ -257,7 +258,7 @@ fn the_report_after_training_reuses_the_last_evaluation_instead_of_scoring_again
     // evaluation does not compute) comes from the network given.
     let dir = tempfile::tempdir()?;
     let cfg = LfwEvalConfig { identification: true, ..lfw_config(dir.path(), vec![1, 2])? };
-    let mut eval = LfwEval::new(&cfg, Template::CaffeFace, &|_| {})?;
+    let mut eval = LfwEval::new(&cfg, Template::CaffeFace, PixelNorm::CAFFE_FACE, &|_| {})?;
     let (vs_a, vs_b) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
     let net_a = small_net(&vs_a)?;
     tch::manual_seed(99);

@@ -159,6 +159,17 @@ impl Config {
         Ok(())
     }
 
+    /// The training split of `[data]`, normalised as the model's input (see
+    /// [`DataConfig::open_train_with_progress`]).
+    pub fn open_train(&self) -> Result<crate::data::TrainSet> {
+        self.open_train_with_progress(&|_| {})
+    }
+
+    /// [`Config::open_train`], reporting alignment progress (images done).
+    pub fn open_train_with_progress(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<crate::data::TrainSet> {
+        self.data.open_train_with_progress(self.model.backbone.pixel_norm(), progress)
+    }
+
     /// Whether `[model] init` names a file that is there: checked when a run starts, not when
     /// it resumes (its checkpoint holds the weights, and the file may be gone by then).
     pub fn check_init(&self) -> std::result::Result<(), String> {

@@ -13,6 +13,7 @@ use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::lfw::{disjoint_train_set, zero_based_folds, Pairs};
 use facerec_data::loader::Source;
 use facerec_data::mnist::{Mnist, Split};
+use facerec_data::normalize::PixelNorm;
 
 use crate::error::{ExperimentError, Result};
 
@@ -224,29 +225,25 @@ impl DataConfig {
         Ok(())
     }
 
-    /// Opens the training split (aligning face images into the crop cache first, once).
-    pub fn open_train(&self) -> Result<TrainSet> {
-        self.open_train_with_progress(&|_| {})
-    }
-
-    /// [`DataConfig::open_train`], reporting alignment progress (images done).
-    pub fn open_train_with_progress(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<TrainSet> {
+    /// Opens the training split (aligning face images into the crop cache first, once), its
+    /// batches normalised by `norm` (the model's), reporting alignment progress (images done).
+    pub fn open_train_with_progress(&self, norm: PixelNorm, progress: &(dyn Fn(u64) + Sync)) -> Result<TrainSet> {
         match self {
             DataConfig::Faces(f) => {
                 let cache = f.open_cache(progress)?;
-                Ok(TrainSet { source: Arc::new(cache.into_source()?), flip: f.flip })
+                Ok(TrainSet { source: Arc::new(cache.into_source()?.with_norm(norm)), flip: f.flip })
             }
             DataConfig::RecordIo(r) => {
                 let rec = RecordIo::open(&r.rec)?;
                 tracing::info!("{}: {} images of {} identities", r.rec.display(), rec.images.len(), rec.num_identities);
-                Ok(TrainSet { source: Arc::new(RecordIoSource::new(rec)?), flip: r.flip })
+                Ok(TrainSet { source: Arc::new(RecordIoSource::new(rec)?.with_norm(norm)), flip: r.flip })
             }
             DataConfig::Mnist(m) => {
                 let mut train = Mnist::load(&m.dir, Split::Train)?;
                 if let Some(n) = m.train_limit {
                     train.truncate(n);
                 }
-                Ok(TrainSet { source: Arc::new(train.into_source()?), flip: false })
+                Ok(TrainSet { source: Arc::new(train.into_source()?.with_norm(norm)), flip: false })
             }
         }
     }

@@ -96,16 +96,17 @@ impl Evaluators {
     /// the crop cache).
     pub fn for_config(config: &Config, progress: &(dyn Fn(u64) + Sync)) -> Result<Self> {
         let mut list = Vec::new();
+        let norm = config.model.backbone.pixel_norm();
         match &config.data {
-            DataConfig::Mnist(m) => list.push(Evaluation::Mnist(MnistEval::load(&m.dir, m.test_limit)?)),
+            DataConfig::Mnist(m) => list.push(Evaluation::Mnist(MnistEval::load(&m.dir, m.test_limit, norm)?)),
             DataConfig::Faces(_) | DataConfig::RecordIo(_) => {
                 if let Some(lfw) = &config.eval.lfw {
                     let template = Template::for_input(config.model.backbone.input_shape())
                         .map_err(|msg| ExperimentError::Config { path: lfw.pairs.clone(), msg })?;
-                    list.push(Evaluation::Lfw(Box::new(LfwEval::new(lfw, template, progress)?)));
+                    list.push(Evaluation::Lfw(Box::new(LfwEval::new(lfw, template, norm, progress)?)));
                 }
                 for b in &config.eval.bin {
-                    let set = BinSet::load(&b.path, config.model.backbone.input_shape())?;
+                    let set = BinSet::load(&b.path, config.model.backbone.input_shape(), norm)?;
                     list.push(Evaluation::Bin(b.clone(), set));
                 }
             }

@@ -185,7 +185,7 @@ fn build(
         Some(d) if d.rank != 0 => Some(join(d)?),
         _ => None,
     };
-    let train = config.data.open_train_with_progress(&*hooks.counter("aligning training images"))?;
+    let train = config.open_train_with_progress(&*hooks.counter("aligning training images"))?;
     let evaluators = Evaluators::for_config(config, &*hooks.counter("aligning LFW evaluation images"))?;
     if let Some(d) = dist.filter(|d| d.rank == 0) {
         group = Some(join(d)?);

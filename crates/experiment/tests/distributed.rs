@@ -78,7 +78,7 @@ fn train(run_dir: &Path, group: Option<ProcessGroup>, resume: bool, loss: &str) 
 
 /// [`train`] with any config.
 fn train_config(cfg: Config, run_dir: &Path, group: Option<ProcessGroup>, resume: bool) -> Result<Trainer> {
-    let data = cfg.data.open_train()?;
+    let data = cfg.open_train()?;
     let mut trainer = match group {
         Some(g) => Trainer::distributed(cfg.train_config(), run_dir, data.source.num_classes(), g)?,
         None => Trainer::new(cfg.train_config(), run_dir, data.source.num_classes())?,
@@ -564,7 +564,7 @@ fn batchnorm_statistics_stay_identical_across_ranks() -> Result {
     let (run, out) = (tmp.path().join("run"), tmp.path().join("out"));
     std::fs::create_dir_all(&out)?;
     // The parent makes the list and the crop cache once, before the ranks read them.
-    common::faces_config(tmp.path(), "")?.data.open_train()?;
+    common::faces_config(tmp.path(), "")?.open_train()?;
     two_ranks(TEST, &[("RUN_DIR", run.as_os_str()), ("OUT", out.as_os_str()), ("FACES", tmp.path().as_os_str())])?;
     let (r0, r1) = (load(&out.join("rank0.safetensors"))?, load(&out.join("rank1.safetensors"))?);
     let stats: Vec<&(String, Tensor)> = r0.iter().filter(|(k, _)| k.contains("running_")).collect();

@@ -368,7 +368,7 @@ fn a_failing_evaluation_keeps_the_weights_it_could_not_score() -> Result {
     // Evaluated at the end only (the period is past the run's 32 steps), and failing there.
     let dir = tempfile::tempdir()?;
     let cfg = config("[eval]\nevery_steps = 1000")?;
-    let data = cfg.data.open_train()?;
+    let data = cfg.open_train()?;
     let mut trainer = facerec_train::Trainer::new(cfg.train_config(), dir.path(), data.source.num_classes())?;
     let mut failing = FailingAfter { ok: 0, calls: 0 };
     let err = trainer.fit(data.source.clone(), data.flip, Some(&mut failing), &mut ()).unwrap_err().to_string();

@@ -15,6 +15,7 @@ use crate::error::{ModelError, Result};
 use crate::face_resnet::FaceResnetConfig;
 use crate::iresnet::IresnetConfig;
 use crate::lenet_pp::LenetPpConfig;
+use crate::mbf::MbfConfig;
 use crate::mobilefacenet::MobileFaceNetConfig;
 use crate::plugin::{parse_plug, Choice, Plug, Registered, Registry};
 
@@ -44,6 +45,12 @@ pub trait BackboneSpec: std::fmt::Debug + Send + Sync {
     fn forward_flops(&self) -> Option<f64> {
         None
     }
+    /// How the input's pixels are scaled: caffe-face's `(p - 127.5) / 128` unless the
+    /// backbone's lineage says otherwise (insightface's models: `(p - 127.5) / 127.5`). Every
+    /// path from bytes to the backbone applies it; saved models record it.
+    fn pixel_norm(&self) -> facerec_core::PixelNorm {
+        facerec_core::PixelNorm::CAFFE_FACE
+    }
 }
 
 /// The backbones by name. facerec's own are registered here, one line each.
@@ -53,6 +60,7 @@ static BACKBONES: LazyLock<Registry<dyn BackboneSpec>> = LazyLock::new(|| {
     registry.add(FaceResnetConfig::NAME, parse_backbone::<FaceResnetConfig>);
     registry.add(IresnetConfig::NAME, parse_backbone::<IresnetConfig>);
     registry.add(MobileFaceNetConfig::NAME, parse_backbone::<MobileFaceNetConfig>);
+    registry.add(MbfConfig::NAME, parse_backbone::<MbfConfig>);
     registry
 });
 
@@ -115,6 +123,11 @@ impl BackboneConfig {
 
     pub fn feature_dim(&self) -> i64 {
         self.spec().feature_dim()
+    }
+
+    /// How the configured backbone's input pixels are scaled.
+    pub fn pixel_norm(&self) -> facerec_core::PixelNorm {
+        self.spec().pixel_norm()
     }
 }
 

@@ -73,6 +73,11 @@ impl BackboneSpec for IresnetConfig {
         self.feature_dim
     }
 
+    /// insightface's: arcface_torch's `dataset.py` and its model zoo scale to [-1, 1].
+    fn pixel_norm(&self) -> facerec_core::PixelNorm {
+        facerec_core::PixelNorm::INSIGHTFACE
+    }
+
     fn forward_flops(&self) -> Option<f64> {
         let layers = self.layers().ok()?;
         let b = self.base_width;

@@ -14,6 +14,7 @@ pub mod import;
 pub mod iresnet;
 pub mod layers;
 pub mod lenet_pp;
+pub mod mbf;
 pub mod mobilefacenet;
 pub mod saved;
 pub mod plugin;

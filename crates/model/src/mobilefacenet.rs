@@ -108,8 +108,9 @@ impl BackboneSpec for MobileFaceNetConfig {
     }
 }
 
-/// caffe-style He init of that code: normal, std sqrt(2 / (k_h k_w c_out)).
-fn he(kernel: [i64; 2], cout: i64) -> nn::Init {
+/// caffe-style He init of that code: normal, std sqrt(2 / (k_h k_w c_out)) (PyTorch's
+/// `kaiming_normal_(mode="fan_out", nonlinearity="relu")`).
+pub(crate) fn he(kernel: [i64; 2], cout: i64) -> nn::Init {
     nn::Init::Randn { mean: 0.0, stdev: (2.0 / (kernel[0] * kernel[1] * cout) as f64).sqrt() }
 }
 
@@ -117,37 +118,38 @@ fn he(kernel: [i64; 2], cout: i64) -> nn::Init {
 /// (the `ConvBlock` of that code) or numbered from `first` inside a bottleneck's `conv`
 /// sequence.
 #[derive(Debug)]
-struct ConvBnAct {
+pub(crate) struct ConvBnAct {
     conv: Conv2d,
     bn: BatchNorm,
     prelu: Option<PRelu>,
 }
 
 /// How a [`ConvBnAct`]'s layers are named.
-enum Names<'a> {
+pub(crate) enum Names<'a> {
     /// `<p>.conv`, `<p>.bn`, `<p>.prelu`.
     Block(&'a nn::Path<'a>),
     /// `<p>.<first>`, `<p>.<first + 1>`, `<p>.<first + 2>`.
     Sequence(&'a nn::Path<'a>, usize),
 }
 
-/// One convolution's shape: channels in and out, kernel, stride, padding, depthwise or not.
-struct ConvShape {
-    channels: [i64; 2],
-    kernel: [i64; 2],
-    stride: i64,
-    padding: i64,
-    depthwise: bool,
+/// One convolution's shape: channels in and out, kernel, stride, padding, channel groups
+/// (`cin` of them: depthwise).
+pub(crate) struct ConvShape {
+    pub channels: [i64; 2],
+    pub kernel: [i64; 2],
+    pub stride: i64,
+    pub padding: i64,
+    pub groups: i64,
 }
 
 impl ConvBnAct {
-    fn new(names: Names, shape: ConvShape, linear: bool) -> Self {
-        let ConvShape { channels: [cin, cout], kernel, stride, padding, depthwise } = shape;
+    /// He-initialised convolution, BatchNorm (eps 1e-5) and, unless `linear`, PReLU.
+    pub(crate) fn new(names: Names, shape: ConvShape, linear: bool) -> Self {
+        let ConvShape { channels: [cin, cout], kernel, stride, padding, groups } = shape;
         let (conv_p, bn_p, prelu_p) = match names {
             Names::Block(p) => (p / "conv", p / "bn", p / "prelu"),
             Names::Sequence(p, first) => (p / first, p / (first + 1), p / (first + 2)),
         };
-        let groups = if depthwise { cin } else { 1 };
         ConvBnAct {
             conv: Conv2d::grouped(conv_p, [cin, cout], kernel, stride, padding, groups, he(kernel, cout)),
             bn: BatchNorm::new(bn_p, cout, BN_EPS, true),
@@ -155,7 +157,7 @@ impl ConvBnAct {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.bn.forward(&self.conv.forward(x)?, train)?;
         match &self.prelu {
             Some(prelu) => prelu.forward(&y),
@@ -165,7 +167,7 @@ impl ConvBnAct {
 }
 
 fn conv(channels: [i64; 2], k: i64, stride: i64, depthwise: bool) -> ConvShape {
-    ConvShape { channels, kernel: [k, k], stride, padding: k / 2, depthwise }
+    ConvShape { channels, kernel: [k, k], stride, padding: k / 2, groups: if depthwise { channels[0] } else { 1 } }
 }
 
 /// Inverted residual: expand, depthwise, project (linear), and the shortcut when shapes allow.
@@ -221,7 +223,7 @@ impl MobileFaceNet {
                 cin = c;
             }
         }
-        let gdc = ConvShape { channels: [512, 512], kernel: config.gdc_kernel(), stride: 1, padding: 0, depthwise: true };
+        let gdc = ConvShape { channels: [512, 512], kernel: config.gdc_kernel(), stride: 1, padding: 0, groups: 512 };
         Ok(MobileFaceNet {
             conv1: ConvBnAct::new(Names::Block(&(p / "conv1")), conv([3, 64], 3, 2, false), false),
             dw_conv1: ConvBnAct::new(Names::Block(&(p / "dw_conv1")), conv([64, 64], 3, 1, true), false),

@@ -1,6 +1,7 @@
 //! A trained backbone on disk: `model.safetensors` with PyTorch parameter names and, in the
 //! metadata, the backbone's config (JSON), so that it can be rebuilt without the experiment's
-//! TOML. `facerec embed`, `facerec eval` and the PyTorch interop script read this file.
+//! TOML, and the pixel normalisation its input takes (`pixel_norm`, e.g. `(p - 127.5) / 128`;
+//! the config implies it, the key says it to readers of the file). `facerec embed`, `facerec eval` and the PyTorch interop script read this file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub fn save_backbone(path: &Path, config: &BackboneConfig, tensors: &[(String, T
     let meta = BTreeMap::from([
         ("format".to_owned(), FORMAT.to_owned()),
         ("backbone".to_owned(), serde_json::to_string(config).map_err(|e| ModelError::Config(e.to_string()))?),
+        ("pixel_norm".to_owned(), config.pixel_norm().to_string()),
+        ("input_shape".to_owned(), format!("{:?}", config.input_shape())),
     ]);
     let bytes = weights::to_bytes(tensors, &meta)?;
     facerec_core::fsutil::atomic_write_bytes(path, &bytes).map_err(|e| ModelError::Weights { path: path.to_path_buf(), msg: e.to_string() })

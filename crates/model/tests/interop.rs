@@ -27,7 +27,7 @@ fn faces() -> Result<Tensor> {
     let lms = LandmarkFile::read(&lfw.join("landmarks_5pt.tsv"), OnBad::Fail)?;
     let ds = FaceDataset::from_folders(&lfw.join("images"))?;
     let crops = ds.samples.iter().step_by(1500).take(8).map(|s| aligned_crop(&ds, s, &lms, Template::CaffeFace)).collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(crops_to_tensor(&crops, 112, 96)?)
+    Ok(crops_to_tensor(&crops, 112, 96, facerec_core::PixelNorm::CAFFE_FACE)?)
 }
 
 fn save_npy(path: &Path, t: &Tensor) -> Result {

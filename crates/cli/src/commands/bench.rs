@@ -247,7 +247,7 @@ fn print_memory(device: Device, batch: i64) -> anyhow::Result<()> {
 /// Batches per second of the loader alone on the config's training data (up to 200 batches of
 /// `batch`, or one epoch).
 fn loader_rate(config: &Config, batch: usize) -> anyhow::Result<f64> {
-    let data = config.data.open_train()?;
+    let data = config.open_train()?;
     let cfg = facerec_data::loader::LoaderConfig {
         rank_batch: batch,
         flip: data.flip,

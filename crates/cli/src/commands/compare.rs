@@ -175,7 +175,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
     let mut embeddings = Vec::new();
     for path in [&args.a, &args.b] {
         let crop = detect_and_align(&detector, &read_rgb(path)?, template, path)?;
-        let x = crops_to_tensor(&[crop], h as usize, w as usize)?; // [1, 3, h, w]
+        let x = crops_to_tensor(&[crop], h as usize, w as usize, loaded.config.pixel_norm())?; // [1, 3, h, w]
         // The image's features, then (with `flip`) its mirror's, as the LFW protocol takes them.
         let e = embed_batch(loaded.backbone.as_ref(), &x, flip, device)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?;
         // Less the evaluation's mean feature, when its threshold was chosen on centred features.

@@ -154,7 +154,7 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
         if good.is_empty() {
             continue;
         }
-        let x = crops_to_tensor(&good, h as usize, w as usize)?; // [batch, 3, h, w]
+        let x = crops_to_tensor(&good, h as usize, w as usize, loaded.config.pixel_norm())?; // [batch, 3, h, w]
         let mut emb = embed_batch(loaded.backbone.as_ref(), &x, args.flip, device)?; // [batch, D or 2D]
         if args.normalize {
             let norm = emb.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?; // [batch, 1]

@@ -112,14 +112,14 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let loaded = load_backbone(&model_path, device, None).with_context(|| format!("loading {}", model_path.display()))?;
     if let Some(bin) = &args.bin {
-        let v = verify_bin(bin, loaded.backbone.as_ref(), device, lfw.flip, lfw.scoring(), lfw.batch_size)?;
+        let v = verify_bin(bin, loaded.backbone.as_ref(), loaded.config.pixel_norm(), device, lfw.flip, lfw.scoring(), lfw.batch_size)?;
         return report_bin(bin, v, &lfw, args.out.as_deref(), &model_path);
     }
     lfw.validate().map_err(anyhow::Error::msg)?;
     let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
     let mut eval = {
         let bar = Bar::counter("aligning LFW evaluation images", quiet);
-        LfwEval::new(&lfw, template, &|n| bar.inc(n))?
+        LfwEval::new(&lfw, template, loaded.config.pixel_norm(), &|n| bar.inc(n))?
     };
     let t0 = std::time::Instant::now();
     let report = {

@@ -81,7 +81,7 @@ pub fn train(config: &Config, run: &Path, stop_at: Option<usize>, resume: bool) 
             }
         }
     }
-    let data = config.data.open_train()?;
+    let data = config.open_train()?;
     let mut trainer = Trainer::new(config.train_config(), run, data.source.num_classes())?;
     let resumed = facerec_experiment::run::start_or_resume(&mut trainer, &config.model, &RunDir::new(run), resume, false)?;
     if resume && resumed.is_none() {
