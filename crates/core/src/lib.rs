@@ -14,7 +14,7 @@ pub mod pixels;
 pub mod run_files;
 
 pub use error::{CoreError, Result};
-pub use pixels::PixelNorm;
+pub use pixels::{Arithmetic, PixelNorm};
 
 /// libtorch's message without the C++ stack trace that follows it ("Exception raised from ...").
 pub fn torch_message(e: &tch::TchError) -> String {

@@ -243,12 +243,24 @@ pub fn write_recordio(rec_path: &Path, images: &[(Vec<u8>, i64)]) -> Result<()> 
     Ok(facerec_core::fsutil::atomic_write_bytes(&rec_path.with_extension("idx"), idx.as_bytes())?)
 }
 
-/// Aligns every image of `dataset` (in parallel) and encodes the crops as JPEG (quality 95),
-/// in dataset order, as insightface stores them. Bad images fail or are skipped per `on_bad`.
-pub fn aligned_jpegs(
+/// How crops are stored in a `.rec` or `.bin`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Encoding {
+    /// JPEG at quality 95, as insightface stores its sets.
+    #[default]
+    Jpeg,
+    /// PNG: lossless, so that any decoder reads the same pixels (comparisons with another
+    /// trainer reading the same file).
+    Png,
+}
+
+/// Aligns every image of `dataset` (in parallel) and encodes the crops (`encoding`), in dataset
+/// order, as insightface stores them. Bad images fail or are skipped per `on_bad`.
+pub fn aligned_encoded(
     dataset: &crate::dataset::FaceDataset,
     landmarks: &crate::landmarks::LandmarkFile,
     template: crate::align::Template,
+    encoding: Encoding,
     on_bad: crate::landmarks::OnBad,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Vec<(Vec<u8>, i64)>, Vec<DataError>)> {
@@ -260,9 +272,11 @@ pub fn aligned_jpegs(
             let crop = crate::cache::aligned_crop(dataset, s, landmarks, template)?;
             let img = image::RgbImage::from_raw(w, h, crop).ok_or_else(|| DataError::Invalid("crop size".into()))?;
             let mut bytes = Vec::new();
-            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95)
-                .encode_image(&img)
-                .map_err(|e| DataError::Image { path: dataset.image_path(s), msg: e.to_string() })?;
+            let written = match encoding {
+                Encoding::Jpeg => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95).encode_image(&img),
+                Encoding::Png => img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png),
+            };
+            written.map_err(|e| DataError::Image { path: dataset.image_path(s), msg: e.to_string() })?;
             progress(1);
             Ok((bytes, s.label))
         })
@@ -282,6 +296,9 @@ pub fn aligned_jpegs(
 /// A training [`Source`] over a RecordIO set: JPEGs decoded (in parallel) per batch.
 pub struct RecordIoSource {
     rec: RecordIo,
+    /// The stored images' `[C, H, W]`.
+    stored: [i64; 3],
+    /// What the batches hold: the stored size, or the model's crop of it ([`RecordIoSource::fit_to`]).
     shape: [i64; 3],
     norm: PixelNorm,
 }
@@ -295,12 +312,33 @@ impl RecordIoSource {
         let (bytes, _) = rec.image(0)?;
         let img = decode_rgb(&bytes, &rec.rec_path)?;
         let shape = [3, i64::from(img.height()), i64::from(img.width())];
-        Ok(RecordIoSource { rec, shape, norm: PixelNorm::CAFFE_FACE })
+        Ok(RecordIoSource { rec, stored: shape, shape, norm: PixelNorm::CAFFE_FACE })
     }
 
     /// The source with its batches normalised by `norm` (the model's).
     pub fn with_norm(self, norm: PixelNorm) -> Self {
         RecordIoSource { norm, ..self }
+    }
+
+    /// The source with its images cut to a model's `[3, H, W]` input: the images themselves
+    /// when the sizes match, the caffe-face 112x96 crop (columns 8..104) of insightface's
+    /// 112x112 ones for a 112x96 model (see [`crate::align::fit_aligned`]); another size is an
+    /// error that says which.
+    pub fn fit_to(self, shape: [i64; 3]) -> Result<Self> {
+        let [c, h, w] = self.stored;
+        // The crop fit_aligned would cut from an image of the stored size.
+        let fits = shape[0] == c && crate::align::fit_aligned(&image::RgbImage::new(w as u32, h as u32), shape[1] as u32, shape[2] as u32).is_some();
+        if !fits {
+            return Err(DataError::format(
+                &self.rec.rec_path,
+                format!(
+                    "its images are {h}x{w}, the model takes {}x{}: a 112x112 set (insightface's) trains 112x112 and \
+                     112x96 models (the latter on columns 8..104, the caffe-face crop), a 112x96 set 112x96 models only",
+                    shape[1], shape[2]
+                ),
+            ));
+        }
+        Ok(RecordIoSource { shape, ..self })
     }
 }
 
@@ -333,11 +371,13 @@ impl Source for RecordIoSource {
                 let (bytes, label) = self.rec.image(i)?;
                 let path = self.rec.rec_path.join(format!("#{i}"));
                 let img = decode_rgb(&bytes, &path)?;
-                if [3, i64::from(img.height()), i64::from(img.width())] != self.shape {
+                if [3, i64::from(img.height()), i64::from(img.width())] != self.stored {
                     return Err(DataError::Image { path, msg: "image size differs from the rest of the set".into() });
                 }
+                let pixels = crate::align::fit_aligned(&img, h as u32, w as u32)
+                    .ok_or_else(|| DataError::Image { path: path.clone(), msg: "cannot be cut to the model's input".into() })?;
                 let width = w as usize;
-                for (p, px) in img.as_raw().chunks_exact(3).enumerate() {
+                for (p, px) in pixels.chunks_exact(3).enumerate() {
                     let (y, x) = (p / width, p % width);
                     let x = if flip { width - 1 - x } else { x };
                     for ch in 0..3 {

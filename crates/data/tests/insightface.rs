@@ -101,3 +101,51 @@ fn a_bin_written_by_python_pickle_reads() -> Result {
     }
     Ok(())
 }
+
+/// A damaged `.rec` or `.idx` is an error that names the file and says what was expected, at
+/// open time (the header record and the identity records are read then) or, for an image
+/// record, when its batch is loaded; never a panic or a silent skip. Also a 112x112 set cut to
+/// a 112x96 model's input, and a size that cannot be.
+#[test]
+fn damaged_rec_and_idx_files_are_clear_errors() -> Result {
+    let dir = tempfile::tempdir()?;
+    let png = |shade: u8| -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        image::RgbImage::from_pixel(112, 112, image::Rgb([shade, 100, 50])).write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+        Ok(bytes)
+    };
+    let rec = dir.path().join("train.rec");
+    write_recordio(&rec, &[(png(10)?, 0), (png(20)?, 0), (png(30)?, 1)])?;
+    let (rec_bytes, idx_text) = (std::fs::read(&rec)?, std::fs::read_to_string(rec.with_extension("idx"))?);
+    let open_err = |rec_bytes: &[u8], idx: &str| -> Result<String> {
+        std::fs::write(&rec, rec_bytes)?;
+        std::fs::write(rec.with_extension("idx"), idx)?;
+        Ok(match RecordIo::open(&rec) {
+            Ok(_) => "opened".into(),
+            Err(e) => e.to_string(),
+        })
+    };
+    // An .idx line that is not `key<TAB>offset`: the file and the line.
+    let err = open_err(&rec_bytes, &idx_text.replacen("1\t", "one\t", 1))?;
+    assert!(err.contains("train.idx") && err.contains(":2:") && err.contains("integers"), "{err}");
+    // An offset into the middle of a record: no RecordIO magic there.
+    let bad_offset = idx_text.lines().map(|l| if l.starts_with("0\t") { "0\t5".to_owned() } else { l.to_owned() }).collect::<Vec<_>>().join("\n");
+    let err = open_err(&rec_bytes, &bad_offset)?;
+    assert!(err.contains("train.rec") && err.contains("record 0") && err.contains("magic"), "{err}");
+    // The header record's payload overwritten (its label count past the record's end).
+    let mut garbled = rec_bytes.clone();
+    garbled[8..12].copy_from_slice(&1000u32.to_le_bytes());
+    let err = open_err(&garbled, &idx_text)?;
+    assert!(err.contains("train.rec") && err.contains("IRHeader announces 1000 labels"), "{err}");
+    // A truncated file: the identity records are missing.
+    let err = open_err(&rec_bytes[..rec_bytes.len() - 40], &idx_text)?;
+    assert!(err.contains("train.rec") && (err.contains("truncated") || err.contains("past the end")), "{err}");
+    // An intact set: a 112x96 model reads its caffe-face columns, a 96x96 one is refused.
+    assert_eq!(open_err(&rec_bytes, &idx_text)?, "opened");
+    let source = RecordIoSource::new(RecordIo::open(&rec)?)?.fit_to([3, 112, 96])?;
+    let (x, y) = source.load(&[0, 2], &[false, true])?;
+    assert_eq!((x.size(), Vec::<i64>::try_from(&y)?), (vec![2, 3, 112, 96], vec![0, 1]));
+    let err = RecordIoSource::new(RecordIo::open(&rec)?)?.fit_to([3, 96, 96]).err().ok_or("96x96 accepted")?.to_string();
+    assert!(err.contains("train.rec") && err.contains("112x112") && err.contains("96x96"), "{err}");
+    Ok(())
+}

@@ -8,9 +8,9 @@ use clap::Args;
 
 use facerec_data::align::Template;
 use facerec_data::dataset::{FaceDataset, Sample};
-use facerec_data::insightface::{aligned_jpegs, write_recordio, EvalBin};
+use facerec_data::insightface::{aligned_encoded, write_recordio, Encoding, EvalBin};
 use facerec_data::landmarks::{LandmarkFile, OnBad};
-use facerec_data::lfw::{identity_of, Pairs};
+use facerec_data::lfw::{disjoint_train_set, identity_of, zero_based_folds, Pairs};
 
 use crate::args::TemplateArg;
 use crate::faces::select_images;
@@ -20,6 +20,7 @@ pub const EXAMPLES: &str = "Examples:
   facerec convert --images data/lfw/images --landmarks data/lfw/landmarks_5pt.tsv --to-rec lfw.rec
   facerec convert --images photos/ --landmarks photos_5pt.tsv --to-rec photos.rec --min-images 2
   facerec convert --images data/lfw/images --landmarks lfw.tsv --pairs pairs.txt --to-bin lfw.bin
+  facerec convert --images lfw --landmarks 5.tsv --to-rec a.rec --exclude-pairs p --exclude-folds 1
   facerec eval --model runs/x --bin lfw.bin      # 112x112 crops; 112x96 models get columns 8..104";
 
 #[derive(Debug, Args)]
@@ -57,6 +58,17 @@ pub struct ConvertArgs {
     /// Keep identities with at least this many images (--to-rec).
     #[arg(long, default_value_t = 1)]
     pub min_images: usize,
+    /// Leave out every identity of these folds (--exclude-folds) of an LFW pairs file
+    /// (--to-rec): the identity-disjoint training split the face configs train on.
+    #[arg(long, requires = "exclude_folds")]
+    pub exclude_pairs: Option<PathBuf>,
+    /// Folds of --exclude-pairs, 1-based, comma-separated (e.g. 1,2,3,4,5).
+    #[arg(long, value_delimiter = ',', requires = "exclude_pairs")]
+    pub exclude_folds: Vec<usize>,
+    /// How crops are stored: jpeg (quality 95, as insightface's sets) or png (lossless: any
+    /// decoder reads the same pixels).
+    #[arg(long, value_enum, default_value = "jpeg")]
+    pub encoding: EncodingArg,
     /// Skip images that cannot be read or aligned instead of stopping (--to-rec).
     #[arg(long)]
     pub skip_bad: bool,
@@ -75,12 +87,20 @@ pub fn run(args: ConvertArgs, quiet: bool) -> anyhow::Result<()> {
     let on_bad = if args.skip_bad { OnBad::Skip } else { OnBad::Fail };
     let landmarks = LandmarkFile::read(&args.landmarks, on_bad)?;
     if let Some(rec) = &args.to_rec {
-        let ds = select_images(&args.images, args.list.as_deref())?.filter_identities(|_| true, args.min_images);
+        let all = select_images(&args.images, args.list.as_deref())?;
+        let ds = match &args.exclude_pairs {
+            Some(path) => {
+                let pairs = Pairs::read(path)?;
+                let folds = zero_based_folds(&args.exclude_folds, pairs.folds, "--exclude-folds").map_err(anyhow::Error::msg)?;
+                disjoint_train_set(&all, &pairs, &folds, args.min_images)
+            }
+            None => all.filter_identities(|_| true, args.min_images),
+        };
         if ds.is_empty() {
             bail!("no identity has --min-images {} images", args.min_images);
         }
         let bar = Bar::new("convert", ds.len() as u64, quiet);
-        let (images, skipped) = aligned_jpegs(&ds, &landmarks, template, on_bad, &|n| bar.inc(n))?;
+        let (images, skipped) = aligned_encoded(&ds, &landmarks, template, args.encoding.into(), on_bad, &|n| bar.inc(n))?;
         drop(bar);
         if let Some(dir) = rec.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -108,7 +128,7 @@ pub fn run(args: ConvertArgs, quiet: bool) -> anyhow::Result<()> {
         let identities = samples.iter().map(|s| identity_of(&s.path)).collect();
         let ds = FaceDataset { root: root.clone(), samples, identities };
         let bar = Bar::new("convert", ds.len() as u64, quiet);
-        let (images, skipped) = aligned_jpegs(&ds, &landmarks, template, OnBad::Fail, &|n| bar.inc(n))?;
+        let (images, skipped) = aligned_encoded(&ds, &landmarks, template, args.encoding.into(), OnBad::Fail, &|n| bar.inc(n))?;
         drop(bar);
         if !skipped.is_empty() {
             bail!("{} pair images could not be aligned", skipped.len());
@@ -122,4 +142,20 @@ pub fn run(args: ConvertArgs, quiet: bool) -> anyhow::Result<()> {
 
 fn pairs_path(args: &ConvertArgs) -> String {
     args.pairs.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// `--encoding`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EncodingArg {
+    Jpeg,
+    Png,
+}
+
+impl From<EncodingArg> for Encoding {
+    fn from(e: EncodingArg) -> Self {
+        match e {
+            EncodingArg::Jpeg => Encoding::Jpeg,
+            EncodingArg::Png => Encoding::Png,
+        }
+    }
 }
