@@ -75,8 +75,19 @@ struct PReLUFunction : public torch::autograd::Function<PReLUFunction> {
     return {grad_x, at::sum_to(grad_w_full, shape).reshape(weight.sizes())};
   }
 
+  // FACEREC_PRELU_BACKWARD=libtorch takes libtorch's backward everywhere: the same sums in
+  // the same order as PyTorch, for step-for-step comparisons with it (the fused one sums the
+  // slopes' gradients in another order, a difference of rounding).
+  static bool libtorch_only() {
+    static const bool only = [] {
+      const char* v = std::getenv("FACEREC_PRELU_BACKWARD");
+      return v != nullptr && std::string(v) == "libtorch";
+    }();
+    return only;
+  }
+
   static bool fused(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& grad) {
-    return x.device().is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+    return !libtorch_only() && x.device().is_cpu() && x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
            grad.scalar_type() == at::kFloat && x.dim() >= 2 && x.is_contiguous() && weight.is_contiguous() &&
            x.numel() > 0;
   }

@@ -1,7 +1,8 @@
 //! Checkpoints: everything an exact resume needs, in one safetensors file per save under
 //! `<run>/checkpoints/step-<step>.safetensors`:
 //! - every model variable (`backbone.*`, `head.*`, the center table `center.centers`),
-//! - the SGD momentum buffers (`momentum.<parameter name>`),
+//! - the optimiser's state (`<slot>.<parameter name>`: SGD's `momentum.*`, AdamW's `exp_avg.*`,
+//!   `exp_avg_sq.*` and `step.*`; see [`crate::optim`]),
 //! - in the metadata: the [`TrainState`] (step, epoch, position in the epoch, the epoch's and
 //!   the logging interval's running sums), the world size and the config it was trained with
 //!   (which holds the seed).
@@ -24,7 +25,6 @@ use crate::error::{Result, TrainError};
 
 /// Format tag in the metadata.
 pub const FORMAT: &str = "facerec-checkpoint-1";
-const MOMENTUM: &str = "momentum.";
 
 /// Where training is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -68,8 +68,8 @@ pub struct Checkpoint {
     pub state: TrainState,
     /// Model variables by name.
     pub model: Vec<(String, Tensor)>,
-    /// Momentum buffers by parameter name.
-    pub momentum: Vec<(String, Tensor)>,
+    /// The optimiser's state, `<slot>.<parameter name>`.
+    pub optimizer: Vec<(String, Tensor)>,
     /// The config TOML the run was started with.
     pub config: String,
     pub world_size: usize,
@@ -97,19 +97,19 @@ pub struct Contents<'a> {
     pub state: &'a TrainState,
     /// Model variables by name (class-sharded tables whole).
     pub model: &'a [(String, Tensor)],
-    /// Momentum buffers by parameter name.
-    pub momentum: &'a [(String, Tensor)],
+    /// The optimiser's state, `<slot>.<parameter name>`.
+    pub optimizer: &'a [(String, Tensor)],
     /// The classes of the classifier.
     pub num_classes: i64,
 }
 
 /// Writes a checkpoint of `contents` and deletes all but the newest `keep`.
 pub fn save(run_dir: &Path, contents: &Contents<'_>, config_toml: &str, world_size: usize, keep: usize) -> Result<PathBuf> {
-    let Contents { state, model, momentum, num_classes } = contents;
+    let Contents { state, model, optimizer, num_classes } = contents;
     let dir = dir(run_dir);
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     let mut tensors: Vec<(String, Tensor)> = model.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect();
-    tensors.extend(momentum.iter().map(|(k, v)| (format!("{MOMENTUM}{k}"), v.shallow_clone())));
+    tensors.extend(optimizer.iter().map(|(k, v)| (k.clone(), v.shallow_clone())));
     let metadata = BTreeMap::from([
         ("format".to_owned(), FORMAT.to_owned()),
         ("state".to_owned(), serde_json::to_string(state).unwrap_or_default()),
@@ -167,13 +167,12 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let state: TrainState = serde_json::from_str(meta.get("state").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad(format!("bad training state: {e}")))?;
     let world_size = meta.get("world_size").and_then(|w| w.parse().ok()).unwrap_or(1);
-    let (momentum, model): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(k, _)| k.starts_with(MOMENTUM));
-    let momentum = momentum.into_iter().map(|(k, v)| (k[MOMENTUM.len()..].to_owned(), v)).collect();
+    let (optimizer, model): (Vec<_>, Vec<_>) = tensors.into_iter().partition(|(k, _)| crate::optim::state_parameter(k).is_some());
     Ok(Checkpoint {
         path: path.to_path_buf(),
         state,
         model,
-        momentum,
+        optimizer,
         config: meta.get("config").cloned().unwrap_or_default(),
         world_size,
         num_classes: meta.get("num_classes").and_then(|n| n.parse().ok()),

@@ -8,6 +8,9 @@ use facerec_losses::LossConfig;
 use facerec_model::device::DeviceChoice;
 use facerec_model::BackboneConfig;
 
+use crate::optim::Decay;
+use crate::schedule::Schedule;
+
 /// Everything a [`crate::Trainer`] is built from, taken from an experiment's config.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -26,6 +29,8 @@ pub struct TrainConfig {
     pub parallel: ParallelConfig,
     /// When the evaluator runs.
     pub evaluate: Every,
+    /// Whether each epoch's order is shuffled (seeded) or the data's own.
+    pub shuffle: bool,
     /// The experiment's resolved config (TOML): written to `<run>/config.toml` and into every
     /// checkpoint.
     pub resolved: String,
@@ -68,22 +73,45 @@ pub enum Precision {
     Bf16,
 }
 
-/// `[optim]`: SGD.
+/// `[optim]`: the optimiser (SGD or AdamW, [`crate::optim`]) and the batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
+    /// `sgd` (the paper's) or `adamw` (arcface_torch's ViT recipes).
+    #[serde(default)]
+    pub name: OptimName,
     /// Base learning rate (the paper's face model: 0.1).
     pub lr: f64,
+    /// SGD's momentum.
     #[serde(default = "default_momentum")]
     pub momentum: f64,
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
+    /// Which parameters weight decay applies to: `weights` (conv and fully connected weights,
+    /// facerec's) or `all` (PyTorch's and arcface_torch's).
+    #[serde(default)]
+    pub decay: Decay,
+    /// AdamW's `(beta1, beta2)`; unset: PyTorch's `[0.9, 0.999]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub betas: Option<[f64; 2]>,
+    /// AdamW's epsilon; unset: PyTorch's 1e-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
     /// Images per step, over all processes together.
     pub batch_size: usize,
+    /// Each step's batch in this many micro-batches, one after the other, their gradients
+    /// accumulated (the mean over the whole batch, as one step of `batch_size` would have): the
+    /// activations of `batch_size / gradient_accumulation` images at a time.
+    #[serde(default = "one_usize")]
+    pub gradient_accumulation: usize,
     /// Scale the gradients down when their global L2 norm exceeds this (PyTorch's
     /// `clip_grad_norm_`); unset: no clipping. The norm is logged either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_grad_norm: Option<f64>,
+    /// Which gradients `clip_grad_norm` measures and scales: `all` parameters' or the
+    /// `backbone`'s only (arcface_torch clips the backbone's, not the classifier's).
+    #[serde(default)]
+    pub clip: ClipScope,
     /// The backbone's learning rate as a multiple of `lr` (the loss's classifier and other
     /// parameters move at `lr`): below 1 to fine-tune a pretrained backbone under a new head,
     /// 0 to freeze it (its BatchNorm statistics still follow the data).
@@ -100,6 +128,28 @@ fn one() -> f64 {
     1.0
 }
 
+fn one_usize() -> usize {
+    1
+}
+
+/// `[optim] name`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimName {
+    #[default]
+    Sgd,
+    Adamw,
+}
+
+/// `[optim] clip`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClipScope {
+    #[default]
+    All,
+    Backbone,
+}
+
 fn default_momentum() -> f64 {
     0.9
 }
@@ -107,11 +157,16 @@ fn default_weight_decay() -> f64 {
     5e-4
 }
 
-/// `[schedule]`: how long to train and when to drop the learning rate. Give `epochs` or
-/// `steps`; `milestones` count in the same unit. `warmup_steps` always counts steps.
+/// `[schedule]`: how long to train and how the learning rate moves (see
+/// [`crate::schedule::Schedule`]). Give `epochs` or `steps`; `milestones` count in the same
+/// unit. `warmup_steps` always counts steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
+    /// `multistep` (milestones and gamma), `polynomial` (arcface_torch's, to zero at the end)
+    /// or `cosine` (to zero at the end).
+    #[serde(default)]
+    pub kind: ScheduleKind,
     pub epochs: Option<usize>,
     pub steps: Option<usize>,
     #[serde(default)]
@@ -121,6 +176,19 @@ pub struct ScheduleConfig {
     /// Steps over which the learning rate rises linearly to `optim.lr`; 0 for none.
     #[serde(default)]
     pub warmup_steps: usize,
+    /// The polynomial's power (arcface_torch: 1, a straight line to zero); unset: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<f64>,
+}
+
+/// `[schedule] kind`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    #[default]
+    Multistep,
+    Polynomial,
+    Cosine,
 }
 
 fn default_gamma() -> f64 {
@@ -242,6 +310,23 @@ impl OptimConfig {
         if self.batch_size == 0 {
             return Err("optim.batch_size must be at least 1".into());
         }
+        if self.gradient_accumulation == 0 || !self.batch_size.is_multiple_of(self.gradient_accumulation) {
+            return Err(format!(
+                "optim.gradient_accumulation must be at least 1 and divide optim.batch_size ({}), got {}",
+                self.batch_size, self.gradient_accumulation
+            ));
+        }
+        if self.name == OptimName::Sgd && (self.betas.is_some() || self.eps.is_some()) {
+            return Err("optim.betas and optim.eps are AdamW's: set optim.name = \"adamw\" or remove them".into());
+        }
+        if let Some([b1, b2]) = self.betas {
+            if !((0.0..1.0).contains(&b1) && (0.0..1.0).contains(&b2)) {
+                return Err(format!("optim.betas must be in [0, 1), got [{b1}, {b2}]"));
+            }
+        }
+        if let Some(eps) = self.eps.filter(|e| !(*e > 0.0 && e.is_finite())) {
+            return Err(format!("optim.eps must be > 0, got {eps}"));
+        }
         if !(self.backbone_lr_mult >= 0.0 && self.backbone_lr_mult.is_finite()) {
             return Err(format!("optim.backbone_lr_mult must be >= 0, got {}", self.backbone_lr_mult));
         }
@@ -272,7 +357,43 @@ impl ScheduleConfig {
         if !(self.gamma > 0.0 && self.gamma <= 1.0) {
             return Err(format!("schedule.gamma must be in (0, 1], got {}", self.gamma));
         }
-        Ok(())
+        if self.kind != ScheduleKind::Multistep && (!self.milestones.is_empty() || self.gamma != default_gamma()) {
+            return Err(format!(
+                "schedule.milestones and schedule.gamma are multistep's: a {} schedule goes to zero by itself (remove them)",
+                self.kind.name()
+            ));
+        }
+        match (self.kind, self.power) {
+            (ScheduleKind::Polynomial, Some(p)) if !(p > 0.0 && p.is_finite()) => Err(format!("schedule.power must be > 0, got {p}")),
+            (ScheduleKind::Polynomial, _) | (_, None) => Ok(()),
+            (kind, Some(_)) => Err(format!("schedule.power is the polynomial schedule's, not {}'s", kind.name())),
+        }
+    }
+
+    /// The schedule of a run of `total` steps whose epochs have `per_epoch` steps, from `base`.
+    pub fn schedule(&self, base: f64, total: usize, per_epoch: usize) -> Result<Schedule, String> {
+        let warmup = self.warmup_steps;
+        if self.kind != ScheduleKind::Multistep && warmup >= total {
+            return Err(format!("schedule.warmup_steps ({warmup}) must be fewer than the run's {total} steps"));
+        }
+        Ok(match self.kind {
+            ScheduleKind::Multistep => {
+                let unit = if self.epochs.is_some() { per_epoch } else { 1 };
+                Schedule::MultiStep { base, gamma: self.gamma, milestones: self.milestones.iter().map(|m| m * unit).collect(), warmup }
+            }
+            ScheduleKind::Polynomial => Schedule::Polynomial { base, warmup, total, power: self.power.unwrap_or(1.0) },
+            ScheduleKind::Cosine => Schedule::Cosine { base, warmup, total },
+        })
+    }
+}
+
+impl ScheduleKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::Multistep => "multistep",
+            ScheduleKind::Polynomial => "polynomial",
+            ScheduleKind::Cosine => "cosine",
+        }
     }
 }
 

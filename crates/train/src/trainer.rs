@@ -20,12 +20,12 @@ use facerec_losses::{ClassShard, Loss, LossOutput, Sampling, SolverStep};
 use facerec_model::{weights, Backbone};
 
 use crate::checkpoint::{self, Checkpoint, TrainState};
-use crate::config::{Every, Precision, TrainConfig};
+use crate::config::{ClipScope, Every, OptimName, Precision, TrainConfig};
 use crate::distributed::{per_rank_batch, Distributed, Replicas, BUCKET_BYTES, FIRST_BUCKET_BYTES};
 use crate::error::{Result, TrainError};
 use facerec_core::metrics::{record, JsonLines};
-use crate::schedule::MultiStep;
-use crate::sgd::Sgd;
+use crate::schedule::Schedule;
+use crate::optim::{self, Optimizer};
 use crate::tensorboard::EventWriter;
 
 /// Read-only access to the model for evaluation.
@@ -97,7 +97,7 @@ pub struct FitSummary {
 struct FitRun {
     per_epoch: usize,
     total: usize,
-    schedule: MultiStep,
+    schedule: Schedule,
     loader: LoaderConfig,
     log_every: usize,
     evaluated_at: Option<usize>,
@@ -115,6 +115,28 @@ struct StepNumbers {
     correct: f64,
 }
 
+impl StepNumbers {
+    /// The numbers of a step made of these micro-batches' (of equal size): the means of the
+    /// objective and terms, the sum of the correct counts.
+    fn mean(parts: Vec<StepNumbers>) -> StepNumbers {
+        let k = parts.len().max(1) as f64;
+        let mut it = parts.into_iter();
+        let Some(mut acc) = it.next() else { return StepNumbers { loss: 0.0, terms: Vec::new(), correct: 0.0 } };
+        for p in it {
+            acc.loss += p.loss;
+            acc.correct += p.correct;
+            for ((_, a), (_, b)) in acc.terms.iter_mut().zip(p.terms) {
+                *a += b;
+            }
+        }
+        acc.loss /= k;
+        for (_, v) in &mut acc.terms {
+            *v /= k;
+        }
+        acc
+    }
+}
+
 /// Owns the model, the optimiser and the training state of one run.
 pub struct Trainer {
     config: TrainConfig,
@@ -123,7 +145,7 @@ pub struct Trainer {
     vs: nn::VarStore,
     backbone: Box<dyn Backbone>,
     loss: Box<dyn Loss>,
-    sgd: Sgd,
+    optimizer: Optimizer,
     state: TrainState,
     stop: Arc<AtomicBool>,
     steps_log: Option<JsonLines>,
@@ -167,8 +189,15 @@ impl Trainer {
         let device = config.device.resolve()?;
         let config_err = |msg: String| TrainError::Config { path: run_dir.join(run_files::CONFIG), msg };
         let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
+        let per_rank = per_rank_batch(config.optim.batch_size, world).map_err(config_err)?;
+        let k = config.optim.gradient_accumulation;
+        if per_rank % k != 0 {
+            return Err(config_err(format!(
+                "optim.gradient_accumulation = {k} must divide each rank's batch of {per_rank} (optim.batch_size {} over {world} ranks)",
+                config.optim.batch_size
+            )));
+        }
         if let Some(group) = &group {
-            let per_rank = per_rank_batch(config.optim.batch_size, world).map_err(config_err)?;
             if group.backend() != Backend::for_device(device) {
                 return Err(config_err(format!(
                     "the process group uses {} but training runs on {:?} ({} takes {} tensors)",
@@ -218,12 +247,21 @@ impl Trainer {
         sharded.sort();
         let trainable: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        let mut sgd = Sgd::new(trainable, config.optim.momentum, config.optim.weight_decay);
-        sgd.set_lr_mult("backbone.", config.optim.backbone_lr_mult);
+        let o = &config.optim;
+        let mut optimizer = match o.name {
+            OptimName::Sgd => Optimizer::sgd(trainable, o.momentum, o.weight_decay, o.decay),
+            OptimName::Adamw => {
+                let [b1, b2] = o.betas.unwrap_or([0.9, 0.999]);
+                Optimizer::adamw(trainable, (b1, b2), o.eps.unwrap_or(1e-8), o.weight_decay, o.decay)
+            }
+        };
+        optimizer.set_lr_mult("backbone.", o.backbone_lr_mult);
         let replicas = match group {
             Some(group) => {
                 // The replicated parameters' gradients, averaged during the backward pass.
-                let reducer = match config.parallel.overlap {
+                // The hooks see each backward pass's own gradients: with micro-batches they would
+                // average the last one's alone, so accumulation averages after the last backward.
+                let reducer = match config.parallel.overlap && config.optim.gradient_accumulation == 1 {
                     true => {
                         // In the order the model created them (the VarStore's), which the
                         // backward pass reverses.
@@ -258,7 +296,7 @@ impl Trainer {
             vs,
             backbone,
             loss,
-            sgd,
+            optimizer,
             state: TrainState::default(),
             stop: Arc::new(AtomicBool::new(false)),
             steps_log: None,
@@ -324,9 +362,19 @@ impl Trainer {
         Ok(facerec_model::weights::copy_into(&vars, weights, source)?)
     }
 
-    /// The SGD momentum buffers by parameter name (those that exist yet).
-    pub fn momentum_buffers(&self) -> Vec<(String, Tensor)> {
-        self.sgd.momentum_buffers()
+    /// Overwrites the loss's classifier (its `head.*` variables) with `weights`, named with
+    /// their `head.` prefix, whole tables of one row per class (a class-sharded rank takes its
+    /// rows). Every `head.*` variable must be there with its shape, and nothing else.
+    pub fn init_head(&mut self, weights: Vec<(String, Tensor)>, source: &Path) -> Result<()> {
+        let bad = |msg: String| TrainError::Checkpoint { path: source.to_path_buf(), msg };
+        let weights = self.my_rows(weights).map_err(bad)?;
+        let vars: Vec<(String, Tensor)> = self.named_variables().into_iter().filter(|(k, _)| k.starts_with("head.")).collect();
+        Ok(facerec_model::weights::copy_into(&vars, &weights, source)?)
+    }
+
+    /// The optimiser's state, `<slot>.<parameter name>` (what exists yet).
+    pub fn optimizer_state(&self) -> Vec<(String, Tensor)> {
+        self.optimizer.state()
     }
 
     /// The newest valid checkpoint of the run directory, if any (temporaries of an interrupted
@@ -368,9 +416,9 @@ impl Trainer {
             )));
         }
         let model = self.my_rows(ck.model).map_err(bad)?;
-        let momentum = self.my_rows(ck.momentum).map_err(bad)?;
+        let optimizer = self.my_rows(ck.optimizer).map_err(bad)?;
         weights::copy_into(&self.named_variables(), &model, &ck.path)?;
-        self.sgd.set_momentum_buffers(momentum).map_err(bad)?;
+        self.optimizer.set_state(optimizer).map_err(bad)?;
         self.state = ck.state;
         // Metrics and TensorBoard events written after the checkpoint belong to the lost part
         // of the run.
@@ -410,13 +458,13 @@ impl Trainer {
             });
         }
         let vars = self.whole_tables(vars)?;
-        let momentum = self.whole_tables(self.sgd.momentum_buffers())?;
+        let optimizer = self.whole_tables(self.optimizer.state())?;
         if !self.is_main() {
             return Ok(checkpoint::path(&self.run_dir, self.state.step));
         }
         let path = checkpoint::save(
             &self.run_dir,
-            &checkpoint::Contents { state: &self.state, model: &vars, momentum: &momentum, num_classes: self.num_classes },
+            &checkpoint::Contents { state: &self.state, model: &vars, optimizer: &optimizer, num_classes: self.num_classes },
             &self.config.resolved,
             self.replicas.world(),
             self.config.checkpoint.keep,
@@ -425,9 +473,15 @@ impl Trainer {
         Ok(path)
     }
 
-    /// Whether the variable `name` holds this rank's rows of a class-sharded table.
+    /// Whether the variable `name` (or the optimiser state of such a variable) holds this
+    /// rank's rows of a class-sharded table.
     fn is_sharded(&self, name: &str) -> bool {
-        self.sharded.iter().any(|s| s == name)
+        let variable = match optim::state_parameter(name) {
+            Some(("step", _)) => return false, // a count, not rows
+            Some((_, param)) => param,
+            None => name,
+        };
+        self.sharded.iter().any(|s| s == variable)
     }
 
     /// `named` with each class-sharded table replaced by the whole table on rank 0 (gathered
@@ -482,7 +536,7 @@ impl Trainer {
     }
 
     /// Steps per epoch and total steps for a data set of `len` samples.
-    pub fn plan(&self, len: usize) -> Result<(usize, usize, MultiStep)> {
+    pub fn plan(&self, len: usize) -> Result<(usize, usize, Schedule)> {
         let per_epoch = len / self.config.optim.batch_size;
         if per_epoch == 0 {
             return Err(TrainError::Config {
@@ -491,12 +545,15 @@ impl Trainer {
             });
         }
         let s = &self.config.schedule;
-        let (total, milestones) = match (s.epochs, s.steps) {
-            (Some(e), _) => (e * per_epoch, s.milestones.iter().map(|m| m * per_epoch).collect()),
-            (_, Some(n)) => (n, s.milestones.clone()),
+        let total = match (s.epochs, s.steps) {
+            (Some(e), _) => e * per_epoch,
+            (_, Some(n)) => n,
             _ => unreachable!("validated: epochs or steps"),
         };
-        Ok((per_epoch, total, MultiStep { base: self.config.optim.lr, gamma: s.gamma, milestones, warmup: s.warmup_steps }))
+        let schedule = s
+            .schedule(self.config.optim.lr, total, per_epoch)
+            .map_err(|msg| TrainError::Config { path: self.run_dir.join(run_files::CONFIG), msg })?;
+        Ok((per_epoch, total, schedule))
     }
 
     /// Trains until the schedule ends (or the stop flag is set).
@@ -561,7 +618,7 @@ impl Trainer {
         let rank_batch = self.config.optim.batch_size / world;
         let loader = LoaderConfig {
             rank_batch,
-            shuffle: true,
+            shuffle: self.config.shuffle,
             flip,
             seed: self.config.seed,
             rank: self.replicas.rank(),
@@ -667,7 +724,7 @@ impl Trainer {
             named.into_iter().filter(|(k, _)| !self.is_sharded(k)).map(|(_, t)| t).collect()
         };
         let vars = replicated(self.named_variables());
-        let momentum = replicated(self.sgd.momentum_buffers());
+        let optimizer = replicated(self.optimizer.state());
         let facts = [
             ("step", self.state.step as i64),
             ("epoch", self.state.epoch as i64),
@@ -676,9 +733,9 @@ impl Trainer {
             ("training samples", len as i64),
             ("classes", num_classes),
             ("model variables", vars.len() as i64),
-            ("momentum buffers", momentum.len() as i64),
+            ("optimiser state tensors", optimizer.len() as i64),
         ];
-        self.replicas.start(&facts, &vars, &momentum, self.state.step)
+        self.replicas.start(&facts, &vars, &optimizer, self.state.step)
     }
 
     fn summary(&self, outcome: Outcome, run: FitRun) -> FitSummary {
@@ -693,20 +750,33 @@ impl Trainer {
     }
 
     /// One step of Algorithm 1 on a batch: forward, the loss, backward, the loss's own update
-    /// (Eq. 4), the SGD step; the ranks kept in step by [`Replicas`]' hooks.
-    pub fn train_step(&mut self, batch: &Batch, schedule: &MultiStep, data_wait: Duration) -> Result<StepStats> {
+    /// (Eq. 4), the optimiser's step; the ranks kept in step by [`Replicas`]' hooks. With
+    /// `optim.gradient_accumulation = K` the batch goes through forward and backward in K
+    /// micro-batches, each objective divided by K, so that the gradients add up to the whole
+    /// batch's mean; the loss's update and the optimiser's step see the whole batch.
+    pub fn train_step(&mut self, batch: &Batch, schedule: &Schedule, data_wait: Duration) -> Result<StepStats> {
         let images = batch.images.f_to_device(self.device)?;
         let labels = batch.labels.f_to_device(self.device)?;
         let (lr, step) = (schedule.lr_at(self.state.step), self.state.step + 1);
-        let features = self.forward(&images)?; // [batch, feature_dim]
-        let out = self.loss.forward_ranks(&features, &labels, &self.replicas.for_loss(step))?;
-        let numbers = self.step_numbers(&out, &labels, step)?;
-        self.sgd.zero_grad()?;
+        let k = self.config.optim.gradient_accumulation;
+        self.optimizer.zero_grad()?;
         self.replicas.before_backward(step)?;
-        out.objective.f_backward()?;
+        let micro = (labels.size()[0] / k as i64).max(1);
+        let (mut features, mut numbers) = (Vec::with_capacity(k), Vec::with_capacity(k));
+        for (images, labels) in images.f_split(micro, 0)?.iter().zip(labels.f_split(micro, 0)?.iter()) {
+            let f = self.forward(images)?; // [micro-batch, feature_dim]
+            let out = self.loss.forward_ranks(&f, labels, &self.replicas.for_loss(step))?;
+            numbers.push(self.step_numbers(&out, labels, step)?);
+            match k {
+                1 => out.objective.f_backward()?,
+                _ => out.objective.f_div_scalar(k as f64)?.f_backward()?,
+            }
+            features.push(f.f_detach()?);
+        }
+        let (features, numbers) = (Tensor::f_cat(&features, 0)?, StepNumbers::mean(numbers));
         // A sharded classifier's gradients are its rows' own: only the replicated ones are averaged.
         let grads: Vec<Tensor> =
-            self.sgd.params().filter(|(k, _)| !self.is_sharded(k)).map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
+            self.optimizer.params().filter(|(k, _)| !self.is_sharded(k)).map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
         self.replicas.average_gradients(&grads, step)?;
         let grad_norm = self.clip_gradients(step)?;
         if !grad_norm.is_finite() {
@@ -716,9 +786,9 @@ impl Trainer {
             let what = "the gradient norm (the loss was finite; the step was not applied)".to_owned();
             return Err(TrainError::Diverged { step, what, value: grad_norm, kept: self.latest_checkpoint_note() });
         }
-        let solver = SolverStep { lr, momentum: self.sgd.momentum, weight_decay: self.sgd.weight_decay };
-        self.loss.after_step(&features.f_detach()?, &labels, solver, &self.replicas.for_loss(step))?;
-        self.sgd.step(lr)?;
+        let solver = SolverStep { lr, momentum: self.optimizer.momentum(), weight_decay: self.optimizer.weight_decay };
+        self.loss.after_step(&features, &labels, solver, &self.replicas.for_loss(step))?;
+        self.optimizer.step(lr)?;
         self.replicas.share_buffers(step)?;
         let samples = labels.size()[0] as usize * self.replicas.world();
         Ok(self.account(numbers, samples, lr, grad_norm, data_wait))
@@ -729,13 +799,15 @@ impl Trainer {
     /// ranks, so that every rank sees the norm one process would.
     fn clip_gradients(&mut self, step: usize) -> Result<f64> {
         let max = self.config.optim.clip_grad_norm;
+        let scope = self.config.optim.clip;
+        let within = move |name: &str| scope == ClipScope::All || name.starts_with("backbone.");
         if self.sharded.is_empty() {
-            return self.sgd.clip_grad_norm(max);
+            return self.optimizer.clip_grad_norm(max, within);
         }
-        let (replicated, own) = self.sgd.grad_square_sums(|name| self.is_sharded(name))?;
+        let (replicated, own) = self.optimizer.grad_square_sums(within, |name| self.is_sharded(name))?;
         let norm = (replicated + self.replicas.sum(own, step, "summing the sharded gradient norms")?).sqrt();
         if let Some(max) = max.filter(|&m| norm > m) {
-            self.sgd.scale_grads(max / (norm + 1e-6))?;
+            self.optimizer.scale_grads(max / (norm + 1e-6), within)?;
         }
         Ok(norm)
     }
