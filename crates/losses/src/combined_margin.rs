@@ -33,6 +33,21 @@ pub struct CombinedMarginConfig {
     /// Additive cosine margin, `>= 0`.
     #[serde(default)]
     pub m3: f64,
+    /// How the margin's gradient is taken: `exact` (autograd through `cos(m1 t + m2) - m3`)
+    /// or `straight_through` (the margin changes the target logit's value only; its gradient
+    /// is the plain cosine's), as arcface_torch's `CombinedMarginLoss` applies ArcFace's
+    /// margin, under `torch.no_grad()` in place (its CosFace branch is exact either way).
+    #[serde(default)]
+    pub margin_gradient: MarginGradient,
+}
+
+/// `[loss] margin_gradient` of the combined margin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarginGradient {
+    #[default]
+    Exact,
+    StraightThrough,
 }
 
 fn default_scale() -> f64 {
@@ -75,9 +90,14 @@ impl LossSpec for CombinedMarginConfig {
 }
 
 impl CombinedMarginConfig {
-    /// `cos(m1 t + m2) - m3` of the target cosines `c`.
+    /// `cos(m1 t + m2) - m3` of the target cosines `c` (with `straight_through`, that value
+    /// with the gradient of `c`).
     fn target(&self, c: &Tensor) -> Result<Tensor> {
-        Ok(open_interval(c)?.f_acos()?.f_mul_scalar(self.m1)?.f_add_scalar(self.m2)?.f_cos()?.f_sub_scalar(self.m3)?)
+        let margin = open_interval(c)?.f_acos()?.f_mul_scalar(self.m1)?.f_add_scalar(self.m2)?.f_cos()?.f_sub_scalar(self.m3)?;
+        match self.margin_gradient {
+            MarginGradient::Exact => Ok(margin),
+            MarginGradient::StraightThrough => Ok(c.f_add(&margin.f_sub(c)?.f_detach()?)?),
+        }
     }
 }
 

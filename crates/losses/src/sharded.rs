@@ -2,8 +2,9 @@
 //! hundreds of thousands to millions of identities (`[parallel] shard_head = true`;
 //! `docs/distributed.md`).
 //!
-//! Each of N ranks holds the rows of classes `[floor(k C / N), floor((k + 1) C / N))` (a
-//! [`ClassShard`]) of the classifier, of its momentum and of the center table. A step:
+//! Each of N ranks holds a contiguous range of the classes (a [`ClassShard`], split as
+//! arcface_torch's `PartialFC_V2` splits them: `C / N` each, one more for the first `C % N`
+//! ranks) of the classifier, of its momentum and of the center table. A step:
 //!
 //! 1. the ranks' features and labels are all-gathered: every rank sees the global batch `X`;
 //! 2. each rank computes the logits of its classes, `[global batch, classes of the shard]`,
@@ -27,8 +28,8 @@
 //!
 //! **Partial FC** ([`Sampling`], An et al., "Partial FC", ICCVW 2021): with a sample rate
 //! `r < 1` each rank uses, at each step, the classes of its shard that are labels of the
-//! global batch plus a random sample of its other classes, `max(positives, ceil(r * shard))`
-//! classes in all, seeded by `(seed, step, rank)`. The softmax then runs over the sampled
+//! global batch plus a random sample of its other classes, `max(positives, floor(r * shard))`
+//! classes in all (arcface_torch's count), seeded by `(seed, step, rank)`. The softmax then runs over the sampled
 //! classes only (an approximation, by design); unsampled rows get a zero gradient (they still
 //! move by their momentum and weight decay, as any SGD parameter with a zero gradient does).
 //! The training accuracy is then the accuracy among the sampled classes.
@@ -78,11 +79,14 @@ impl ClassShard {
         ClassShard { num_classes, rank: 0, world: 1, start: 0, end: num_classes }
     }
 
-    /// Rank `rank`'s classes: `floor(rank C / world)..floor((rank + 1) C / world)`. When `world`
-    /// does not divide `C` the shards differ in size by one class at most.
+    /// Rank `rank`'s classes, as arcface_torch's `PartialFC_V2` assigns them: `C / world` each
+    /// (integer division), the first `C % world` ranks one more, in rank order. So a rank's rows
+    /// are the rows of its `checkpoint_gpu_<rank>.pt` there.
     pub fn rows(num_classes: i64, rank: usize, world: usize) -> Range<i64> {
-        let at = |k: usize| (i128::from(num_classes) * k as i128 / world.max(1) as i128) as i64;
-        at(rank)..at(rank + 1)
+        let (world, rank) = (world.max(1) as i64, rank as i64);
+        let (per, extra) = (num_classes / world, num_classes % world);
+        let start = per * rank + rank.min(extra);
+        start..start + per + i64::from(rank < extra)
     }
 
     /// How many classes this rank holds.
@@ -101,6 +105,30 @@ pub struct Sampling {
     /// In (0, 1]; 1 uses every class.
     pub rate: f64,
     pub seed: u64,
+}
+
+impl Sampling {
+    /// The classes of `shard` step `step` uses (indices into the shard, ascending), `None` for
+    /// all of them: the positives `positives` (the shard's classes among the global batch's
+    /// labels, as shard indices, sorted and unique) and a random sample of the others seeded by
+    /// `(seed, step, rank)`, `max(positives, floor(rate * shard))` in all, as arcface_torch's
+    /// `PartialFC_V2.sample` picks them (random keys, the positives' set above any, top k,
+    /// sorted; its keys come from `torch.rand`, these from SplitMix64).
+    pub fn rows(&self, shard: &ClassShard, positives: &Tensor, step: usize) -> Result<Option<Tensor>> {
+        let n = shard.len();
+        let wanted = ((self.rate * n as f64).floor() as i64).max(positives.size()[0]);
+        if wanted >= n {
+            return Ok(None);
+        }
+        let mut rng = SplitMix64::new(self.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((shard.rank as u64) << 48));
+        let keys: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
+        let keys = Tensor::f_from_slice(&keys)?.f_to_device(positives.device())?;
+        // Positives get keys above any random one, so the top `wanted` holds all of them.
+        let keys = keys.f_index_fill(0, positives, 2.0)?;
+        let (_, chosen) = keys.f_topk(wanted, 0, true, false)?;
+        let (rows, _) = chosen.f_sort(0, false)?;
+        Ok(Some(rows))
+    }
 }
 
 /// A classifier over the classes of a [`ClassShard`]: what a loss gives [`ShardedLoss`].
@@ -300,23 +328,12 @@ impl ShardedLoss {
         Ok(ShardedLoss { head, center, shard, sampling: sampling.filter(|s| s.rate < 1.0) })
     }
 
-    /// The classes of the shard this step uses (indices into the shard), `None` for all: the
-    /// positives `positives` (sorted, unique) plus a seeded random sample of the others.
+    /// The classes of the shard this step uses (see [`Sampling::rows`]), `None` for all.
     fn sample(&self, positives: &Tensor, step: usize) -> Result<Option<Tensor>> {
-        let Some(sampling) = self.sampling else { return Ok(None) };
-        let n = self.shard.len();
-        let wanted = ((sampling.rate * n as f64).ceil() as i64).max(positives.size()[0]);
-        if wanted >= n {
-            return Ok(None);
+        match self.sampling {
+            Some(sampling) => sampling.rows(&self.shard, positives, step),
+            None => Ok(None),
         }
-        let mut rng = SplitMix64::new(sampling.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((self.shard.rank as u64) << 48));
-        let keys: Vec<f32> = (0..n).map(|_| rng.next_f32()).collect();
-        let keys = Tensor::f_from_slice(&keys)?.f_to_device(positives.device())?;
-        // Positives get keys above any random one, so the top `wanted` holds all of them.
-        let keys = keys.f_index_fill(0, positives, 2.0)?;
-        let (_, chosen) = keys.f_topk(wanted, 0, true, false)?;
-        let (rows, _) = chosen.f_sort(0, false)?;
-        Ok(Some(rows))
     }
 
     fn center_term(&self) -> Option<&ShardCenters> {
@@ -547,7 +564,10 @@ mod tests {
             let sizes: Vec<i64> = shards.iter().map(ClassShard::len).collect();
             assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
         }
-        assert_eq!(ClassShard::rows(10, 1, 4), 2..5);
+        // arcface_torch's PartialFC_V2: 10 // 4 = 2 each, the first 10 % 4 = 2 ranks one more:
+        // 3, 3, 2, 2 at 0, 3, 6, 8.
+        let rows: Vec<_> = (0..4).map(|r| ClassShard::rows(10, r, 4)).collect();
+        assert_eq!(rows, [0..3, 3..6, 6..8, 8..10]);
         let err = ClassShard::new(3, 0, 4).unwrap_err().to_string();
         assert!(err.contains("3 classes cannot be sharded over 4 ranks"), "{err}");
     }

@@ -50,7 +50,7 @@ impl Margin {
         match self {
             Margin::Cos(margin) => LossConfig::new(CosFaceConfig { scale, margin }),
             Margin::Arc { m, easy } => LossConfig::new(ArcFaceConfig { scale, margin: m, easy_margin: easy }),
-            Margin::Combined(m1, m2, m3) => LossConfig::new(CombinedMarginConfig { scale, m1, m2, m3 }),
+            Margin::Combined(m1, m2, m3) => LossConfig::new(CombinedMarginConfig { scale, m1, m2, m3, margin_gradient: Default::default() }),
         }
     }
 

@@ -150,9 +150,14 @@ fn run_rank(vs: &nn::VarStore, loss: &dyn Loss, ranks: &dyn Ranks, x: &Tensor, y
 
 /// Runs the shards as threads, rank r on samples `r * B / world ..`.
 fn run_world(shards: Vec<(nn::VarStore, Box<dyn Loss>)>, x: &Tensor, y: &Tensor) -> Vec<RankResult> {
+    let per = BATCH / shards.len() as i64;
+    run_world_of(shards, x, y, per)
+}
+
+/// [`run_world`] with `per` samples a rank.
+fn run_world_of(shards: Vec<(nn::VarStore, Box<dyn Loss>)>, x: &Tensor, y: &Tensor, per: i64) -> Vec<RankResult> {
     let world = shards.len();
     let hub = Arc::new(Hub { barrier: Barrier::new(world), slots: Mutex::new((0..world).map(|_| None).collect()) });
-    let per = BATCH / world as i64;
     let handles: Vec<_> = shards
         .into_iter()
         .enumerate()
@@ -281,8 +286,8 @@ fn what_cannot_be_sharded_says_so() {
 fn sampled_classes_on_two_ranks_agree() {
     let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let (x, _) = case();
-    // Classes 0, 3, 4 (rank 0 holds 0-4) and 9 (rank 1 holds 5-9); at rate 0.5, 3 of each
-    // shard's 5: rank 0 its 3 positives, rank 1 class 9 and 2 random others.
+    // Classes 0, 3, 4 (rank 0 holds 0-4) and 9 (rank 1 holds 5-9); at rate 0.5, floor(2.5) = 2
+    // of each shard's 5 but at least the positives: rank 0 its 3, rank 1 class 9 and 1 other.
     let y = Tensor::from_slice(&[3i64, 0, 9, 3, 0, 3, 9, 9, 4, 4, 0, 3]);
     let config: LossConfig = toml::from_str("lambda = 0.1\nalpha = 0.5").unwrap();
     let results = run_world(shards(&config, 2, Some(Sampling { rate: 0.5, seed: 9 })), &x, &y);
@@ -294,5 +299,89 @@ fn sampled_classes_on_two_ranks_agree() {
     };
     assert_eq!(used(0), [0, 3, 4]);
     let other = used(1);
-    assert!(other.len() == 3 && other.contains(&4), "rank 1 (classes 5-9): {other:?}");
+    assert!(other.len() == 2 && other.contains(&4), "rank 1 (classes 5-9): {other:?}");
+}
+
+/// arcface_torch's `PartialFC_V2` with its `CombinedMarginLoss`, run by PyTorch on two Gloo
+/// processes (`scripts/reference/arcface_torch_ref.py pfc`, the reference's own code from
+/// ../shared/reference/arcface_torch) against facerec's class-sharded combined margin on two
+/// ranks, from the same embeddings, labels and class weights (13 classes: shards of 7 and 6, as
+/// both split them): ArcFace (m2 0.5, its gradient straight through the margin as
+/// arcface_torch takes it) and CosFace (m3 0.4), every class and a sample rate of 0.5 (the
+/// reference fed facerec's sampled classes): the same loss on every rank, the same gradients of
+/// each rank's embeddings and of each rank's class weights.
+#[test]
+fn partial_fc_and_the_combined_margin_are_arcface_torchs_on_two_ranks() {
+    let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    const C: i64 = 13;
+    const D: i64 = 64;
+    const B: i64 = 6;
+    const WORLD: usize = 2;
+    tch::manual_seed(21);
+    let emb = Tensor::randn([WORLD as i64, B, D], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(C, [WORLD as i64, B], (Kind::Int64, Device::Cpu));
+    let weight = Tensor::randn([C, D], (Kind::Float, Device::Cpu)) * 0.01;
+    let py = std::env::var("FACEREC_PYTHON").unwrap_or_else(|_| ".deps/venv/bin/python".into());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference/arcface_torch_ref.py");
+    for (margins, rate) in [([1.0, 0.5, 0.0], 1.0), ([1.0, 0.0, 0.4], 1.0), ([1.0, 0.5, 0.0], 0.5)] {
+        let what = format!("margins {margins:?}, sample rate {rate}");
+        let dir = tempfile::tempdir().unwrap();
+        let case = dir.path();
+        emb.write_npy(case.join("emb.npy")).unwrap();
+        labels.write_npy(case.join("labels.npy")).unwrap();
+        weight.write_npy(case.join("weight.npy")).unwrap();
+        let table = format!(
+            "name = \"combined_margin\"\nscale = 64.0\nm1 = {}\nm2 = {}\nm3 = {}\nmargin_gradient = \"straight_through\"",
+            margins[0], margins[1], margins[2]
+        );
+        let config: LossConfig = toml::from_str(&table).unwrap();
+        let sampling = (rate < 1.0).then_some(Sampling { rate, seed: 4 });
+        let world: Vec<(nn::VarStore, Box<dyn Loss>)> = (0..WORLD)
+            .map(|rank| {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let shard = ClassShard::new(C, rank, WORLD).unwrap();
+                let loss = config.build_sharded(&vs.root(), D, &shard, sampling).unwrap();
+                let mut w = vs.variables()["head.fc.weight"].shallow_clone();
+                tch::no_grad(|| w.copy_(&weight.narrow(0, shard.start, shard.len())));
+                // The classes this rank's sampling picks at step 1 (ThreadRanks' step), for the
+                // reference to pick too.
+                if let Some(s) = sampling {
+                    let all = labels.flatten(0, -1);
+                    let mine = all.masked_select(&all.ge(shard.start).logical_and(&all.lt(shard.end))) - shard.start;
+                    let (positives, _, _) = mine.unique_dim(0, true, false, false);
+                    if let Some(rows) = s.rows(&shard, &positives, 1).unwrap() {
+                        rows.write_npy(case.join(format!("rows{rank}.npy"))).unwrap();
+                    }
+                }
+                (vs, loss)
+            })
+            .collect();
+        let results = run_world_of(world, &emb.flatten(0, 1), &labels.flatten(0, 1), B);
+        // Each sample's loss, by hand on one process: below arcface_torch's cap of 69.08.
+        let (x, y) = (emb.flatten(0, 1), labels.flatten(0, 1));
+        let unit = |t: &Tensor| t / t.norm_scalaropt_dim(2, [1].as_slice(), true);
+        let cos = unit(&x).matmul(&unit(&weight).tr());
+        let target = cos.gather(1, &y.unsqueeze(1), false);
+        let with_margin = (target.acos() * margins[0] + margins[1]).cos() - margins[2];
+        let per_sample = (cos.scatter(1, &y.unsqueeze(1), &with_margin) * 64.0).log_softmax(1, Kind::Float).gather(1, &y.unsqueeze(1), false).neg();
+        assert!(f64::try_from(per_sample.max()).unwrap() < 69.0, "{what}: a sample's loss past arcface_torch's cap");
+        let out = std::process::Command::new(&py)
+            .arg(&script)
+            .args(["pfc", "--case", case.to_str().unwrap(), "--sample-rate", &rate.to_string(), "--margins"])
+            .args(margins.map(|m| m.to_string()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{what}: arcface_torch_ref.py pfc:\n{}", String::from_utf8_lossy(&out.stderr));
+        let read = |name: String| Tensor::read_npy(case.join(name)).unwrap();
+        for (rank, r) in results.iter().enumerate() {
+            let theirs = f64::try_from(read(format!("loss{rank}.npy"))).unwrap();
+            assert!((r.value - theirs).abs() <= 1e-5 * theirs.abs(), "{what}, rank {rank}: loss {} vs arcface_torch's {theirs}", r.value);
+            let rel = |ours: &Tensor, theirs: &Tensor| max_diff(ours, theirs) / f64::try_from(theirs.abs().max()).unwrap();
+            let g_emb = rel(&r.feature_grad, &read(format!("emb_grad{rank}.npy")));
+            let ours_w = &r.grads.iter().find(|(k, _)| k == "head.fc.weight").unwrap().1;
+            let g_w = rel(ours_w, &read(format!("weight_grad{rank}.npy")));
+            eprintln!("{what}, rank {rank}: loss {:.6} ({theirs:.6}), embedding gradients within {g_emb:.1e}, class weights' {g_w:.1e} of their largest", r.value);
+            assert!(g_emb <= 1e-5 && g_w <= 1e-5, "{what}, rank {rank}: gradients off by {g_emb:e} (embeddings), {g_w:e} (weights)");
+        }
+    }
 }
