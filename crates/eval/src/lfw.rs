@@ -27,6 +27,7 @@ use facerec_data::lfw::zero_based_folds;
 use crate::error::{EvalError, Result};
 use crate::features::embed_rows;
 use crate::identification::{identify, IdentificationReport};
+use crate::insightface::InsightfaceVerification;
 use crate::verification::{verify, PairRef, Scoring, VerificationReport};
 
 /// `[eval.lfw]`: the LFW verification protocol (Wen et al. Sec. 4.2): features of image and
@@ -116,11 +117,16 @@ impl LfwEvalConfig {
 pub struct LfwReport {
     pub protocol: String,
     /// Whether each feature is the image's and its mirror's concatenated (`eval.lfw.flip`), as
-    /// `facerec compare` must compute them to use the thresholds; `None` for features computed
+    /// `facerec compare` must compute them to use the thresholds (summed instead when
+    /// `insightface` is present: that protocol's features); `None` for features computed
     /// elsewhere.
     pub flip: Option<bool>,
     pub verification: VerificationReport,
     pub identification: Option<IdentificationReport>,
+    /// A `.bin` set scored by insightface's protocol: its numbers (the headline ones then;
+    /// `verification` holds facerec's ROC, AUC and EER of the same features).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insightface: Option<InsightfaceVerification>,
 }
 
 /// LFW, prepared for evaluating models.
@@ -326,7 +332,7 @@ impl LfwEval {
         } else {
             None
         };
-        Ok(LfwReport { protocol: self.protocol(), flip: Some(self.config.flip), verification, identification })
+        Ok(LfwReport { protocol: self.protocol(), flip: Some(self.config.flip), verification, identification, insightface: None })
     }
 }
 
@@ -350,12 +356,44 @@ impl LfwEval {
     }
 }
 
-/// Verification on an insightface evaluation `.bin` (`lfw.bin`, `cfp_fp.bin`, `agedb_30.bin`):
-/// images already aligned, pair `i` = images `2i` and `2i + 1`, and, as insightface's
-/// `verification.py` does, 10 folds of consecutive pairs. A 112x96 model scores a 112x112 set
-/// on columns 8..104 of its crops (see `facerec_data::align::fit_aligned`).
-pub fn verify_bin(path: &Path, backbone: &dyn Backbone, norm: PixelNorm, device: Device, flip: bool, scoring: Scoring, batch: usize) -> Result<VerificationReport> {
-    BinSet::load(path, backbone.input_shape(), norm)?.verify(backbone, device, flip, scoring, batch)
+/// How a `.bin` set is scored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BinProtocol {
+    /// insightface's `eval/verification.py` ([`crate::insightface`]): the numbers arcface_torch
+    /// logs and papers quote next to lfw, cfp_fp, agedb_30.
+    #[default]
+    Insightface,
+    /// facerec's LFW protocol on the set's pairs (features of image and mirror concatenated,
+    /// cosine, each fold's threshold chosen on the other nine, PCA or mean subtraction if asked).
+    Facerec,
+}
+
+impl BinProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            BinProtocol::Insightface => "insightface",
+            BinProtocol::Facerec => "facerec",
+        }
+    }
+}
+
+/// A `.bin` set scored: facerec's verification (ROC, AUC, EER, and its accuracy under
+/// [`BinProtocol::Facerec`]) and, under [`BinProtocol::Insightface`], insightface's numbers.
+#[derive(Debug, Clone)]
+pub struct BinResult {
+    pub verification: VerificationReport,
+    pub insightface: Option<InsightfaceVerification>,
+}
+
+impl BinResult {
+    /// The set's accuracy under its protocol (mean, std over the folds).
+    pub fn accuracy(&self) -> (f64, f64) {
+        match &self.insightface {
+            Some(i) => (i.accuracy_mean, i.accuracy_std),
+            None => (self.verification.accuracy_mean, self.verification.accuracy_std),
+        }
+    }
 }
 
 /// An insightface `.bin` set read and decoded once into the crops a backbone of one input
@@ -372,7 +410,9 @@ pub struct BinSet {
 
 impl BinSet {
     /// Reads `path` and decodes its images to crops of `shape`, for a model whose input is
-    /// normalised by `norm` (see [`verify_bin`]).
+    /// normalised by `norm`: images already aligned, pair `i` = images `2i` and `2i + 1`. A
+    /// 112x96 model scores a 112x112 set on columns 8..104 of its crops (see
+    /// `facerec_data::align::fit_aligned`).
     pub fn load(path: &Path, shape: [i64; 3], norm: PixelNorm) -> Result<Self> {
         let bin = facerec_data::insightface::EvalBin::read(path)?;
         let mut crops = Vec::with_capacity(bin.images.len());
@@ -399,15 +439,38 @@ impl BinSet {
         Ok(BinSet { crops, issame: bin.issame, shape, norm })
     }
 
-    /// Verification of `backbone` (of the input shape the set was loaded for) on the set.
-    pub fn verify(&self, backbone: &dyn Backbone, device: Device, flip: bool, scoring: Scoring, batch: usize) -> Result<VerificationReport> {
+    /// The set scored by `protocol` (under insightface's, `flip` and `scoring` are its own:
+    /// mirrors summed, no PCA; facerec's scores on its features the ROC, AUC and EER).
+    pub fn evaluate(&self, backbone: &dyn Backbone, device: Device, protocol: BinProtocol, flip: bool, scoring: Scoring, batch: usize) -> Result<BinResult> {
+        if protocol == BinProtocol::Facerec {
+            return Ok(BinResult { verification: self.verify(backbone, device, flip, scoring, batch)?, insightface: None });
+        }
+        let feats = self.features(backbone, device, true, batch)?; // [N, 2D]: image | mirror
+        let (orig, mirror) = crate::insightface::split_flip(&crate::features::to_array2::<f32>(&feats)?);
+        let insightface = crate::insightface::verify(&orig, &mirror, &self.issame, 10);
+        let summed = crate::features::from_array2(&crate::insightface::summed_normalised(&orig, &mirror))?;
+        let verification = self.score(&summed, Scoring::default())?;
+        Ok(BinResult { verification, insightface: Some(insightface) })
+    }
+
+    /// Features of every image of the set, `[N, D]` (`[N, 2D]` with the mirror's).
+    pub fn features(&self, backbone: &dyn Backbone, device: Device, flip: bool, batch: usize) -> Result<Tensor> {
         let [_, h, w] = self.shape;
         let rows: Vec<usize> = (0..self.crops.len()).collect();
         let crops = |chunk: &[usize]| {
             let chunk: Vec<&[u8]> = chunk.iter().map(|&i| self.crops[i].as_slice()).collect();
             Ok(crops_to_tensor(&chunk, h as usize, w as usize, self.norm)?)
         };
-        let feats = embed_rows(backbone, &rows, batch, flip, device, crops, &|_| {})?;
+        embed_rows(backbone, &rows, batch, flip, device, crops, &|_| {})
+    }
+
+    /// Whether each pair is one person.
+    pub fn issame(&self) -> &[bool] {
+        &self.issame
+    }
+
+    /// facerec's protocol on `feats` of the set's images: 10 folds of consecutive pairs.
+    fn score(&self, feats: &Tensor, scoring: Scoring) -> Result<VerificationReport> {
         let per_fold = (self.issame.len() / 10).max(1);
         let pairs: Vec<PairRef> = self
             .issame
@@ -416,7 +479,12 @@ impl BinSet {
             .map(|(i, &same)| PairRef { a: 2 * i, b: 2 * i + 1, same, fold: (i / per_fold).min(9) })
             .collect();
         let folds: Vec<usize> = (0..10).filter(|f| pairs.iter().any(|p| p.fold == *f)).collect();
-        verify(&feats, &pairs, &folds, scoring)
+        verify(feats, &pairs, &folds, scoring)
+    }
+
+    /// Verification of `backbone` (of the input shape the set was loaded for) on the set.
+    pub fn verify(&self, backbone: &dyn Backbone, device: Device, flip: bool, scoring: Scoring, batch: usize) -> Result<VerificationReport> {
+        self.score(&self.features(backbone, device, flip, batch)?, scoring)
     }
 }
 

@@ -56,7 +56,7 @@ pub struct CompareArgs {
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
     /// Print the result as one JSON object (a, b, cosine, threshold, threshold_from, flip,
-    /// same) instead of a sentence. The exit status is the same either way.
+    /// mirror_summed, mean_subtracted, same) instead of a sentence. The exit status is the same either way.
     #[arg(long)]
     pub json: bool,
 }
@@ -72,6 +72,9 @@ struct Verdict<'a> {
     threshold_from: String,
     /// Whether the features include the mirror images'.
     flip: bool,
+    /// Whether image's and mirror's features are summed (insightface's .bin protocol) rather
+    /// than concatenated.
+    mirror_summed: bool,
     /// Whether the report's mean feature was subtracted before the cosine.
     mean_subtracted: bool,
     same: bool,
@@ -83,6 +86,9 @@ struct ReportThresholds {
     /// Absent in reports of features computed elsewhere (and of facerec before it was written).
     flip: Option<bool>,
     verification: FoldThresholds,
+    /// Present in reports of insightface's .bin protocol, whose features sum the mirror's.
+    #[serde(default)]
+    insightface: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +107,8 @@ struct ReportScoring {
     threshold: f64,
     /// Features of image and mirror concatenated.
     flip: bool,
+    /// ... summed instead (insightface's .bin protocol).
+    mirror_summed: bool,
     /// The mean feature subtracted before the cosine (`eval --subtract-mean`), if any.
     mean: Option<Vec<f64>>,
 }
@@ -136,7 +144,8 @@ fn report_threshold(path: &Path) -> anyhow::Result<ReportScoring> {
     if ts.is_empty() {
         bail!("{}: no fold thresholds in the report", path.display());
     }
-    Ok(ReportScoring { threshold: ts.iter().sum::<f64>() / ts.len() as f64, flip, mean })
+    let mirror_summed = r.insightface.is_some();
+    Ok(ReportScoring { threshold: ts.iter().sum::<f64>() / ts.len() as f64, flip: flip || mirror_summed, mirror_summed, mean })
 }
 
 /// Compares the two faces, prints the verdict and returns the exit code: 0 for the same
@@ -145,7 +154,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
     let device = args.device.resolve()?;
     let model = backbone_file(&args.model);
     let (scoring, threshold_from) = match args.threshold {
-        Some(threshold) => (ReportScoring { threshold, flip: !args.no_flip, mean: None }, "--threshold".to_owned()),
+        Some(threshold) => (ReportScoring { threshold, flip: !args.no_flip, mirror_summed: false, mean: None }, "--threshold".to_owned()),
         None => {
             let report = match &args.report {
                 Some(r) => r.clone(),
@@ -167,7 +176,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
             (scoring, report.display().to_string())
         }
     };
-    let ReportScoring { threshold, flip, mean } = scoring;
+    let ReportScoring { threshold, flip, mirror_summed, mean } = scoring;
     let loaded = load_backbone(&model, device, None).with_context(|| format!("loading {}", model.display()))?;
     let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
     let detector = load_detector(args.weights.as_deref(), Device::Cpu)?;
@@ -178,6 +187,14 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
         let x = crops_to_tensor(&[crop], h as usize, w as usize, loaded.config.pixel_norm())?; // [1, 3, h, w]
         // The image's features, then (with `flip`) its mirror's, as the LFW protocol takes them.
         let e = embed_batch(loaded.backbone.as_ref(), &x, flip, device)?.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?;
+        // insightface's protocol sums the two halves (image | mirror) instead.
+        let e = match mirror_summed {
+            true => {
+                let halves = e.f_chunk(2, 1)?;
+                halves[0].f_add(&halves[1])?
+            }
+            false => e,
+        };
         // Less the evaluation's mean feature, when its threshold was chosen on centred features.
         embeddings.push(match &mean {
             Some(m) if m.len() as i64 != e.size()[1] => bail!(
@@ -194,7 +211,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
         / (f64::try_from(a.f_norm()?)? * f64::try_from(b.f_norm()?)?).max(1e-12);
     let same = cos >= threshold;
     if args.json {
-        let verdict = Verdict { a: &args.a, b: &args.b, cosine: cos, threshold, threshold_from, flip, mean_subtracted: mean.is_some(), same };
+        let verdict = Verdict { a: &args.a, b: &args.b, cosine: cos, threshold, threshold_from, flip, mirror_summed, mean_subtracted: mean.is_some(), same };
         println!("{}", serde_json::to_string(&verdict)?);
     } else {
         println!(
@@ -202,6 +219,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<u8> {
             if same { ">=" } else { "<" },
             if same { "same person" } else { "different people" },
             match (flip, mean.is_some()) {
+                _ if mirror_summed => "features of image and mirror summed, as insightface's .bin protocol",
                 (true, false) => "features of image and mirror",
                 (false, false) => "features of the image alone",
                 (true, true) => "features of image and mirror, less the evaluation's mean feature",

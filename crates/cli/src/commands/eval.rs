@@ -7,8 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use facerec_data::align::Template;
-use facerec_eval::lfw::{features_in_words, verify_bin, verify_external, LfwEval, LfwEvalConfig, LfwReport};
-use facerec_eval::verification::VerificationReport;
+use facerec_eval::lfw::{features_in_words, verify_external, BinProtocol, BinResult, BinSet, LfwEval, LfwEvalConfig, LfwReport};
 use facerec_model::device::DeviceChoice;
 use facerec_model::saved::load_backbone;
 use facerec_experiment::{Config, RunDir};
@@ -38,6 +37,10 @@ pub struct EvalArgs {
     /// Evaluate on an insightface `.bin` (lfw.bin, cfp_fp.bin, agedb_30.bin) instead of LFW's files.
     #[arg(long, conflicts_with = "features")]
     pub bin: Option<PathBuf>,
+    /// How a --bin set is scored: insightface (its eval/verification.py: the numbers
+    /// arcface_torch logs and papers quote) or facerec (the LFW protocol on its pairs).
+    #[arg(long, value_enum, default_value = "insightface", requires = "bin")]
+    pub protocol: ProtocolArg,
     /// LFW images root [default: data/lfw/images].
     #[arg(long)]
     pub images: Option<PathBuf>,
@@ -112,8 +115,9 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
     let device = args.device.resolve()?;
     let loaded = load_backbone(&model_path, device, None).with_context(|| format!("loading {}", model_path.display()))?;
     if let Some(bin) = &args.bin {
-        let v = verify_bin(bin, loaded.backbone.as_ref(), loaded.config.pixel_norm(), device, lfw.flip, lfw.scoring(), lfw.batch_size)?;
-        return report_bin(bin, v, &lfw, args.out.as_deref(), &model_path);
+        let set = BinSet::load(bin, loaded.backbone.input_shape(), loaded.config.pixel_norm())?;
+        let r = set.evaluate(loaded.backbone.as_ref(), device, args.protocol.into(), lfw.flip, lfw.scoring(), lfw.batch_size)?;
+        return report_bin(bin, r, &lfw, args.out.as_deref(), &model_path);
     }
     lfw.validate().map_err(anyhow::Error::msg)?;
     let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
@@ -163,29 +167,59 @@ fn settings(args: &EvalArgs, run_config: Option<&Config>) -> LfwEvalConfig {
     lfw
 }
 
-/// Prints the verification `v` of the model at `model_path` on the `.bin` at `bin`, and writes
-/// its report into `out` when given.
-fn report_bin(bin: &Path, v: VerificationReport, lfw: &LfwEvalConfig, out: Option<&Path>, model_path: &Path) -> anyhow::Result<()> {
-    println!(
-        "{}: {:.2}% +- {:.2} over {} pairs (insightface protocol: 10 folds of consecutive pairs), AUC {:.4}, EER {:.2}%",
-        bin.display(),
-        100.0 * v.accuracy_mean,
-        100.0 * v.accuracy_std,
-        v.pairs,
-        v.auc,
-        100.0 * v.eer
-    );
+/// Prints the scores `r` of the model at `model_path` on the `.bin` at `bin`, and writes its
+/// report into `out` when given.
+fn report_bin(bin: &Path, r: BinResult, lfw: &LfwEvalConfig, out: Option<&Path>, model_path: &Path) -> anyhow::Result<()> {
+    let v = r.verification;
+    let protocol = match &r.insightface {
+        Some(i) => {
+            println!(
+                "{}: {} (insightface's .bin protocol: {} pairs, 10 folds of consecutive pairs); {}; AUC {:.4}, EER {:.2}%",
+                bin.display(),
+                i.log_line(),
+                i.pairs,
+                if i.val.is_finite() {
+                    format!("TAR {:.2}% +- {:.2} at FAR {:.1e}", 100.0 * i.val, 100.0 * i.val_std, i.far)
+                } else {
+                    "TAR at FAR 1e-3 undefined (a fold without pairs of one kind)".to_owned()
+                },
+                v.auc,
+                100.0 * v.eer
+            );
+            format!(
+                "insightface .bin {}, {} pairs, insightface's eval/verification.py: features of image and mirror summed and \
+                 L2-normalised, squared distances thresholded on 0, 0.01, ..., 3.99, each of 10 folds of consecutive pairs \
+                 with the threshold best on the other 9 (accuracy mean and std over the folds); TAR at FAR 1e-3 by its \
+                 calculate_val; verification: facerec's ROC, AUC and EER of the same features",
+                bin.display(),
+                i.pairs
+            )
+        }
+        None => {
+            println!(
+                "{}: {:.2}% +- {:.2} over {} pairs (facerec's protocol: 10 folds of consecutive pairs), AUC {:.4}, EER {:.2}%",
+                bin.display(),
+                100.0 * v.accuracy_mean,
+                100.0 * v.accuracy_std,
+                v.pairs,
+                v.auc,
+                100.0 * v.eer
+            );
+            format!(
+                "insightface .bin {}, {} pairs in {} folds of consecutive pairs; facerec's protocol: threshold of each fold \
+                 chosen on the other {}; cosine similarity of {}",
+                bin.display(),
+                v.pairs,
+                v.folds.len(),
+                v.folds.len().saturating_sub(1),
+                features_in_words(lfw.flip, lfw.scoring())
+            )
+        }
+    };
     if let Some(out) = out {
-        let protocol = format!(
-            "insightface .bin {}, {} pairs in {} folds of consecutive pairs; threshold of each fold chosen on the \
-             other {}; cosine similarity of {}",
-            bin.display(),
-            v.pairs,
-            v.folds.len(),
-            v.folds.len().saturating_sub(1),
-            features_in_words(lfw.flip, lfw.scoring())
-        );
-        let report = LfwReport { protocol, flip: Some(lfw.flip), verification: v, identification: None };
+        // insightface's protocol always takes the mirror (summed, which `insightface` says).
+        let flip = Some(r.insightface.is_some() || lfw.flip);
+        let report = LfwReport { protocol, flip, verification: v, identification: None, insightface: r.insightface };
         report.write(out, &run_name(model_path))?;
         println!("report: {}", RunDir::new(out).lfw_report().display());
     }
@@ -282,7 +316,7 @@ fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig, out: Option
             features_in_words(false, lfw.scoring()),
             features.display()
         );
-        let report = LfwReport { protocol, flip: None, verification: v, identification: None };
+        let report = LfwReport { protocol, flip: None, verification: v, identification: None, insightface: None };
         let name = features.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         report.write(out, &name)?;
         println!("report: {}", RunDir::new(out).lfw_report().display());
@@ -304,4 +338,20 @@ fn print_report(report: &LfwReport, out: &Path) {
             100.0 * i.rank1, 100.0 * i.cmc[4], 100.0 * i.cmc[9], i.gallery, i.probes);
     }
     println!("report: {}", RunDir::new(out).lfw_report().display());
+}
+
+/// `--protocol`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ProtocolArg {
+    Insightface,
+    Facerec,
+}
+
+impl From<ProtocolArg> for BinProtocol {
+    fn from(p: ProtocolArg) -> Self {
+        match p {
+            ProtocolArg::Insightface => BinProtocol::Insightface,
+            ProtocolArg::Facerec => BinProtocol::Facerec,
+        }
+    }
 }
