@@ -83,6 +83,9 @@ enum Command {
     /// Print the results tables of runs (MNIST and face runs), listing unfinished ones.
     #[command(after_help = "Example:\n  facerec summary runs/mnist_lenetpp_softmax runs/mnist_lenetpp_center")]
     Summary(commands::summary::SummaryArgs),
+    /// Draw curves of several runs (their losses, accuracies, ...) in one figure.
+    #[command(after_help = commands::plot::EXAMPLES)]
+    Plot(commands::plot::PlotArgs),
     /// Time training steps of a config's model on synthetic batches.
     #[command(after_help = commands::bench::EXAMPLES)]
     Bench(commands::bench::BenchArgs),
@@ -131,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Detect(args) => commands::detect::run(args, cli.quiet),
         Command::Import(args) => commands::import::run(args),
         Command::Summary(args) => commands::summary::run(args),
+        Command::Plot(args) => commands::plot::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::NewPlugin(args) => commands::new_plugin::run(args),
         Command::Info => commands::info::run(),

@@ -276,7 +276,7 @@ fn info_reports_the_device_and_cuda_linking() {
 
 #[test]
 fn every_subcommand_has_help_with_examples() {
-    for sub in ["train", "launch", "align", "detect", "compare", "convert", "embed", "eval", "bench", "summary", "completions"] {
+    for sub in ["train", "launch", "align", "detect", "compare", "convert", "embed", "eval", "bench", "summary", "plot", "new-plugin", "completions"] {
         let out = facerec(&[sub, "--help"], Path::new("."));
         assert!(out.status.success());
         assert!(text(&out).contains("Example"), "{sub} --help has no examples");
@@ -429,9 +429,16 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
         dir.path(),
     );
     assert!(out.status.success(), "{}", text(&out));
-    let out = facerec(&["eval", "--model", "runs/face/model.safetensors", "--bin", "small.bin", "-q"], dir.path());
+    let out = facerec(&["eval", "--model", "runs/face/model.safetensors", "--bin", "small.bin", "--protocol", "facerec", "-q"], dir.path());
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("over 12 pairs"), "{}", text(&out));
+    // By default, insightface's protocol: its log line; a TAR at FAR 1e-3 that 12 pairs in 10
+    // folds cannot give is said to be undefined, not printed as NaN.
+    let out = facerec(&["eval", "--model", "runs/face/model.safetensors", "--bin", "small.bin", "-q"], dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("XNorm: ") && said.contains("Accuracy-Flip: ") && said.contains("12 pairs"), "{said}");
+    assert!(said.contains("undefined") && !said.contains("NaN"), "{said}");
     Ok(())
 }
 
@@ -621,7 +628,7 @@ fn two_nodes_of_two_ranks_train_as_one_launch_of_four() -> Result {
     let [a, b] = ["one", "two"].map(|run| facerec_train::checkpoint::load(&facerec_train::checkpoint::path(&dir.path().join("runs").join(run), 10)));
     let (a, b) = (a?, b?);
     assert_eq!((a.world_size, b.world_size), (4, 4));
-    for ((name, x), (other, y)) in a.model.iter().chain(&a.momentum).zip(b.model.iter().chain(&b.momentum)) {
+    for ((name, x), (other, y)) in a.model.iter().chain(&a.optimizer).zip(b.model.iter().chain(&b.optimizer)) {
         assert_eq!(name, other);
         assert!(x.equal(y), "{name} differs between one launch of 4 and two nodes of 2");
     }
@@ -887,7 +894,10 @@ fn eval_scores_a_112x112_bin_with_a_112x96_model_and_writes_the_report_to_out() 
     random_face_model(&dir.path().join("m/model.safetensors"))?;
     let (wide, narrow) = lfw_bins(dir.path())?;
     for (bin, out) in [(&wide, "r112"), (&narrow, "r96")] {
-        let o = facerec(&["eval", "--model", "m/model.safetensors", "--bin", bin.to_str().unwrap(), "--out", out, "-q"], dir.path());
+        let o = facerec(
+            &["eval", "--model", "m/model.safetensors", "--bin", bin.to_str().unwrap(), "--protocol", "facerec", "--out", out, "-q"],
+            dir.path(),
+        );
         assert!(o.status.success(), "{}", text(&o));
         assert!(text(&o).contains("over 10 pairs"), "{}", text(&o));
         for f in ["lfw_report.json", "lfw_roc.png", "lfw_scores.png"] {
@@ -921,7 +931,7 @@ fn compare_computes_the_features_its_threshold_was_chosen_on() -> Result {
     let dir = tempfile::tempdir()?;
     random_face_model(&dir.path().join("m/model.safetensors"))?;
     let (wide, _) = lfw_bins(dir.path())?;
-    for (out, extra) in [("flip", None), ("noflip", Some("--no-flip"))] {
+    for (out, extra) in [("flip", &["--protocol", "facerec"][..]), ("noflip", &["--protocol", "facerec", "--no-flip"]), ("insightface", &[])] {
         let mut args = vec!["eval", "--model", "m/model.safetensors", "--bin", wide.to_str().unwrap(), "--out", out, "-q"];
         args.extend(extra);
         let o = facerec(&args, dir.path());
@@ -955,6 +965,23 @@ fn compare_computes_the_features_its_threshold_was_chosen_on() -> Result {
     assert!((th - mean_threshold("noflip")?).abs() < 1e-4, "{line}");
     assert_eq!(compare(&["--threshold", "0.5", "--no-flip"])?.0, cos_plain);
     assert_ne!(cos_flip, cos_plain, "the two settings must compute different features");
+    // A report of insightface's protocol: image and mirror features summed, as `facerec embed
+    // --flip`'s two halves added by hand.
+    let (cos_sum, th, line) = compare(&["--report", "insightface/lfw_report.json"])?;
+    assert!(line.contains("summed"), "{line}");
+    assert!((th - mean_threshold("insightface")?).abs() < 1e-4, "{line}");
+    let o = facerec(
+        &["embed", "--model", "m/model.safetensors", "--images", a.to_str().unwrap(), b.to_str().unwrap(), "--flip",
+          "--weights", mtcnn.to_str().unwrap(), "--out", "two.npy", "-q"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let e = facerec_data::npy::read::<f32, ndarray::Ix2>(&dir.path().join("two.npy"))?;
+    let d = e.ncols() / 2;
+    let summed: Vec<Vec<f64>> = (0..2).map(|r| (0..d).map(|j| f64::from(e[[r, j]]) + f64::from(e[[r, d + j]])).collect()).collect();
+    let dot = |u: &[f64], v: &[f64]| u.iter().zip(v).map(|(x, y)| x * y).sum::<f64>();
+    let by_hand = dot(&summed[0], &summed[1]) / (dot(&summed[0], &summed[0]) * dot(&summed[1], &summed[1])).sqrt();
+    assert!((cos_sum - by_hand).abs() < 1e-4, "compare {cos_sum} vs summed by hand {by_hand}");
     // Asking for other features than the report's threshold was chosen on is refused.
     let o = facerec(
         &["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--model", "m/model.safetensors", "--report", "flip/lfw_report.json", "--no-flip"],

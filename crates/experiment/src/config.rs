@@ -147,6 +147,9 @@ impl Config {
                 ));
             }
         }
+        // The data before the .bin sets: a recipe's first error names its training set.
+        let model_shape = self.model.backbone.input_shape();
+        self.data.validate(model_shape)?;
         let mut names = std::collections::BTreeSet::new();
         for b in &self.eval.bin {
             b.validate()?;
@@ -154,8 +157,6 @@ impl Config {
                 return Err(format!("eval.bin: the name {:?} is used twice", b.name));
             }
         }
-        let model_shape = self.model.backbone.input_shape();
-        self.data.validate(model_shape)?;
         Ok(())
     }
 
@@ -167,7 +168,8 @@ impl Config {
 
     /// [`Config::open_train`], reporting alignment progress (images done).
     pub fn open_train_with_progress(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<crate::data::TrainSet> {
-        self.data.open_train_with_progress(self.model.backbone.pixel_norm(), progress)
+        let backbone = &self.model.backbone;
+        self.data.open_train_with_progress(backbone.input_shape(), backbone.pixel_norm(), progress)
     }
 
     /// Whether `[model] init` names a file that is there: checked when a run starts, not when
@@ -216,6 +218,7 @@ impl Config {
             log: self.log.clone(),
             parallel: self.parallel.clone(),
             evaluate: if self.eval.disabled { Every::Never } else { Every::from_steps(self.eval.every_steps) },
+            shuffle: self.data.shuffle(),
             resolved: self.to_toml(),
             fingerprint: crc32fast::hash(fingerprint.as_bytes()),
         }

@@ -37,6 +37,10 @@ pub struct RecordIoData {
     pub rec: PathBuf,
     #[serde(default = "yes")]
     pub flip: bool,
+    /// Each epoch in a seeded random order; `false` reads the records in file order (every
+    /// epoch the same), for comparisons with another trainer fed the same batches.
+    #[serde(default = "yes")]
+    pub shuffle: bool,
 }
 
 /// `kind = "faces"`.
@@ -58,6 +62,9 @@ pub struct FacesData {
     /// Mirror training images at random (the paper's augmentation).
     #[serde(default = "yes")]
     pub flip: bool,
+    /// Each epoch in a seeded random order; `false`: the dataset's order, every epoch.
+    #[serde(default = "yes")]
+    pub shuffle: bool,
     /// Keep identities with at least this many images.
     #[serde(default = "one")]
     pub min_images: usize,
@@ -213,7 +220,11 @@ impl DataConfig {
             DataConfig::RecordIo(r) => {
                 for p in [r.rec.clone(), r.rec.with_extension("idx")] {
                     if !p.is_file() {
-                        return Err(format!("data.rec: {} does not exist", p.display()));
+                        return Err(format!(
+                            "data.rec: {} does not exist (point data.rec at an insightface train.rec with its .idx beside it, \
+                             e.g. --set data.rec=/data/faces_webface_112x112/train.rec; facerec convert --to-rec makes one)",
+                            p.display()
+                        ));
                     }
                 }
                 if model_input[0] != 3 {
@@ -225,9 +236,19 @@ impl DataConfig {
         Ok(())
     }
 
-    /// Opens the training split (aligning face images into the crop cache first, once), its
-    /// batches normalised by `norm` (the model's), reporting alignment progress (images done).
-    pub fn open_train_with_progress(&self, norm: PixelNorm, progress: &(dyn Fn(u64) + Sync)) -> Result<TrainSet> {
+    /// Whether each epoch is shuffled (MNIST's always is).
+    pub fn shuffle(&self) -> bool {
+        match self {
+            DataConfig::Faces(f) => f.shuffle,
+            DataConfig::RecordIo(r) => r.shuffle,
+            DataConfig::Mnist(_) => true,
+        }
+    }
+
+    /// Opens the training split (aligning face images into the crop cache first, once) for a
+    /// model of `input` `[C, H, W]` images normalised by `norm`, reporting alignment progress
+    /// (images done).
+    pub fn open_train_with_progress(&self, input: [i64; 3], norm: PixelNorm, progress: &(dyn Fn(u64) + Sync)) -> Result<TrainSet> {
         match self {
             DataConfig::Faces(f) => {
                 let cache = f.open_cache(progress)?;
@@ -236,7 +257,7 @@ impl DataConfig {
             DataConfig::RecordIo(r) => {
                 let rec = RecordIo::open(&r.rec)?;
                 tracing::info!("{}: {} images of {} identities", r.rec.display(), rec.images.len(), rec.num_identities);
-                Ok(TrainSet { source: Arc::new(RecordIoSource::new(rec)?.with_norm(norm)), flip: r.flip })
+                Ok(TrainSet { source: Arc::new(RecordIoSource::new(rec)?.with_norm(norm).fit_to(input)?), flip: r.flip })
             }
             DataConfig::Mnist(m) => {
                 let mut train = Mnist::load(&m.dir, Split::Train)?;

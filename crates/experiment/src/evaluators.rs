@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use facerec_data::align::Template;
-use facerec_eval::lfw::{BinSet, LfwEval};
+use facerec_eval::lfw::{BinProtocol, BinSet, LfwEval};
 use facerec_eval::verification::Scoring;
 use facerec_eval::mnist::MnistEval;
 use facerec_train::{Evaluator, ModelParts, TrainError};
@@ -29,9 +29,13 @@ pub struct BinEvalConfig {
     /// Concatenate the features of each image and its mirror.
     #[serde(default = "yes")]
     pub flip: bool,
-    /// PCA dimensions fitted on the training folds; 0 = none.
+    /// PCA dimensions fitted on the training folds; 0 = none (facerec's protocol only).
     #[serde(default)]
     pub pca: usize,
+    /// How the set is scored: `insightface` (its `eval/verification.py`: mirrors summed, squared
+    /// distances on a grid, the numbers arcface_torch logs) or `facerec` (the LFW protocol).
+    #[serde(default)]
+    pub protocol: BinProtocol,
     /// Images per forward pass.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -51,10 +55,20 @@ impl BinEvalConfig {
             return Err(format!("eval.bin.name {:?}: use letters, digits and _ (it names the metrics)", self.name));
         }
         if !self.path.is_file() {
-            return Err(format!("eval.bin.path: {} does not exist (facerec convert writes .bin sets)", self.path.display()));
+            return Err(format!(
+                "eval.bin.path: {} does not exist (point it at your .bin, e.g. --set 'eval.bin=[{{name = \"lfw\", path = \"/data/lfw.bin\"}}]', \
+                 or leave the sets out with --set eval.bin=[]; facerec convert --to-bin writes .bin sets)",
+                self.path.display()
+            ));
         }
         if self.batch_size == 0 {
             return Err("eval.bin.batch_size must be at least 1".into());
+        }
+        if self.protocol == BinProtocol::Insightface && (self.pca > 0 || !self.flip) {
+            return Err(format!(
+                "eval.bin {:?}: insightface's protocol sums the mirror's features and uses no PCA: set protocol = \"facerec\" for flip = false or pca",
+                self.name
+            ));
         }
         Ok(())
     }
@@ -74,12 +88,17 @@ impl Evaluation {
             Evaluation::Mnist(e) => e.evaluate(model.backbone, model.loss, model.device),
             Evaluation::Lfw(e) => e.evaluate(model.backbone, model.device),
             Evaluation::Bin(b, set) => {
-                let r = set.verify(model.backbone, model.device, b.flip, Scoring::pca(b.pca), b.batch_size)?;
-                Ok(vec![
-                    (format!("{}_accuracy", b.name), r.accuracy_mean),
-                    (format!("{}_accuracy_std", b.name), r.accuracy_std),
-                    (format!("{}_auc", b.name), r.auc),
-                ])
+                let r = set.evaluate(model.backbone, model.device, b.protocol, b.flip, Scoring::pca(b.pca), b.batch_size)?;
+                let (acc, std) = r.accuracy();
+                let mut metrics = vec![
+                    (format!("{}_accuracy", b.name), acc),
+                    (format!("{}_accuracy_std", b.name), std),
+                    (format!("{}_auc", b.name), r.verification.auc),
+                ];
+                if let Some(i) = &r.insightface {
+                    metrics.extend([(format!("{}_xnorm", b.name), i.xnorm), (format!("{}_val_far1e-3", b.name), i.val)]);
+                }
+                Ok(metrics)
             }
         }
     }

@@ -233,12 +233,20 @@ pub fn start_or_resume(trainer: &mut Trainer, model: &ModelConfig, run: &RunDir,
     Ok(resumed)
 }
 
-/// Starts the backbone of a new `trainer` from the weights `[model] init` names, if any.
+/// Starts the backbone of a new `trainer` from the weights `[model] init` names, if any; when
+/// the file also holds `head.*` tensors (the loss's classifier, whole tables), the classifier
+/// starts from them too.
 pub fn init_backbone(trainer: &mut Trainer, model: &ModelConfig) -> Result<()> {
     if let Some(init) = &model.init {
         let weights = facerec_model::import::read_weights(init)?;
-        trainer.init_backbone(&weights.tensors, init)?;
-        tracing::info!("backbone initialised from {} ({})", init.display(), weights.source);
+        let (head, backbone): (Vec<_>, Vec<_>) = weights.tensors.into_iter().partition(|(k, _)| k.starts_with("head."));
+        trainer.init_backbone(&backbone, init)?;
+        let with_head = !head.is_empty();
+        if with_head {
+            trainer.init_head(head, init)?;
+        }
+        let also = if with_head { " and classifier" } else { "" };
+        tracing::info!("backbone{also} initialised from {} ({})", init.display(), weights.source);
     }
     Ok(())
 }

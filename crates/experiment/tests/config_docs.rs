@@ -80,6 +80,9 @@ fn every_config_key_is_documented() {
         ("lambda = 0.1\nalpha = 0.5", "name = \"contrastive\"\nweight = 0.1\nmargin = 1.0"),
         ("lambda = 0.1\nalpha = 0.5", "lambda = 0.1\nupdate = \"caffe\"\nlr_mult = 1.0\ndecay_mult = 2.0"),
         ("batch_size = 2", "batch_size = 2\nimages_per_identity = 2"),
+        ("batch_size = 2", "batch_size = 2\nname = \"adamw\"\nbetas = [0.9, 0.99]\neps = 1e-6"),
+        ("name = \"face_resnet\"", "name = \"mbf\""),
+        ("[schedule]", "[schedule]\nkind = \"polynomial\"\npower = 2.0"),
         ("[schedule]", "[parallel]\nshard_head = true\nsample_rate = 0.1\noverlap = false\n[schedule]"),
     ];
     let mut all = Vec::new();

@@ -256,7 +256,7 @@ fn cuda_memory_figures_follow_allocations() {
 #[test]
 fn trainer_starts_alike_and_takes_the_same_first_step() {
     use facerec_data::loader::Batch;
-    use facerec_train::schedule::MultiStep;
+    use facerec_train::schedule::Schedule;
     let (device, _turn) = device();
     // Compiled in: no file of the checkout is read.
     let text = include_str!("../../../configs/lfw_faceresnet_small_center.toml");
@@ -292,7 +292,7 @@ fn trainer_starts_alike_and_takes_the_same_first_step() {
         images: Tensor::randn([16, 3, 112, 96], (Kind::Float, Device::Cpu)),
         labels: Tensor::randint(classes, [16], (Kind::Int64, Device::Cpu)),
     };
-    let schedule = MultiStep { base: 0.02, gamma: 0.1, milestones: vec![], warmup: 0 };
+    let schedule = Schedule::constant(0.02);
     let step = |t: &mut facerec_train::Trainer| {
         let b = Batch { images: batch.images.shallow_clone(), labels: batch.labels.shallow_clone() };
         t.train_step(&b, &schedule, Duration::ZERO).unwrap()

@@ -413,3 +413,30 @@ fn model_init_is_not_read_again_on_resume() -> Result {
     assert!(err.contains(&init.display().to_string()), "{err}");
     Ok(())
 }
+
+/// arcface_torch's polynomial schedule with a warm-up, stopped mid-run and resumed: every
+/// step's rate in steps.jsonl is the rate arcface_torch's own `PolynomialLRWarmup` gives that
+/// step (scripts/reference/optim_schedules.py runs it), to 1e-12 of the base rate.
+#[test]
+fn a_resumed_polynomial_run_follows_arcface_torchs_rates_at_every_step() -> Result {
+    let mnist = facerec_data::paths::require("mnist")?;
+    let sets = ["schedule.kind=\"polynomial\"", "schedule.milestones=[]", "schedule.warmup_steps=4"].map(String::from);
+    let config = || Config::parse(&config_text(&mnist, ""), Path::new("test.toml"), &sets);
+    let dir = tempfile::tempdir()?;
+    assert_eq!(train(config()?, dir.path(), Some(11), false)?, Outcome::Interrupted);
+    assert_eq!(train(config()?, dir.path(), None, true)?, Outcome::Finished);
+    let rates: Vec<f64> = read_records(&dir.path().join("steps.jsonl"))?.iter().map(|r| r["lr"].as_f64().unwrap_or(f64::NAN)).collect();
+    assert_eq!(rates.len(), 32, "2 epochs of 16 steps, one line each");
+    let py = std::env::var("FACEREC_PYTHON").unwrap_or_else(|_| ".deps/venv/bin/python".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/reference/optim_schedules.py");
+    let out = std::process::Command::new(&py)
+        .arg(script)
+        .args(["polynomial", "--base", "0.01", "--warmup", "4", "--total", "32", "--steps", "32"])
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference: Vec<f64> = serde_json::from_slice(&out.stdout)?;
+    for (step, (ours, theirs)) in rates.iter().zip(&reference).enumerate() {
+        assert!((ours - theirs).abs() <= 1e-14, "step {}: facerec {ours}, arcface_torch {theirs}", step + 1);
+    }
+    Ok(())
+}

@@ -62,7 +62,7 @@ fn unknown_names_list_the_registered_plugs() -> Result {
     let out = my_facerec(&["train", "examples/custom-backbone/configs/tiny_mnist.toml", "--set", "model.backbone.name=tiny_mpl"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("unknown backbone `tiny_mpl`") && stderr.contains("`lenet_pp`, `mobilefacenet`, `tiny_mlp`"), "{stderr}");
+    assert!(stderr.contains("unknown backbone `tiny_mpl`") && stderr.contains("`lenet_pp`, `mbf`, `mobilefacenet`, `tiny_mlp`"), "{stderr}");
     let out = my_facerec(&["train", "examples/custom-backbone/configs/tiny_mnist.toml", "--set", "loss.smoothing=1.5"])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loss.smoothing must be in [0, 1), got 1.5"), "{stderr}");

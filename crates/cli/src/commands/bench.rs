@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 
 use facerec_data::loader::Batch;
 use facerec_experiment::Config;
-use facerec_train::schedule::MultiStep;
+use facerec_train::schedule::Schedule;
 use facerec_train::Trainer;
 
 pub const EXAMPLES: &str = "Examples:
@@ -164,7 +164,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.extract {
         return bench_extract(&trainer, &config, &images, args.steps);
     }
-    let schedule = MultiStep { base: config.optim.lr.min(1e-3), gamma: 1.0, milestones: vec![], warmup: 0 };
+    let schedule = Schedule::constant(config.optim.lr.min(1e-3));
     let device = trainer.device();
     if let (true, Device::Cuda(i)) = (args.memory, device) {
         facerec_ops::memory::cuda_memory(i, true)?; // the peaks start here

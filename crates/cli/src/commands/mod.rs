@@ -9,5 +9,6 @@ pub mod import;
 pub mod info;
 pub mod launch;
 pub mod new_plugin;
+pub mod plot;
 pub mod summary;
 pub mod train;
