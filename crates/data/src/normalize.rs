@@ -7,10 +7,17 @@ use tch::Tensor;
 
 use crate::error::{DataError, Result};
 
+/// The value subtracted from each byte (caffe-face's `mean_value`). Every facerec backbone
+/// takes its input normalised this way; exported models record it (`input_mean`).
+pub const PIXEL_MEAN: f32 = 127.5;
+/// The divisor after the subtraction (caffe-face's `scale: 0.0078125` is its inverse);
+/// insightface's models use 127.5 instead. Exported models record it (`input_std`).
+pub const PIXEL_STD: f32 = 128.0;
+
 /// The normalised value of one byte.
 #[inline]
 pub fn normalize_pixel(p: u8) -> f32 {
-    (f32::from(p) - 127.5) * (1.0 / 128.0)
+    (f32::from(p) - PIXEL_MEAN) * (1.0 / PIXEL_STD)
 }
 
 /// Normalises a slice of bytes.
