@@ -1163,3 +1163,26 @@ fn export_to_onnx_and_the_documented_python_give_embeds_features() -> Result {
     assert!(diff <= 1e-5, "onnxruntime vs facerec embed: max abs diff {diff:e}");
     Ok(())
 }
+
+/// `facerec bench MODEL --extract` times a trained model's features on aligned crops (what
+/// `scripts/bench_onnx.sh` compares with onnxruntime), the first --batch of them repeated; a
+/// config's fresh model takes no crops.
+#[test]
+fn bench_extract_times_a_trained_model_on_aligned_crops() -> Result {
+    let dir = tempfile::tempdir()?;
+    random_face_model(&dir.path().join("m/model.safetensors"))?;
+    std::fs::create_dir(dir.path().join("crops"))?;
+    for i in 0..2u8 {
+        let img = image::RgbImage::from_fn(96, 112, |x, y| image::Rgb([(x * 2) as u8, (y * 2) as u8, i * 100]));
+        facerec_data::image_io::write_png(&dir.path().join(format!("crops/{i}.png")), &img)?;
+    }
+    let o = facerec(&["bench", "m", "--extract", "--no-mirror", "--images", "crops", "--batch", "3", "--steps", "1", "--threads", "1"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("feature extraction (image) batch 3 on cpu") && text(&o).contains("images/s"), "{}", text(&o));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cfg = repo.join("configs/lfw_faceresnet_small_center.toml");
+    let o = facerec(&["bench", cfg.to_str().unwrap(), "--extract", "--images", "crops"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--images is for a trained model"), "{}", text(&o));
+    Ok(())
+}

@@ -70,7 +70,7 @@ pub fn export_file(model: &Path, out: &Path) -> Result<Exported> {
 /// input, and writes it to `out` (atomically) as an ONNX model.
 pub fn export_backbone(loaded: &LoadedBackbone, out: &Path) -> Result<Exported> {
     let backbone = loaded.backbone.as_ref();
-    let mut graph = Graph::of(backbone, &loaded.vs)?;
+    let mut graph = Graph::of(backbone, Some(&loaded.vs))?;
     let folded = graph.fold_batch_norms()?;
     let max_abs_diff = check_against_forward(loaded, &graph)?;
     let metadata = input_metadata(&loaded.config);
