@@ -46,20 +46,17 @@ for m in mobilefacenet faceresnet_small faceresnet_paper; do
     "$f" -q export "$tmp/$m.safetensors" --onnx "$tmp/$m.onnx" >/dev/null
 done
 
-speed() { sed -E 's/.* = ([0-9.]+) images\/s.*/\1/'; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+source scripts/lib/rounds.sh
+ours() { # model batch steps
+    "$f" -q bench "$tmp/$1.safetensors" --extract --no-mirror --images "$tmp/crops" --batch "$2" --steps "$3" --threads "$threads"
+}
+theirs() {
+    "$py" scripts/reference/bench_onnx.py --model "$tmp/$1.onnx" --images "$tmp/crops" --batch "$2" --steps "$3" --threads "$threads"
+}
 compare() { # label model batch steps
-    local label=$1 m=$2 batch=$3 n=$4 ours="" theirs="" r
-    for r in $(seq "$rounds"); do
-        ours+=" $("$f" -q bench "$tmp/$m.safetensors" --extract --no-mirror --images "$tmp/crops" --batch "$batch" \
-            --steps "$n" --threads "$threads" | speed)"
-        theirs+=" $("$py" scripts/reference/bench_onnx.py --model "$tmp/$m.onnx" --images "$tmp/crops" --batch "$batch" \
-            --steps "$n" --threads "$threads" | speed)"
-    done
-    local a b
-    a=$(echo "$ours" | median) b=$(echo "$theirs" | median)
-    printf '%-30s facerec %8.1f img/s   onnxruntime %8.1f img/s   ratio %sx   (rounds: facerec%s; onnxruntime%s)\n' "$label" "$a" "$b" \
-        "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }')" "$ours" "$theirs"
+    local label=$1
+    shift
+    alternate "$label" onnxruntime "$@"
 }
 
 echo "== facerec embedding path / onnxruntime on the exported model (median of $rounds alternating rounds each)"
