@@ -13,7 +13,8 @@ use crate::error::{EvalError, Result};
 
 /// A backbone ready to compute features. On the CPU, a backbone that describes its graph runs
 /// it as [`Graph::for_inference`] prepares it (batch norms folded, channels-last convolutions:
-/// what makes facerec as fast as onnxruntime on the exported model, docs/benchmarks.md); one
+/// what puts facerec at or above onnxruntime's speed on the exported model, except for the
+/// Face-ResNets at batch 1, docs/benchmarks.md); one
 /// that does not, or on a GPU, runs its `forward_t`. Made once for many batches: it copies the
 /// weights as they are when it is made.
 pub struct Embedder<'a> {
