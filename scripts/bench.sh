@@ -2,6 +2,8 @@
 # Every benchmark, one command, each against its reference in the same run:
 #   - training step and feature extraction, facerec vs PyTorch-in-Python; GFLOP/s vs the
 #     machine's sgemm peak; center-loss overhead; loader vs the step (scripts/bench_train.sh)
+#   - inference, facerec's embedding path vs onnxruntime on the model facerec exported, batch 1
+#     and 64 (scripts/bench_onnx.sh)
 #   - PReLU's fused backward vs libtorch's (cargo bench -p facerec-ops --bench prelu)
 #   - aligned crops per second vs Python OpenCV (scripts/bench_align.sh)
 #   - LFW 6,000-pair scoring time (scripts/bench_eval.sh)
@@ -25,6 +27,7 @@ f=target/release/facerec
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%F)"
 
 echo; echo "### training step, extraction, peak, center loss, loader"; scripts/bench_train.sh
+echo; echo "### inference, facerec vs onnxruntime on the exported model"; scripts/bench_onnx.sh
 echo; echo "### PReLU forward + backward, facerec-ops vs libtorch"; cargo bench --locked -q -p facerec-ops --bench prelu
 echo; echo "### alignment"; scripts/bench_align.sh
 echo; echo "### LFW scoring"; scripts/bench_eval.sh

@@ -15,25 +15,25 @@ py=.deps/venv/bin/python
 f=target/release/facerec
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $threads threads"
 
-speed() { sed -E 's/.* = ([0-9.]+) images\/s.*/\1/'; }
+source scripts/lib/rounds.sh
 rounds=${ROUNDS:-3}
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# facerec and PyTorch alternate, ROUNDS times (default 3), and each side's median round counts:
-# neither a burst of load from the VM's neighbours nor one lucky process decides the ratio
-# (PyTorch's own LeNets++ step ranges from 184 to 245 images/s between processes here).
 # PY_ENV: variables for the PyTorch side only (e.g. facerec's allocator settings, below).
-compare() { # label config batch steps [arguments both sides take: --classes, --extract, --set ...]
-    local label=$1 config=$2 batch=$3 n=$4; shift 4
-    local ours="" theirs="" r
-    for r in $(seq "$rounds"); do
-        ours+=" $("$f" -q bench "$config" --batch "$batch" --steps "$n" --threads "$threads" "$@" | speed)"
-        theirs+=" $(env ${PY_ENV:-} "$py" scripts/reference/bench_train.py --config "$config" --batch "$batch" \
-            --steps "$n" --threads "$threads" "$@" | speed)"
-    done
-    local a b
-    a=$(echo "$ours" | median) b=$(echo "$theirs" | median)
-    printf '%-34s facerec %8.1f img/s   pytorch %8.1f img/s   ratio %sx   (rounds: facerec%s; pytorch%s)\n' "$label" "$a" "$b" \
-        "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }')" "$ours" "$theirs"
+# (PyTorch's own LeNets++ step ranges from 184 to 245 images/s between processes here, which is
+# why the sides alternate: scripts/lib/rounds.sh.)
+ours() { # config batch steps [arguments both sides take: --classes, --extract, --set ...]
+    local config=$1 batch=$2 n=$3
+    shift 3
+    "$f" -q bench "$config" --batch "$batch" --steps "$n" --threads "$threads" "$@"
+}
+theirs() {
+    local config=$1 batch=$2 n=$3
+    shift 3
+    env ${PY_ENV:-} "$py" scripts/reference/bench_train.py --config "$config" --batch "$batch" --steps "$n" --threads "$threads" "$@"
+}
+compare() { # label config batch steps [arguments both sides take]
+    local label=$1
+    shift
+    alternate "$label" pytorch "$@"
 }
 
 paper=(--set 'model.backbone.widths=[32,64,128,256,512]' --set 'model.backbone.blocks=[1,2,5,3]' --set model.backbone.feature_dim=512)

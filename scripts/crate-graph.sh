@@ -10,7 +10,7 @@ import json, sys
 meta = json.load(sys.stdin)
 # The order a sample travels, with the base crates first and the applications last.
 order = ["facerec-build", "facerec-core", "facerec-ops", "facerec-torchfile", "facerec-dist", "facerec-data", "facerec-model",
-         "facerec-detect", "facerec-losses", "facerec-train", "facerec-eval", "facerec-experiment", "facerec",
+         "facerec-detect", "facerec-losses", "facerec-train", "facerec-eval", "facerec-onnx", "facerec-experiment", "facerec",
          "facerec-example-custom-backbone"]
 names = {p["name"] for p in meta["packages"]}
 deps = {p["name"]: sorted({d["name"] for d in p["dependencies"] if d["name"] in names and d["kind"] in (None, "build")})

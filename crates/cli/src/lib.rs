@@ -74,6 +74,9 @@ enum Command {
     /// Evaluate a model on LFW (verification, ROC, identification).
     #[command(after_help = commands::eval::EXAMPLES)]
     Eval(commands::eval::EvalArgs),
+    /// Export a trained backbone as an ONNX model (for onnxruntime), batch norms folded.
+    #[command(after_help = commands::export::EXAMPLES)]
+    Export(commands::export::ExportArgs),
     /// Make a facerec model file from a PyTorch checkpoint (torch.save) or safetensors weights.
     #[command(after_help = commands::import::EXAMPLES)]
     Import(commands::import::ImportArgs),
@@ -132,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Embed(args) => commands::embed::run(args, cli.quiet),
         Command::Eval(args) => commands::eval::run(args, cli.quiet),
         Command::Detect(args) => commands::detect::run(args, cli.quiet),
+        Command::Export(args) => commands::export::run(args),
         Command::Import(args) => commands::import::run(args),
         Command::Summary(args) => commands::summary::run(args),
         Command::Plot(args) => commands::plot::run(args),

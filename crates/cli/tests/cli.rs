@@ -276,7 +276,7 @@ fn info_reports_the_device_and_cuda_linking() {
 
 #[test]
 fn every_subcommand_has_help_with_examples() {
-    for sub in ["train", "launch", "align", "detect", "compare", "convert", "embed", "eval", "bench", "summary", "plot", "new-plugin", "completions"] {
+    for sub in ["train", "launch", "align", "detect", "compare", "convert", "embed", "eval", "export", "bench", "summary", "plot", "new-plugin", "completions"] {
         let out = facerec(&[sub, "--help"], Path::new("."));
         assert!(out.status.success());
         assert!(text(&out).contains("Example"), "{sub} --help has no examples");
@@ -1141,5 +1141,75 @@ fn error_chains_say_each_cause_once() -> Result {
         let cause = if shown.contains("disk on fire") { "disk on fire" } else { "shape mismatch" };
         assert_eq!(shown.matches(cause).count(), 1, "{shown}");
     }
+    Ok(())
+}
+
+/// `facerec export` of a run directory that has no model yet says which file is missing and
+/// writes nothing; of a model file it writes an ONNX model that the five lines of Python in
+/// docs/getting-started.md (taken from the page and run as they are, with onnxruntime) turn
+/// into the features `facerec embed --aligned` gives for the same real aligned crop.
+#[test]
+fn export_to_onnx_and_the_documented_python_give_embeds_features() -> Result {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("runs/unfinished/checkpoints"))?;
+    let o = facerec(&["export", "runs/unfinished", "--onnx", "faceresnet.onnx"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = text(&o);
+    assert!(err.contains("runs/unfinished/model.safetensors: no such model file") && err.contains("once training has finished"), "{err}");
+    assert!(!dir.path().join("faceresnet.onnx").exists());
+
+    random_face_model(&dir.path().join("m/model.safetensors"))?;
+    let o = facerec(&["export", "m/model.safetensors", "--onnx", "faceresnet.onnx"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("opset 13") && text(&o).contains("(p - 127.5) / 128"), "{}", text(&o));
+
+    // A real aligned crop, and facerec's features of it.
+    let lfw = facerec_data::paths::require("lfw")?;
+    let ds = facerec_data::dataset::FaceDataset::from_folders(&lfw.join("images"))?;
+    let lms = LandmarkFile::read(&lfw.join("landmarks_5pt.tsv"), OnBad::Fail)?;
+    let crop = facerec_data::cache::aligned_crop(&ds, &ds.samples[100], &lms, facerec_data::align::Template::CaffeFace)?;
+    std::fs::create_dir(dir.path().join("crops"))?;
+    let img = image::RgbImage::from_raw(96, 112, crop).ok_or("a 112x96 crop")?;
+    facerec_data::image_io::write_png(&dir.path().join("crops/crop.png"), &img)?;
+    std::fs::copy(dir.path().join("crops/crop.png"), dir.path().join("crop.png"))?;
+    let o = facerec(&["embed", "--model", "m/model.safetensors", "--images", "crops", "--aligned", "--out", "e.npy", "-q"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let ours = facerec_data::npy::read::<f32, ndarray::Ix2>(&dir.path().join("e.npy"))?;
+
+    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/getting-started.md"))?;
+    let start = page.find("```python\nimport cv2, numpy as np, onnxruntime").ok_or("no onnxruntime example in getting-started.md")? + "```python\n".len();
+    let code = &page[start..start + page[start..].find("```").ok_or("unterminated example")?];
+    assert_eq!(code.lines().count(), 5, "the example is five lines:\n{code}");
+    let script = format!("{code}import json; print(json.dumps(features.tolist()))\n");
+    let py = std::env::var("FACEREC_PYTHON").unwrap_or_else(|_| ".deps/venv/bin/python".into());
+    let o = std::process::Command::new(&py).args(["-c", &script]).current_dir(dir.path()).output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let theirs: Vec<Vec<f64>> = serde_json::from_slice(&o.stdout)?;
+    assert_eq!((theirs.len(), theirs[0].len()), ours.dim());
+    let diff = theirs[0].iter().zip(ours.row(0)).map(|(a, &b)| (a - f64::from(b)).abs()).fold(0.0, f64::max);
+    assert!(diff <= 1e-5, "onnxruntime vs facerec embed: max abs diff {diff:e}");
+    Ok(())
+}
+
+/// `facerec bench MODEL --extract` times a trained model's features on aligned crops (what
+/// `scripts/bench_onnx.sh` compares with onnxruntime), the first --batch of them repeated; a
+/// config's fresh model takes no crops.
+#[test]
+fn bench_extract_times_a_trained_model_on_aligned_crops() -> Result {
+    let dir = tempfile::tempdir()?;
+    random_face_model(&dir.path().join("m/model.safetensors"))?;
+    std::fs::create_dir(dir.path().join("crops"))?;
+    for i in 0..2u8 {
+        let img = image::RgbImage::from_fn(96, 112, |x, y| image::Rgb([(x * 2) as u8, (y * 2) as u8, i * 100]));
+        facerec_data::image_io::write_png(&dir.path().join(format!("crops/{i}.png")), &img)?;
+    }
+    let o = facerec(&["bench", "m", "--extract", "--no-mirror", "--images", "crops", "--batch", "3", "--steps", "1", "--threads", "1"], dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("feature extraction (image) batch 3 on cpu") && text(&o).contains("images/s"), "{}", text(&o));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cfg = repo.join("configs/lfw_faceresnet_small_center.toml");
+    let o = facerec(&["bench", cfg.to_str().unwrap(), "--extract", "--images", "crops"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--images is for a trained model"), "{}", text(&o));
     Ok(())
 }

@@ -1,27 +1,69 @@
 //! The one inference path of facerec: a backbone over normalised crops in inference mode, with
-//! the mirror image's features concatenated when asked ([`embed_batch`]; Wen et al. 2016,
-//! sec. 4.1), batch by batch ([`extract`]). LFW and `.bin` evaluation, MNIST evaluation,
-//! `facerec embed`, `compare` and `bench` all call these. Also: moving features between
-//! libtorch tensors and host-side `ndarray` arrays.
+//! the mirror image's features concatenated when asked ([`Embedder`], [`embed_batch`]; Wen et
+//! al. 2016, sec. 4.1), batch by batch ([`embed_rows`], [`extract`]). LFW and `.bin`
+//! evaluation, MNIST evaluation, `facerec embed`, `compare` and `bench` all call these. Also:
+//! moving features between libtorch tensors and host-side `ndarray` arrays.
 
 use ndarray::{Array2, ArrayBase, Data, Ix2};
 use tch::{Device, Kind, Tensor};
 
-use facerec_model::Backbone;
+use facerec_model::{Backbone, Graph, ModelError};
 
 use crate::error::{EvalError, Result};
 
-/// Features of one batch of normalised crops `images` `[n, C, H, W]` (on any device), computed
-/// on `device` without gradients: `[n, D]`, or with `flip` `[n, 2D]`, the image's features
-/// followed by its horizontal mirror's. Float, on the CPU.
-pub fn embed_batch(backbone: &dyn Backbone, images: &Tensor, flip: bool, device: Device) -> Result<Tensor> {
-    let _guard = tch::no_grad_guard();
-    let x = images.f_to_device(device)?;
-    let mut parts = vec![backbone.forward_t(&x, false)?]; // [n, D]
-    if flip {
-        parts.push(backbone.forward_t(&x.f_flip([3])?, false)?); // [n, D], the mirror's
+/// A backbone ready to compute features. On the CPU, a backbone that describes its graph runs
+/// it as [`Graph::for_inference`] prepares it (batch norms folded, channels-last convolutions:
+/// what puts facerec at or above onnxruntime's speed on the exported model, except for the
+/// Face-ResNets at batch 1, docs/benchmarks.md); one
+/// that does not, or on a GPU, runs its `forward_t`. Made once for many batches: it copies the
+/// weights as they are when it is made.
+pub struct Embedder<'a> {
+    backbone: &'a dyn Backbone,
+    graph: Option<Graph>,
+    device: Device,
+}
+
+impl<'a> Embedder<'a> {
+    pub fn new(backbone: &'a dyn Backbone, device: Device) -> Result<Self> {
+        let graph = match device {
+            Device::Cpu => match Graph::for_inference(backbone) {
+                Ok(graph) => Some(graph),
+                Err(ModelError::NotDescribed { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
+            _ => None,
+        };
+        Ok(Embedder { backbone, graph, device })
     }
-    Ok(Tensor::f_cat(&parts, 1)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?) // [n, D or 2D]
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match &self.graph {
+            Some(graph) => {
+                // The graph is described for the backbone's input; forward_t says so itself.
+                facerec_model::check_input(self.backbone.name(), self.backbone.input_shape(), x)?;
+                graph.run(x)?
+            }
+            None => self.backbone.forward_t(x, false)?,
+        })
+    }
+
+    /// Features of one batch of normalised crops `images` `[n, C, H, W]` (on any device),
+    /// without gradients: `[n, D]`, or with `flip` `[n, 2D]`, the image's features followed by
+    /// its horizontal mirror's. Float, on the CPU.
+    pub fn batch(&self, images: &Tensor, flip: bool) -> Result<Tensor> {
+        let _guard = tch::no_grad_guard();
+        let x = images.f_to_device(self.device)?;
+        let mut parts = vec![self.forward(&x)?]; // [n, D]
+        if flip {
+            parts.push(self.forward(&x.f_flip([3])?)?); // [n, D], the mirror's
+        }
+        Ok(Tensor::f_cat(&parts, 1)?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?) // [n, D or 2D]
+    }
+}
+
+/// [`Embedder::batch`] of one batch (for many, make the [`Embedder`] once).
+pub fn embed_batch(backbone: &dyn Backbone, images: &Tensor, flip: bool, device: Device) -> Result<Tensor> {
+    Embedder::new(backbone, device)?.batch(images, flip)
 }
 
 /// [`embed_batch`] over `rows` `batch` at a time, `crops(chunk)` giving the crops of each chunk
@@ -35,9 +77,10 @@ pub fn embed_rows(
     mut crops: impl FnMut(&[usize]) -> Result<Tensor>,
     progress: &dyn Fn(u64),
 ) -> Result<Tensor> {
+    let embedder = Embedder::new(backbone, device)?;
     let mut out = Vec::new();
     for chunk in rows.chunks(batch.max(1)) {
-        out.push(embed_batch(backbone, &crops(chunk)?, flip, device)?);
+        out.push(embedder.batch(&crops(chunk)?, flip)?);
         progress(chunk.len() as u64);
     }
     if out.is_empty() {
@@ -77,6 +120,59 @@ pub fn from_array2<T: tch::kind::Element, S: Data<Elem = T>>(a: &ArrayBase<S, Ix
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On the CPU a backbone that describes itself runs its folded, channels-last graph: the
+    /// features are `forward_t`'s to float32 rounding (an IResNet whose batch norms have random
+    /// statistics, so that folding changes the arithmetic); one that does not describe itself
+    /// runs its `forward_t`, exactly.
+    #[test]
+    fn the_cpu_path_runs_the_folded_graph_or_forward_t() -> Result<()> {
+        use facerec_model::iresnet::IresnetConfig;
+        use facerec_model::BackboneConfig;
+        use tch::nn;
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let config = IresnetConfig { layers: Some([1, 1, 1, 1]), base_width: 8, feature_dim: 16, input_size: 32, ..Default::default() };
+        let net = BackboneConfig::new(config).build(&vs.root())?;
+        tch::no_grad(|| {
+            for (name, mut t) in vs.variables() {
+                if name.ends_with("running_var") {
+                    t.copy_(&(Tensor::rand_like(&t) + 0.5));
+                } else if name.ends_with("running_mean") {
+                    t.copy_(&(Tensor::rand_like(&t) - 0.5));
+                }
+            }
+        });
+        let x = Tensor::randn([3, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let embedder = Embedder::new(net.as_ref(), Device::Cpu)?;
+        assert!(embedder.graph.is_some());
+        let ours = embedder.batch(&x, false)?;
+        let direct = tch::no_grad(|| net.forward_t(&x, false))?;
+        let (diff, scale) = (f64::try_from((&ours - &direct).abs().max())?, f64::try_from(direct.abs().max())?);
+        assert!(scale > 0.1 && diff <= 1e-5 * scale, "max abs diff {diff} at features up to {scale}");
+
+        #[derive(Debug)]
+        struct Undescribed;
+        impl Backbone for Undescribed {
+            fn forward_t(&self, x: &Tensor, _train: bool) -> facerec_model::Result<Tensor> {
+                Ok(x.f_flatten(1, -1)?.f_mul_scalar(2.0)?)
+            }
+            fn feature_dim(&self) -> i64 {
+                12
+            }
+            fn input_shape(&self) -> [i64; 3] {
+                [3, 2, 2]
+            }
+            fn name(&self) -> &'static str {
+                "undescribed"
+            }
+        }
+        let y = Tensor::randn([2, 3, 2, 2], (Kind::Float, Device::Cpu));
+        let plain = Embedder::new(&Undescribed, Device::Cpu)?;
+        assert!(plain.graph.is_none());
+        assert_eq!(plain.batch(&y, false)?, y.flatten(1, -1) * 2.0);
+        Ok(())
+    }
 
     #[test]
     fn arrays_and_tensors_round_trip() {

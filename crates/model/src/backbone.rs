@@ -13,6 +13,7 @@ use tch::{nn, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::face_resnet::FaceResnetConfig;
+use crate::graph::{GraphBuilder, Value};
 use crate::iresnet::IresnetConfig;
 use crate::lenet_pp::LenetPpConfig;
 use crate::mbf::MbfConfig;
@@ -30,6 +31,14 @@ pub trait Backbone: std::fmt::Debug + Send {
     fn input_shape(&self) -> [i64; 3];
     /// The name used in configs.
     fn name(&self) -> &'static str;
+    /// Describes what `forward_t(images, false)` computes, layer by layer, for export
+    /// (`facerec export --onnx`): `input` is the images' value, the result the features'.
+    /// Write it beside `forward_t` with the same layers. The default says that the backbone
+    /// cannot be exported and what to implement.
+    fn describe(&self, g: &mut GraphBuilder, input: Value) -> Result<Value> {
+        let _ = (g, input);
+        Err(ModelError::NotDescribed { backbone: self.name().to_owned() })
+    }
 }
 
 /// What a backbone's settings know: how to build it, its input and its feature size.

@@ -13,6 +13,18 @@ pub enum ModelError {
     NoSuchDevice { asked: usize, seen: i64 },
     #[error("{backbone} expects input [batch, {}, {}, {}], got {got:?}", .expected[0], .expected[1], .expected[2])]
     InputShape { backbone: &'static str, expected: [i64; 3], got: Vec<i64> },
+    /// A backbone that cannot be exported: it does not describe its graph.
+    #[error(
+        "backbone `{backbone}` does not describe its graph, so it cannot be exported: implement \
+         `Backbone::describe` beside its `forward_t`, writing the same layers with \
+         facerec_model::graph::GraphBuilder (conv, batch_norm, prelu, relu, max_pool2, add, flatten, \
+         linear, or push for any other operation of the vocabulary); see docs/adding-a-backbone.md, \
+         section 5"
+    )]
+    NotDescribed { backbone: String },
+    /// A graph description that does not hold together (shapes, inputs), naming the node.
+    #[error("graph: {0}")]
+    Graph(String),
     #[error("{path}: {msg}")]
     Weights { path: std::path::PathBuf, msg: String },
     #[error("{path}: not found; {hint}")]

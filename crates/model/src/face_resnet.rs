@@ -18,6 +18,7 @@ use tch::{nn, Tensor};
 use crate::plugin::Plug;
 use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::{ModelError, Result};
+use crate::graph::{GraphBuilder, Value};
 use crate::layers::{max_pool2, Conv2d, Linear, PRelu};
 
 /// Settings of [`FaceResnet`]; the defaults are the paper's network.
@@ -132,6 +133,14 @@ impl ResBlock {
         let y = self.prelu2.forward(&self.conv2.forward(&y)?)?;
         Ok(x.f_add(&y)?)
     }
+
+    fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let y = g.conv(&self.conv1, x)?;
+        let y = g.prelu(&self.prelu1, y)?;
+        let y = g.conv(&self.conv2, y)?;
+        let y = g.prelu(&self.prelu2, y)?;
+        g.add(x, y)
+    }
 }
 
 /// A stage: conv (+ PReLU), 2x2 max pool, residual blocks.
@@ -150,6 +159,19 @@ impl Stage {
         let mut x = max_pool2(&x)?;
         for block in &self.blocks {
             x = block.forward(&x)?;
+        }
+        Ok(x)
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let mut x = x;
+        for (conv, prelu) in &self.convs {
+            x = g.conv(conv, x)?;
+            x = g.prelu(prelu, x)?;
+        }
+        let mut x = g.max_pool2(x)?;
+        for block in &self.blocks {
+            x = block.describe(g, x)?;
         }
         Ok(x)
     }
@@ -202,6 +224,15 @@ impl Backbone for FaceResnet {
             x = stage.forward(&x)?; //         [batch, 64, 54, 46] [128, 26, 22] [256, 12, 10] [512, 5, 4]
         }
         self.fc5.forward(&x.f_flatten(1, -1)?) // [batch, 512]
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, images: Value) -> Result<Value> {
+        let mut x = images;
+        for stage in &self.stages {
+            x = stage.describe(g, x)?;
+        }
+        let x = g.flatten(x)?;
+        g.linear(&self.fc5, x)
     }
 
     fn feature_dim(&self) -> i64 {

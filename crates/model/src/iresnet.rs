@@ -11,6 +11,7 @@ use tch::{nn, Tensor};
 use crate::plugin::Plug;
 use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::{ModelError, Result};
+use crate::graph::{GraphBuilder, Value};
 use crate::layers::{BatchNorm, Conv2d, Linear, PRelu};
 
 const BN_EPS: f64 = 1e-5;
@@ -140,6 +141,23 @@ impl Block {
         };
         Ok(y.f_add(&identity)?)
     }
+
+    fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let y = g.batch_norm(&self.bn1, x)?;
+        let y = g.conv(&self.conv1, y)?;
+        let y = g.batch_norm(&self.bn2, y)?;
+        let y = g.prelu(&self.prelu, y)?;
+        let y = g.conv(&self.conv2, y)?;
+        let y = g.batch_norm(&self.bn3, y)?;
+        let identity = match &self.downsample {
+            Some((conv, bn)) => {
+                let d = g.conv(conv, x)?;
+                g.batch_norm(bn, d)?
+            }
+            None => x,
+        };
+        g.add(y, identity)
+    }
 }
 
 /// The IResNet backbone: `[batch, 3, 112, 112]` to `[batch, 512]`.
@@ -202,6 +220,21 @@ impl Backbone for Iresnet {
         let x = self.bn2.forward(&x, train)?.f_flatten(1, -1)?; // [batch, 25088]
         let x = self.fc.forward(&x)?; //                          [batch, 512]
         self.features.forward(&x, train)
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, images: Value) -> Result<Value> {
+        let x = g.conv(&self.conv1, images)?;
+        let x = g.batch_norm(&self.bn1, x)?;
+        let mut x = g.prelu(&self.prelu, x)?;
+        for layer in &self.layers {
+            for block in layer {
+                x = block.describe(g, x)?;
+            }
+        }
+        let x = g.batch_norm(&self.bn2, x)?;
+        let x = g.flatten(x)?;
+        let x = g.linear(&self.fc, x)?;
+        g.batch_norm(&self.features, x)
     }
 
     fn feature_dim(&self) -> i64 {

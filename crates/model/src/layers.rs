@@ -20,9 +20,9 @@ pub fn caffe_xavier(fan_in: i64) -> nn::Init {
 pub struct Conv2d {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
-    stride: i64,
-    padding: i64,
-    groups: i64,
+    pub(crate) stride: i64,
+    pub(crate) padding: i64,
+    pub(crate) groups: i64,
 }
 
 impl Conv2d {
@@ -91,7 +91,7 @@ pub struct BatchNorm {
     pub bias: Tensor,
     pub running_mean: Tensor,
     pub running_var: Tensor,
-    eps: f64,
+    pub(crate) eps: f64,
 }
 
 impl BatchNorm {

@@ -16,6 +16,7 @@ use tch::{nn, Tensor};
 use crate::plugin::Plug;
 use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::Result;
+use crate::graph::{GraphBuilder, Value};
 use crate::layers::{max_pool2, Conv2d, Linear, PRelu};
 
 /// Settings of [`LenetPp`].
@@ -103,6 +104,15 @@ impl Stage {
         }
         max_pool2(&x)
     }
+
+    fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let mut x = x;
+        for (conv, prelu) in &self.convs {
+            x = g.conv(conv, x)?;
+            x = g.prelu(prelu, x)?;
+        }
+        g.max_pool2(x)
+    }
 }
 
 /// The LeNets++ backbone: images `[batch, 1, 28, 28]` to features `[batch, feature_dim]`.
@@ -143,6 +153,16 @@ impl Backbone for LenetPp {
         }
         let x = x.f_flatten(1, -1)?; //                [batch, 2048]
         self.prelu_fc.forward(&self.fc.forward(&x)?) // [batch, feature_dim]
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, images: Value) -> Result<Value> {
+        let mut x = images;
+        for stage in &self.stages {
+            x = stage.describe(g, x)?;
+        }
+        let x = g.flatten(x)?;
+        let x = g.linear(&self.fc, x)?;
+        g.prelu(&self.prelu_fc, x)
     }
 
     fn feature_dim(&self) -> i64 {

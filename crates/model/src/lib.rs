@@ -10,6 +10,7 @@ pub mod backbone;
 pub mod device;
 pub mod error;
 pub mod face_resnet;
+pub mod graph;
 pub mod import;
 pub mod iresnet;
 pub mod layers;
@@ -24,5 +25,6 @@ pub mod weights;
 mod flops_test;
 
 pub use backbone::{backbone_names, check_input, conv_flops, register_backbone, Backbone, BackboneConfig, BackboneSpec};
+pub use graph::{Graph, GraphBuilder, Value};
 pub use plugin::Plug;
 pub use error::{ModelError, Result};

@@ -32,6 +32,7 @@ use tch::{nn, Tensor};
 
 use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::{ModelError, Result};
+use crate::graph::{GraphBuilder, Value};
 use crate::layers::{BatchNorm, Linear};
 use crate::mobilefacenet::{ConvBnAct, ConvShape, Names};
 use crate::plugin::Plug;
@@ -151,6 +152,17 @@ impl DepthWise {
         let y = self.project.forward(&self.depthwise.forward(&y, train)?, train)?;
         Ok(if self.residual { y.f_add(x)? } else { y })
     }
+
+    fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let y = self.expand.describe(g, x)?;
+        let y = self.depthwise.describe(g, y)?;
+        let y = self.project.describe(g, y)?;
+        if self.residual {
+            g.add(y, x)
+        } else {
+            Ok(y)
+        }
+    }
 }
 
 /// A stage: one `ConvBlock`, or `DepthWise` blocks one after the other.
@@ -171,6 +183,13 @@ impl Stage {
         match self {
             Stage::Conv(c) => c.forward(x, train),
             Stage::Blocks(blocks) => blocks.iter().try_fold(x.shallow_clone(), |x, b| b.forward(&x, train)),
+        }
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        match self {
+            Stage::Conv(c) => c.describe(g, x),
+            Stage::Blocks(blocks) => blocks.iter().try_fold(x, |x, b| b.describe(g, x)),
         }
     }
 }
@@ -231,6 +250,15 @@ impl Backbone for Mbf {
         let x = self.gdc.forward(&x, train)?.f_flatten(1, -1)?; // [batch, 512]
         let x = self.linear.forward(&x)?; //              [batch, feature_dim]
         self.bn.forward(&x, train)
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, images: Value) -> Result<Value> {
+        let x = self.layers.iter().try_fold(images, |x, stage| stage.describe(g, x))?;
+        let x = self.conv_sep.describe(g, x)?;
+        let x = self.gdc.describe(g, x)?;
+        let x = g.flatten(x)?;
+        let x = g.linear(&self.linear, x)?;
+        g.batch_norm(&self.bn, x)
     }
 
     fn feature_dim(&self) -> i64 {

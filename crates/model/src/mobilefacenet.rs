@@ -27,6 +27,7 @@ use tch::{nn, Tensor};
 
 use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::{ModelError, Result};
+use crate::graph::{GraphBuilder, Value};
 use crate::layers::{BatchNorm, Conv2d, PRelu};
 use crate::plugin::Plug;
 
@@ -164,6 +165,15 @@ impl ConvBnAct {
             None => Ok(y),
         }
     }
+
+    pub(crate) fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let y = g.conv(&self.conv, x)?;
+        let y = g.batch_norm(&self.bn, y)?;
+        match &self.prelu {
+            Some(prelu) => g.prelu(prelu, y),
+            None => Ok(y),
+        }
+    }
 }
 
 fn conv(channels: [i64; 2], k: i64, stride: i64, depthwise: bool) -> ConvShape {
@@ -195,6 +205,17 @@ impl Bottleneck {
         let y = self.expand.forward(x, train)?;
         let y = self.project.forward(&self.depthwise.forward(&y, train)?, train)?;
         Ok(if self.residual { y.f_add(x)? } else { y })
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+        let y = self.expand.describe(g, x)?;
+        let y = self.depthwise.describe(g, y)?;
+        let y = self.project.describe(g, y)?;
+        if self.residual {
+            g.add(y, x)
+        } else {
+            Ok(y)
+        }
     }
 }
 
@@ -248,6 +269,18 @@ impl Backbone for MobileFaceNet {
         let x = self.linear7.forward(&x, train)?; //            [batch, 512, 1, 1]
         let x = self.linear1.forward(&x, train)?; //            [batch, 128, 1, 1]
         Ok(x.f_flatten(1, -1)?) //                              [batch, 128]
+    }
+
+    fn describe(&self, g: &mut GraphBuilder, images: Value) -> Result<Value> {
+        let x = self.conv1.describe(g, images)?;
+        let mut x = self.dw_conv1.describe(g, x)?;
+        for block in &self.blocks {
+            x = block.describe(g, x)?;
+        }
+        let x = self.conv2.describe(g, x)?;
+        let x = self.linear7.describe(g, x)?;
+        let x = self.linear1.describe(g, x)?;
+        g.flatten(x)
     }
 
     fn feature_dim(&self) -> i64 {

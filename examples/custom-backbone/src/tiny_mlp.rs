@@ -1,12 +1,13 @@
 //! A backbone from outside facerec: a two-layer perceptron on flattened images. Its settings
 //! struct implements `Plug` (the name configs pick it by) and `BackboneSpec` (how to build it);
-//! the network implements `Backbone`.
+//! the network implements `Backbone`, with `describe` beside `forward_t` so that `export --onnx`
+//! can write it.
 
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use facerec_model::layers::{Linear, PRelu};
-use facerec_model::{check_input, Backbone, BackboneSpec, Plug};
+use facerec_model::{check_input, Backbone, BackboneSpec, GraphBuilder, Plug, Value};
 
 /// `[model.backbone] name = "tiny_mlp"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +77,15 @@ impl Backbone for TinyMlp {
         check_input("tiny_mlp", self.config.input, images)?;
         let x = images.f_flatten(1, -1)?;
         self.fc2.forward(&self.act.forward(&self.fc1.forward(&x)?)?)
+    }
+
+    /// The same layers as `forward_t`, for `export --onnx` (without it, the export says what
+    /// to implement).
+    fn describe(&self, g: &mut GraphBuilder, images: Value) -> facerec_model::Result<Value> {
+        let x = g.flatten(images)?;
+        let x = g.linear(&self.fc1, x)?;
+        let x = g.prelu(&self.act, x)?;
+        g.linear(&self.fc2, x)
     }
 
     fn feature_dim(&self) -> i64 {

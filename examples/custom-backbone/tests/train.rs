@@ -54,6 +54,13 @@ fn a_backbone_and_a_loss_from_another_crate_train_save_and_load() -> Result {
     assert_eq!(loaded.config.name(), "tiny_mlp");
     let features = loaded.backbone.forward_t(&tch::Tensor::zeros([3, 1, 28, 28], (tch::Kind::Float, tch::Device::Cpu)), false)?;
     assert_eq!(features.size(), [3, 16]);
+
+    // Its `describe` makes it exportable by the binary, like the built-in backbones.
+    let onnx = dir.path().join("tiny.onnx");
+    let out = my_facerec(&["export", &run_arg, "--onnx", &onnx.to_string_lossy()])?;
+    assert!(out.status.success(), "my-facerec export failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tiny_mlp"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(std::fs::metadata(&onnx)?.len() > 4 * 784 * 64, "the weights are in the file");
     Ok(())
 }
 

@@ -1,14 +1,19 @@
 //! `facerec bench`: time training steps of a config's model on synthetic batches (no data
-//! loading), to compare with PyTorch (`scripts/bench_train.sh`) or between machines.
+//! loading), to compare with PyTorch (`scripts/bench_train.sh`) or between machines; with
+//! `--extract`, feature extraction, of a config's fresh model or of a trained one on aligned
+//! crops (against onnxruntime running its export: `scripts/bench_onnx.sh`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
 use tch::{Device, Kind, Tensor};
 
 use facerec_data::loader::Batch;
+use facerec_data::normalize::crops_to_tensor;
 use facerec_experiment::Config;
+use facerec_model::saved::{backbone_file, load_backbone};
+use facerec_model::Backbone;
 use facerec_train::schedule::Schedule;
 use facerec_train::Trainer;
 
@@ -17,12 +22,14 @@ pub const EXAMPLES: &str = "Examples:
   facerec bench configs/mnist_lenetpp_center.toml --batch 128 --set loss.lambda=0
   facerec bench configs/lfw_faceresnet_small_center.toml --classes 10000 --peak
   facerec bench configs/lfw_faceresnet_small_center.toml --batch 256 --set device=cuda --memory
+  facerec bench runs/x --extract --images crops/ --batch 64 --no-mirror   # a trained model
   facerec launch --nproc 2 -- bench configs/lfw_mobilefacenet_scratch_center.toml --classes 1000000 \\
       --set parallel.shard_head=true --memory";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The experiment config whose model, loss and optimiser are timed.
+    /// The experiment config whose model, loss and optimiser are timed; with --extract also a
+    /// trained backbone (a model.safetensors file or a run directory), timed on the CPU.
     pub config: PathBuf,
     /// Override a config value (repeatable), e.g. `--set loss.lambda=0`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -55,6 +62,15 @@ pub struct BenchArgs {
     /// concatenated.
     #[arg(long)]
     pub extract: bool,
+    /// With --extract: time on these aligned crops (a folder or files, as `facerec embed
+    /// --aligned` reads them; the first --batch of them, repeated when fewer) instead of random
+    /// pixels.
+    #[arg(long, num_args = 1.., requires = "extract")]
+    pub images: Vec<PathBuf>,
+    /// With --extract: the images alone, without their mirror images (as `facerec embed`
+    /// computes features without --flip).
+    #[arg(long, requires = "extract")]
+    pub no_mirror: bool,
     /// Also report the memory the steps needed: on CUDA the caching allocator's peak (allocated
     /// in tensors, and reserved from the driver) over the warm-up and timed steps; on the CPU
     /// the process's peak resident size.
@@ -80,29 +96,53 @@ fn median_seconds(steps: usize, device: Device, mut body: impl FnMut() -> anyhow
     Ok(times[times.len() / 2])
 }
 
-/// Median seconds to extract the features of `images` and their mirror images through
-/// `facerec_eval::features::embed_batch`, the path evaluation and `embed` take.
-fn extract_seconds(trainer: &Trainer, images: &Tensor, steps: usize) -> anyhow::Result<f64> {
-    let parts = trainer.parts();
-    let images = images.f_to_device(parts.device)?;
-    median_seconds(steps, parts.device, || {
-        let _features = facerec_eval::features::embed_batch(parts.backbone, &images, true, parts.device)?;
-        Ok(())
-    })
-}
-
-/// Times and prints feature extraction ([`extract_seconds`]) of the batch `images`.
-fn bench_extract(trainer: &Trainer, config: &Config, images: &Tensor, steps: usize) -> anyhow::Result<()> {
+/// Times and prints feature extraction through `facerec_eval::features::Embedder`, the path
+/// evaluation and `embed` take: the batch `images` (and, with `mirror`, its mirror images)
+/// through `backbone` on `device`, median of `steps` runs.
+fn bench_extract(backbone: &dyn Backbone, name: &str, device: Device, images: &Tensor, steps: usize, mirror: bool) -> anyhow::Result<()> {
     let batch = images.size()[0];
-    let secs = extract_seconds(trainer, images, steps)?;
+    let images = images.f_to_device(device)?;
+    let embedder = facerec_eval::features::Embedder::new(backbone, device)?;
+    let secs = median_seconds(steps, device, || {
+        let _features = embedder.batch(&images, mirror)?;
+        Ok(())
+    })?;
     println!(
-        "facerec: {} feature extraction (image + mirror) batch {batch} on {}: median {:.4} s = {:.1} images/s",
-        config.model.backbone_name(),
-        facerec_model::device::describe(trainer.device()),
+        "facerec: {name} feature extraction ({}) batch {batch} on {}: median {:.4} s = {:.1} images/s",
+        if mirror { "image + mirror" } else { "image" },
+        facerec_model::device::describe(device),
         secs,
         batch as f64 / secs
     );
     Ok(())
+}
+
+/// `--extract` of a trained backbone (`args.config` is a model file or run directory) on the
+/// CPU, on `--images` crops or random pixels.
+fn bench_saved_extract(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(t) = args.threads {
+        tch::set_num_threads(i32::try_from(t)?);
+    }
+    let loaded = load_backbone(&args.config, Device::Cpu, None)?;
+    let batch = args.batch.unwrap_or(64);
+    let [c, h, w] = loaded.backbone.input_shape();
+    let images = if args.images.is_empty() {
+        tch::manual_seed(0);
+        Tensor::f_randn([batch as i64, c, h, w], (Kind::Float, Device::Cpu))?
+    } else {
+        let ds = crate::faces::select_images(&args.images, None)?;
+        anyhow::ensure!(!ds.samples.is_empty(), "no images in {:?}", args.images);
+        let crops = (0..batch)
+            .map(|i| super::embed::read_aligned(&ds.image_path(&ds.samples[i % ds.samples.len()]), h as u32, w as u32))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        crops_to_tensor(&crops, h as usize, w as usize, loaded.config.pixel_norm())?
+    };
+    bench_extract(loaded.backbone.as_ref(), &loaded.config.to_string(), Device::Cpu, &images, args.steps, !args.no_mirror)
+}
+
+/// Whether `path` is a trained backbone rather than a config.
+fn is_model(path: &Path) -> bool {
+    backbone_file(path).extension().is_some_and(|e| e == "safetensors")
 }
 
 /// Median seconds of the center loss's forward (value + gradient) and update for a batch.
@@ -139,6 +179,13 @@ fn sgemm_peak(device: Device) -> anyhow::Result<f64> {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.extract && is_model(&args.config) {
+        return bench_saved_extract(&args);
+    }
+    anyhow::ensure!(
+        args.images.is_empty(),
+        "--images is for a trained model (`facerec bench MODEL --extract --images DIR`); a config's fresh model is timed on random pixels"
+    );
     let mut config = Config::load(&args.config, &args.sets)?;
     if let Some(t) = args.threads {
         config.threads = t;
@@ -162,7 +209,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let images = Tensor::f_randn([global as i64, c, h, w], (Kind::Float, Device::Cpu))?.f_narrow(0, rank * batch, batch)?;
     let labels = Tensor::f_randint(args.classes, [global as i64], (Kind::Int64, Device::Cpu))?.f_narrow(0, rank * batch, batch)?;
     if args.extract {
-        return bench_extract(&trainer, &config, &images, args.steps);
+        let parts = trainer.parts();
+        let name = config.model.backbone_name();
+        return bench_extract(parts.backbone, &name, parts.device, &images, args.steps, !args.no_mirror);
     }
     let schedule = Schedule::constant(config.optim.lr.min(1e-3));
     let device = trainer.device();

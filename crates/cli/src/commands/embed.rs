@@ -17,7 +17,7 @@ use facerec_data::image_io::read_rgb;
 use facerec_data::landmarks::{LandmarkFile, OnBad};
 use facerec_data::normalize::crops_to_tensor;
 use facerec_detect::mtcnn::Mtcnn;
-use facerec_eval::features::embed_batch;
+use facerec_eval::features::Embedder;
 use facerec_model::device::DeviceChoice;
 use facerec_model::saved::{backbone_file, load_backbone};
 
@@ -99,16 +99,7 @@ impl Crops {
         let (h, w) = template.size();
         match self {
             Crops::Landmarks(l) => chunk.par_iter().map(|s| Ok(aligned_crop(ds, s, l, template)?)).collect(),
-            Crops::Aligned => chunk
-                .par_iter()
-                .map(|s| {
-                    let path = ds.image_path(s);
-                    let img = read_rgb(&path)?;
-                    fit_aligned(&img, h, w).ok_or_else(|| {
-                        anyhow!("{}: {}x{} is not an aligned {h}x{w} crop (nor a 112x112 one holding it)", path.display(), img.height(), img.width())
-                    })
-                })
-                .collect(),
+            Crops::Aligned => chunk.par_iter().map(|s| read_aligned(&ds.image_path(s), h, w)).collect(),
             Crops::Detect(detector) => {
                 let images: Vec<_> = chunk.par_iter().map(|s| read_rgb(&ds.image_path(s))).collect();
                 images
@@ -123,6 +114,14 @@ impl Crops {
     }
 }
 
+/// The `HWC` bytes of the aligned crop in `path` as a `h` x `w` model takes it (a 112x112 crop
+/// gives a 112x96 model its columns 8..104), as `--aligned` reads images.
+pub fn read_aligned(path: &Path, h: u32, w: u32) -> anyhow::Result<Vec<u8>> {
+    let img = read_rgb(path)?;
+    fit_aligned(&img, h, w)
+        .ok_or_else(|| anyhow!("{}: {}x{} is not an aligned {h}x{w} crop (nor a 112x112 one holding it)", path.display(), img.height(), img.width()))
+}
+
 pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
     if !matches!(args.out.extension().and_then(|e| e.to_str()), Some("npy" | "safetensors")) {
         bail!("{}: the output must end in .npy or .safetensors", args.out.display());
@@ -134,6 +133,7 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
     let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
     let ds = select_images(&args.images, args.list.as_deref())?;
     let crops = Crops::for_args(&args)?;
+    let embedder = Embedder::new(loaded.backbone.as_ref(), device)?;
     let bar = Bar::new("embed", ds.len() as u64, quiet);
     let mut out = Vec::new();
     let mut files: Vec<PathBuf> = Vec::with_capacity(ds.len());
@@ -155,7 +155,7 @@ pub fn run(args: EmbedArgs, quiet: bool) -> anyhow::Result<()> {
             continue;
         }
         let x = crops_to_tensor(&good, h as usize, w as usize, loaded.config.pixel_norm())?; // [batch, 3, h, w]
-        let mut emb = embed_batch(loaded.backbone.as_ref(), &x, args.flip, device)?; // [batch, D or 2D]
+        let mut emb = embedder.batch(&x, args.flip)?; // [batch, D or 2D]
         if args.normalize {
             let norm = emb.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?; // [batch, 1]
             emb = emb.f_div(&norm)?;

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod detect;
 pub mod embed;
 pub mod eval;
+pub mod export;
 pub mod import;
 pub mod info;
 pub mod launch;
