@@ -6,6 +6,7 @@
 #     and 64 (scripts/bench_onnx.sh)
 #   - PReLU's fused backward vs libtorch's (cargo bench -p facerec-ops --bench prelu)
 #   - aligned crops per second vs Python OpenCV (scripts/bench_align.sh)
+#   - an insightface .rec decoded, flipped and batched vs a PyTorch DataLoader (scripts/bench_rec.sh)
 #   - LFW 6,000-pair scoring time (scripts/bench_eval.sh)
 #   - data-parallel scaling, 1 vs 2 processes, gradients averaged after or during the backward
 #     pass, Gloo all-reduce vs torch.distributed (scripts/bench_dist.sh, and the facerec-dist
@@ -30,6 +31,7 @@ echo; echo "### training step, extraction, peak, center loss, loader"; scripts/b
 echo; echo "### inference, facerec vs onnxruntime on the exported model"; scripts/bench_onnx.sh
 echo; echo "### PReLU forward + backward, facerec-ops vs libtorch"; cargo bench --locked -q -p facerec-ops --bench prelu
 echo; echo "### alignment"; scripts/bench_align.sh
+echo; echo "### .rec loader, facerec vs a PyTorch DataLoader"; scripts/bench_rec.sh
 echo; echo "### LFW scoring"; scripts/bench_eval.sh
 echo; echo "### data parallel"; scripts/bench_dist.sh
 cargo run --release --locked -q -p facerec-dist --example allreduce
