@@ -133,7 +133,7 @@ fn a_training_run_draws_its_one_evaluation_and_the_weighted_center_term() -> Res
 
     // training.png: the center curve is the weighted term, with the run's lambda.
     let training = by_file("training.png").ok_or("no training.png figure")?;
-    assert!(training.series.iter().any(|s| s.name == "center term λ·L_C (weighted, λ = 0.01)"), "{training:?}");
+    assert!(training.series.iter().any(|s| s.name == "0.01 · center_loss"), "{training:?}");
     assert!(training.x_ticks.as_ref().is_some_and(|t| t.iter().all(|x| x.fract() == 0.0)));
     assert!(run.join("training.png").is_file());
     Ok(())

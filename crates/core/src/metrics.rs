@@ -82,3 +82,49 @@ pub fn record(fields: &[(&str, f64)]) -> Map<String, Value> {
         })
         .collect()
 }
+
+/// The `kind` of `metrics.jsonl`'s record of the loss's terms ([`LossTerms`]).
+pub const LOSS_TERMS: &str = "loss_terms";
+
+/// One term of a training objective as `metrics.jsonl` records it: its `steps.jsonl` column
+/// and its weight in the objective (`loss = sum weight * term`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TermWeight {
+    pub name: String,
+    pub weight: f64,
+}
+
+/// The record of `metrics.jsonl` (`"kind": "loss_terms"`) that names the loss's terms and their
+/// weights from `step` on: written when a run starts and each time it resumes (a resume may
+/// change a weight, e.g. `--set loss.lambda=...`), read by the training plot.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossTerms {
+    pub kind: String,
+    pub step: usize,
+    pub terms: Vec<TermWeight>,
+}
+
+impl LossTerms {
+    /// The record of `terms` (name, weight) from `step` on.
+    pub fn new(step: usize, terms: impl IntoIterator<Item = (String, f64)>) -> Self {
+        LossTerms { kind: LOSS_TERMS.to_owned(), step, terms: terms.into_iter().map(|(name, weight)| TermWeight { name, weight }).collect() }
+    }
+
+    /// The records of this kind among `records` (of `metrics.jsonl`), in order; a record of the
+    /// kind that does not parse is skipped.
+    pub fn find(records: &[Map<String, Value>]) -> Vec<LossTerms> {
+        records
+            .iter()
+            .filter(|r| r.get("kind").and_then(Value::as_str) == Some(LOSS_TERMS))
+            .filter_map(|r| serde_json::from_value(Value::Object(r.clone())).ok())
+            .collect()
+    }
+
+    /// As a JSON-lines record.
+    pub fn to_record(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+}

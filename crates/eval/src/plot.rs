@@ -6,6 +6,7 @@
 //! points, the axis ranges): [`Figure::draw`] draws exactly that, and tests read it to check what
 //! a plot shows without looking at pixels.
 
+use facerec_core::metrics::LossTerms;
 use facerec_core::run_files;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -592,43 +593,6 @@ fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>
         .map_err(|e| plot_err(path, e))
 }
 
-/// What the center loss's curve in `training.png` shows.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum CenterTerm {
-    /// `lambda * L_C`, the term of the total loss (lambda from the run's `config.toml`): the
-    /// softmax and center curves add up to the total.
-    Weighted(f64),
-    /// `L_C` as logged (the run's lambda unknown).
-    Unweighted,
-}
-
-impl CenterTerm {
-    /// The legend of the center curve.
-    pub fn label(self) -> String {
-        match self {
-            CenterTerm::Weighted(lambda) => format!("center term λ·L_C (weighted, λ = {lambda})"),
-            CenterTerm::Unweighted => "center loss L_C (unweighted)".to_owned(),
-        }
-    }
-}
-
-/// The lambda of the run in `run_dir`, from its resolved `config.toml` (`None` without one).
-fn run_lambda(run_dir: &Path) -> Option<f64> {
-    let path = run_dir.join(run_files::CONFIG);
-    if !path.is_file() {
-        return None;
-    }
-    // The table as written, not the experiment's schema: only `[loss] lambda` matters here.
-    let table = std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| t.parse::<toml::Table>().map_err(|e| e.to_string()));
-    match table {
-        Ok(table) => table.get("loss").and_then(|l| l.get("lambda")).and_then(toml::Value::as_float),
-        Err(e) => {
-            tracing::warn!("{}: {e}: the training plot shows the center loss unweighted", path.display());
-            None
-        }
-    }
-}
-
 /// Whether a metric of `metrics.jsonl`'s evaluation records goes into `evaluation.png`: the
 /// accuracies (their `_std` companions left out) and the intra/inter-class distance ratio of
 /// MNIST's features (lower = more compact clusters).
@@ -641,8 +605,9 @@ fn is_evaluation_curve(key: &str) -> bool {
 ///
 /// `training.png` (from `steps.jsonl`) has the losses over steps, ticks on whole steps: each
 /// loss as faint raw points under its [`ema_centred`] (span [`smoothing_span`]); the total loss first
-/// and [`TOTAL_WIDTH`] wide, then over it the softmax loss and the center term (only when it is
-/// ever non-zero; see [`CenterTerm`] for what it shows), so that no curve hides the total.
+/// and [`TOTAL_WIDTH`] wide, then over it one curve per term of the run's loss, each times its
+/// weight (from `metrics.jsonl`'s [`LossTerms`] records; see [`loss_curves`]), so that the
+/// terms add up to the total and no curve hides it.
 ///
 /// `evaluation.png` (from `metrics.jsonl`'s `"kind": "eval"` records) has each accuracy and
 /// ratio metric (see [`is_evaluation_curve`]) over steps, every evaluation a marker on the line
@@ -650,27 +615,24 @@ fn is_evaluation_curve(key: &str) -> bool {
 pub fn training_figures(run_dir: &Path) -> Result<Vec<(PathBuf, Figure)>> {
     use facerec_core::metrics::read_records;
     let mut figures = Vec::new();
+    let metrics_path = run_dir.join(run_files::METRICS);
+    let metrics = if metrics_path.exists() { read_records(&metrics_path)? } else { Vec::new() };
     let steps_path = run_dir.join(run_files::STEPS);
     if steps_path.exists() {
-        let figure = losses_figure(&read_records(&steps_path)?, run_dir);
+        let figure = losses_figure(&read_records(&steps_path)?, &LossTerms::find(&metrics));
         figures.push((run_dir.join(run_files::TRAINING_PNG), figure));
     }
-    let metrics_path = run_dir.join(run_files::METRICS);
-    if metrics_path.exists() {
-        let records: Vec<_> = read_records(&metrics_path)?
-            .into_iter()
-            .filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("eval"))
-            .collect();
-        if let Some(figure) = evaluation_figure(&records) {
-            figures.push((run_dir.join(run_files::EVALUATION_PNG), figure));
-        }
+    let evals: Vec<_> = metrics.into_iter().filter(|r| r.get("kind").and_then(|k| k.as_str()) == Some("eval")).collect();
+    if let Some(figure) = evaluation_figure(&evals) {
+        figures.push((run_dir.join(run_files::EVALUATION_PNG), figure));
     }
     Ok(figures)
 }
 
 /// `training.png`'s figure of the records of `steps.jsonl` (see [`training_figures`]).
-fn losses_figure(records: &[Record], run_dir: &Path) -> Figure {
-    let curves = loss_curves(records, run_dir);
+/// `terms`: the run's [`LossTerms`] records.
+pub fn losses_figure(records: &[Record], terms: &[LossTerms]) -> Figure {
+    let curves = loss_curves(records, terms);
     let mut raw = Vec::new();
     let mut smooth = Vec::new();
     for (i, LossCurve { name, points, colour }) in curves.iter().enumerate() {
@@ -709,34 +671,64 @@ struct LossCurve {
     colour: RGBColor,
 }
 
-/// The losses of `training.png`: the total loss, the softmax loss and, when it is ever
-/// non-zero, the center term.
-fn loss_curves(records: &[Record], run_dir: &Path) -> Vec<LossCurve> {
-    let series = |key: &str| points_of(records, key);
-    let center = series("center_loss");
-    let center_term = if center.iter().any(|p| p.1 != 0.0) {
-        Some(run_lambda(run_dir).map_or(CenterTerm::Unweighted, CenterTerm::Weighted))
+/// The columns of `steps.jsonl` that are not loss terms.
+const STEP_FIELDS: [&str; 8] = ["step", "epoch", "lr", "loss", "accuracy", "grad_norm", "steps_averaged", "elapsed_s"];
+
+/// The losses of `training.png`: the total loss, then each term of the loss times its weight.
+///
+/// The terms and weights are those of the run's [`LossTerms`] records, each from its step on
+/// (a resume may change a weight): a term's legend gives its weights (`0.003 · center_loss`,
+/// `0.003→0.01 · center_loss` when a resume changed it). A run without such records (written
+/// before facerec recorded them) has its term columns drawn as logged, "weight unknown".
+fn loss_curves(records: &[Record], terms: &[LossTerms]) -> Vec<LossCurve> {
+    let mut curves = vec![LossCurve { name: String::new(), points: points_of(records, "loss"), colour: class_colour(0) }];
+    let mut labels = Vec::new();
+    if terms.is_empty() {
+        let mut names: Vec<&str> = Vec::new();
+        for k in records.iter().flat_map(|r| r.keys()) {
+            if !STEP_FIELDS.contains(&k.as_str()) && !names.contains(&k.as_str()) {
+                names.push(k);
+            }
+        }
+        for name in names {
+            labels.push(name.to_owned());
+            curves.push(LossCurve { name: format!("{name} (weight unknown)"), points: points_of(records, name), colour: class_colour(curves.len()) });
+        }
     } else {
-        None
-    };
-    let total_label = match center_term {
-        Some(_) => "loss = L_S + λ·L_C",
-        None => "loss",
-    };
-    // Drawn in this order: the total first and wide, so that the thinner softmax and center
-    // curves drawn over it leave it showing on both sides where they meet it (with a small
-    // center term the total and the softmax loss nearly coincide).
-    let mut curves = vec![
-        LossCurve { name: total_label.to_owned(), points: series("loss"), colour: class_colour(0) },
-        LossCurve { name: "softmax loss L_S".to_owned(), points: series("softmax_loss"), colour: class_colour(1) },
-    ];
-    if let Some(term) = center_term {
-        let points = match term {
-            CenterTerm::Weighted(lambda) => center.iter().map(|&(x, y)| (x, lambda * y)).collect(),
-            CenterTerm::Unweighted => center,
-        };
-        curves.push(LossCurve { name: term.label(), points, colour: class_colour(2) });
+        let mut names: Vec<&str> = Vec::new();
+        for t in terms.iter().flat_map(|r| &r.terms) {
+            if !names.contains(&t.name.as_str()) {
+                names.push(&t.name);
+            }
+        }
+        for name in names {
+            // The weight of the record in force at each step: the last one written before it.
+            let weight_at = |step: f64| {
+                let record = terms.iter().rev().find(|r| (r.step as f64) < step).unwrap_or(&terms[0]);
+                record.terms.iter().find(|t| t.name == name).map_or(0.0, |t| t.weight)
+            };
+            let points: Vec<(f64, f64)> = points_of(records, name).into_iter().map(|(x, y)| (x, weight_at(x) * y)).collect();
+            let mut weights: Vec<f64> = Vec::new();
+            for w in terms.iter().filter_map(|r| r.terms.iter().find(|t| t.name == name)).map(|t| t.weight) {
+                if weights.last() != Some(&w) {
+                    weights.push(w);
+                }
+            }
+            let label = match weights.as_slice() {
+                [w] if *w == 1.0 => name.to_owned(),
+                ws => format!("{} · {name}", ws.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("→")),
+            };
+            labels.push(label.clone());
+            curves.push(LossCurve { name: label, points, colour: class_colour(curves.len()) });
+        }
     }
+    // Drawn in this order: the total first and wide, so that the thinner term curves drawn
+    // over it leave it showing where they meet it (a single term is the total itself). Without
+    // weights the terms need not add up to it.
+    curves[0].name = match terms.is_empty() || labels.is_empty() {
+        true => "loss".to_owned(),
+        false => format!("loss = {}", labels.join(" + ")),
+    };
     curves
 }
 
@@ -845,9 +837,8 @@ mod tests {
                 })
                 .collect()
         };
-        let dir = std::env::temp_dir(); // no config.toml there: only the losses matter
         for rising_end in [true, false] {
-            let figure = losses_figure(&records(rising_end), &dir);
+            let figure = losses_figure(&records(rising_end), &[]);
             assert_eq!(figure.legend, Legend::Best);
             let upper_right = figure.points_under_legend(1.0, 0.0);
             assert!(upper_right > 0, "the data reach the upper right corner here");
@@ -856,6 +847,33 @@ mod tests {
             assert_eq!(figure.points_under_legend(fx, fy), 0, "{chosen:?} covers curves");
             assert_ne!(chosen, SeriesLabelPosition::UpperRight);
         }
+    }
+
+    #[test]
+    fn term_weights_apply_from_the_step_they_were_recorded_at() {
+        // A center-loss run resumed at step 2 with lambda 0.01 -> 0.1: steps 1-2 weigh the
+        // center term by 0.01, steps 3-4 by 0.1; the legend names both weights.
+        let records: Vec<Record> = (1..=4)
+            .map(|step| {
+                let mut r = Record::new();
+                r.insert("step".into(), step.into());
+                r.insert("softmax_loss".into(), 2.0.into());
+                r.insert("center_loss".into(), 10.0.into());
+                r.insert("loss".into(), (2.0 + if step <= 2 { 0.1 } else { 1.0 }).into());
+                r
+            })
+            .collect();
+        let terms = |step, lambda| LossTerms::new(step, [("softmax_loss".to_owned(), 1.0), ("center_loss".to_owned(), lambda)]);
+        let curves = loss_curves(&records, &[terms(0, 0.01), terms(2, 0.1)]);
+        let names: Vec<&str> = curves.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["loss = softmax_loss + 0.01→0.1 · center_loss", "softmax_loss", "0.01→0.1 · center_loss"]);
+        let center: Vec<f64> = curves[2].points.iter().map(|p| p.1).collect();
+        assert!(center.iter().zip([0.1, 0.1, 1.0, 1.0]).all(|(a, b)| (a - b).abs() < 1e-12), "{center:?}");
+        // Without records (a run from before they were written): the columns as logged, in
+        // the records' (alphabetical) order.
+        let curves = loss_curves(&records, &[]);
+        let names: Vec<&str> = curves.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["loss", "center_loss (weight unknown)", "softmax_loss (weight unknown)"]);
     }
 
     #[test]

@@ -205,19 +205,20 @@ fn width(s: &plot::Series) -> u32 {
 #[test]
 fn training_curves_plot_the_losses_and_the_accuracies_that_were_logged() -> Result {
     let dir = tempfile::tempdir()?;
-    // Three steps with softmax and center loss, the center loss zero at first; no config.toml,
-    // so lambda is unknown and the center loss is shown as logged (unweighted).
+    // Three steps with softmax and center loss (lambda 0.5, recorded in metrics.jsonl as the
+    // trainer records it), the center loss zero at first.
     std::fs::write(
         dir.path().join("steps.jsonl"),
         "{\"step\":1,\"loss\":2.5,\"softmax_loss\":2.5,\"center_loss\":0.0}\n\
-         {\"step\":2,\"loss\":2.0,\"softmax_loss\":1.8,\"center_loss\":0.2}\n\
-         {\"step\":3,\"loss\":1.5,\"softmax_loss\":1.4,\"center_loss\":0.1}\n",
+         {\"step\":2,\"loss\":1.9,\"softmax_loss\":1.8,\"center_loss\":0.2}\n\
+         {\"step\":3,\"loss\":1.45,\"softmax_loss\":1.4,\"center_loss\":0.1}\n",
     )?;
-    // Two evaluations with an accuracy, its std (not plotted) and an AUC (not an accuracy), and
-    // a record of another kind.
+    // The loss's terms, two evaluations with an accuracy, its std (not plotted) and an AUC (not
+    // an accuracy), and a record of another kind.
     std::fs::write(
         dir.path().join("metrics.jsonl"),
-        "{\"kind\":\"eval\",\"step\":2,\"lfw_accuracy\":0.6,\"lfw_accuracy_std\":0.1,\"lfw_auc\":0.7}\n\
+        "{\"kind\":\"loss_terms\",\"step\":0,\"terms\":[{\"name\":\"softmax_loss\",\"weight\":1.0},{\"name\":\"center_loss\",\"weight\":0.5}]}\n\
+         {\"kind\":\"eval\",\"step\":2,\"lfw_accuracy\":0.6,\"lfw_accuracy_std\":0.1,\"lfw_auc\":0.7}\n\
          {\"kind\":\"train\",\"step\":2,\"lfw_accuracy\":0.0}\n\
          {\"kind\":\"eval\",\"step\":3,\"lfw_accuracy\":0.7,\"lfw_accuracy_std\":0.1,\"lfw_auc\":0.8}\n",
     )?;
@@ -226,26 +227,24 @@ fn training_curves_plot_the_losses_and_the_accuracies_that_were_logged() -> Resu
     let (path, losses) = &figures[0];
     assert_eq!(path, &dir.path().join("training.png"));
     // Raw points first (faint, not in the legend), then the smoothed curves: the total first
-    // and widest, the parts over it; the center loss says it is unweighted.
-    let center = "center loss L_C (unweighted)";
-    let total = "loss = L_S + λ·L_C";
+    // and widest, the terms over it, each times its weight (which its legend gives); the
+    // weighted terms add up to the total.
+    let center = "0.5 · center_loss";
+    let total = "loss = softmax_loss + 0.5 · center_loss";
     assert_eq!(
         names(losses),
-        [
-            format!("{total} (raw)"),
-            "softmax loss L_S (raw)".into(),
-            format!("{center} (raw)"),
-            total.into(),
-            "softmax loss L_S".into(),
-            center.into()
-        ]
+        [format!("{total} (raw)"), "softmax_loss (raw)".into(), format!("{center} (raw)"), total.into(), "softmax_loss".into(), center.into()]
     );
-    assert!(matches!(series(losses, "softmax loss L_S (raw)").marks, Marks::Faint(_)));
-    assert_eq!(series(losses, &format!("{center} (raw)")).points(), &[(1.0, 0.0), (2.0, 0.2), (3.0, 0.1)]);
-    assert!(width(series(losses, total)) > width(series(losses, "softmax loss L_S")));
+    assert!(matches!(series(losses, "softmax_loss (raw)").marks, Marks::Faint(_)));
+    assert_eq!(series(losses, &format!("{center} (raw)")).points(), &[(1.0, 0.0), (2.0, 0.1), (3.0, 0.05)]);
+    let (t, s, c) = (series(losses, total).points(), series(losses, "softmax_loss").points(), series(losses, center).points());
+    for ((t, s), c) in t.iter().zip(s).zip(c) {
+        assert!((t.1 - s.1 - c.1).abs() < 1e-12, "{t:?} = {s:?} + {c:?}");
+    }
+    assert!(width(series(losses, total)) > width(series(losses, "softmax_loss")));
     assert_eq!((width(series(losses, total)), width(series(losses, center))), (TOTAL_WIDTH, LINE_WIDTH));
     // Three log lines are too few to smooth: the curves go through the raw points.
-    assert_eq!(series(losses, center).points(), &[(1.0, 0.0), (2.0, 0.2), (3.0, 0.1)]);
+    assert_eq!(series(losses, center).points(), &[(1.0, 0.0), (2.0, 0.1), (3.0, 0.05)]);
     // Steps 1..3 padded by half a step, ticks on whole steps only.
     assert_eq!(losses.x_range, (0.5, 3.5));
     assert_eq!(losses.x_ticks.as_deref(), Some([1.0, 2.0, 3.0].as_slice()));
@@ -268,8 +267,9 @@ fn training_curves_plot_the_losses_and_the_accuracies_that_were_logged() -> Resu
     assert!(matches!(accuracy.series[0].marks, Marks::Line { markers: true, .. }));
     assert_eq!(accuracy.x_ticks.as_deref(), Some([2.0, 3.0].as_slice()));
 
-    // Without a center loss (all zero) its curve is left out; the total, equal to the softmax
-    // loss here, still shows beside the softmax curve drawn over it.
+    // A run from before the terms were recorded (no metrics.jsonl): its term columns as
+    // logged, saying that their weights are unknown, and a total that does not claim to be
+    // their sum.
     std::fs::write(
         dir.path().join("steps.jsonl"),
         "{\"step\":1,\"loss\":2.5,\"softmax_loss\":2.5,\"center_loss\":0.0}\n\
@@ -278,52 +278,19 @@ fn training_curves_plot_the_losses_and_the_accuracies_that_were_logged() -> Resu
     std::fs::remove_file(dir.path().join("metrics.jsonl"))?;
     let figures = plot::training_figures(dir.path())?;
     assert_eq!(figures.len(), 1);
-    assert_eq!(names(&figures[0].1), ["loss (raw)", "softmax loss L_S (raw)", "loss", "softmax loss L_S"]);
+    let (unknown_c, unknown_s) = ("center_loss (weight unknown)", "softmax_loss (weight unknown)");
+    assert_eq!(
+        names(&figures[0].1),
+        ["loss (raw)".to_owned(), format!("{unknown_c} (raw)"), format!("{unknown_s} (raw)"), "loss".into(), unknown_c.into(), unknown_s.into()]
+    );
     let written = plot::training_curves(dir.path())?;
     assert_eq!(written, [dir.path().join("training.png")]);
     let found = pixels(&written[0])?;
-    for c in [0, 1] {
+    for c in [0, 1, 2] {
         let n = count(&found, blended(class_colour(c), 1.0));
         assert!(n > MORE_THAN_A_LEGEND, "curve {c}: {n} pixels");
     }
-    assert_eq!(count(&found, blended(class_colour(2), 1.0)), 0, "no third curve");
-    Ok(())
-}
-
-#[test]
-fn the_center_term_is_weighted_by_the_runs_lambda_and_says_so() -> Result {
-    // With the run's config (lambda 0.5), the center curve is lambda * L_C and the softmax and
-    // center curves add up to the total: 1.0 + 0.5 * 2.0 = 2.0, 0.6 + 0.5 * 0.8 = 1.0.
-    let dir = tempfile::tempdir()?;
-    let config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/mnist_lenetpp_center.toml"))?;
-    // (the config is checked when read: its data folder must exist)
-    let data_dir = format!("dir = {:?}", dir.path().display().to_string());
-    let config: String = config
-        .lines()
-        .map(|l| match l.split('=').next().map(str::trim) {
-            Some("lambda") => "lambda = 0.5".to_owned(),
-            Some("dir") => data_dir.clone(),
-            _ => l.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(dir.path().join("config.toml"), config)?;
-    std::fs::write(
-        dir.path().join("steps.jsonl"),
-        "{\"step\":10,\"loss\":2.0,\"softmax_loss\":1.0,\"center_loss\":2.0}\n\
-         {\"step\":20,\"loss\":1.0,\"softmax_loss\":0.6,\"center_loss\":0.8}\n",
-    )?;
-    let figures = plot::training_figures(dir.path())?;
-    let f = &figures[0].1;
-    let term = "center term λ·L_C (weighted, λ = 0.5)";
-    assert_eq!(series(f, term).points(), &[(10.0, 1.0), (20.0, 0.4)]);
-    let (total, softmax) = (series(f, "loss = L_S + λ·L_C").points(), series(f, "softmax loss L_S").points());
-    for ((t, s), c) in total.iter().zip(softmax).zip(series(f, term).points()) {
-        assert!((t.1 - s.1 - c.1).abs() < 1e-12, "{t:?} = {s:?} + {c:?}");
-    }
-    // Steps 10 and 20: ticks on whole numbers only.
-    let ticks = f.x_ticks.clone().unwrap_or_default();
-    assert!(ticks.contains(&10.0) && ticks.contains(&20.0) && ticks.iter().all(|t| t.fract() == 0.0), "{ticks:?}");
+    assert_eq!(count(&found, blended(class_colour(3), 1.0)), 0, "no fourth curve");
     Ok(())
 }
 

@@ -214,8 +214,8 @@ mod nan_gradient {
         fn logits(&self, features: &Tensor) -> facerec_losses::Result<Tensor> {
             self.softmax.logits(features)
         }
-        fn term_names(&self) -> Vec<&'static str> {
-            self.softmax.term_names()
+        fn terms(&self) -> Vec<facerec_losses::Term> {
+            self.softmax.terms()
         }
     }
 }
@@ -437,6 +437,50 @@ fn a_resumed_polynomial_run_follows_arcface_torchs_rates_at_every_step() -> Resu
     let reference: Vec<f64> = serde_json::from_slice(&out.stdout)?;
     for (step, (ours, theirs)) in rates.iter().zip(&reference).enumerate() {
         assert!((ours - theirs).abs() <= 1e-14, "step {}: facerec {ours}, arcface_torch {theirs}", step + 1);
+    }
+    Ok(())
+}
+
+/// training.png draws the run's own loss: for each kind of loss, one curve per named term with
+/// its weight in the legend, none empty, and the weighted terms adding up to the total loss
+/// at every logged step (the weights are the ones the objective used).
+#[test]
+fn every_loss_plots_its_own_terms_with_their_weights() -> Result {
+    let kinds: [(&str, &[(&str, f64)]); 8] = [
+        ("name = \"softmax\"", &[("softmax_loss", 1.0)]),
+        ("lambda = 0.01\nalpha = 0.5", &[("softmax_loss", 1.0), ("center_loss", 0.01)]),
+        ("lambda = 0.02\nalpha = 0.5\nnormalized = true\n[loss.head]\nname = \"arcface\"\nscale = 8.0", &[("arcface_loss", 1.0), ("center_loss", 0.02)]),
+        ("name = \"cosface\"\nscale = 8.0", &[("cosface_loss", 1.0)]),
+        ("name = \"arcface\"\nscale = 8.0", &[("arcface_loss", 1.0)]),
+        ("name = \"sphereface\"", &[("sphereface_loss", 1.0)]),
+        ("name = \"combined_margin\"\nscale = 8.0", &[("combined_margin_loss", 1.0)]),
+        ("name = \"contrastive\"\nweight = 0.3\nmargin = 1.0", &[("softmax_loss", 1.0), ("contrastive_loss", 0.3)]),
+    ];
+    let mnist = facerec_data::paths::require("mnist")?;
+    for (table, want) in kinds {
+        let text = config_text(&mnist, "").replace("[loss]\nlambda = 0.01\nalpha = 0.5", &format!("[loss]\n{table}")).replace(
+            "[schedule]\nepochs = 2\nmilestones = [1]",
+            "[schedule]\nsteps = 4",
+        );
+        let config = Config::parse(&text, Path::new("test.toml"), &[]).map_err(|e| format!("{table}: {e}"))?;
+        let dir = tempfile::tempdir()?;
+        assert_eq!(train(config, dir.path(), None, false)?, Outcome::Finished, "{table}");
+        let figures = facerec_eval::plot::training_figures(dir.path())?;
+        let (_, figure) = figures.iter().find(|(p, _)| p.ends_with("training.png")).ok_or("no training.png figure")?;
+        let lines: Vec<_> = figure.series.iter().filter(|s| !s.name.ends_with("(raw)")).collect();
+        assert!(figure.series.iter().all(|s| !s.is_empty()), "{table}: an empty series in {:?}", figure.series);
+        let labels: Vec<String> = want.iter().map(|(n, w)| if *w == 1.0 { n.to_string() } else { format!("{w} · {n}") }).collect();
+        let names: Vec<&str> = lines.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names[0], format!("loss = {}", labels.join(" + ")), "{table}");
+        assert_eq!(&names[1..], labels.iter().map(String::as_str).collect::<Vec<_>>(), "{table}");
+        // The raw points: the weighted terms add up to the total at every step.
+        let raw: Vec<&[(f64, f64)]> = figure.series.iter().filter(|s| s.name.ends_with("(raw)")).map(|s| s.points()).collect();
+        assert_eq!(raw.len(), want.len() + 1, "{table}");
+        assert_eq!(raw[0].len(), 4, "{table}: one point per step");
+        for (i, &(step, total)) in raw[0].iter().enumerate() {
+            let sum: f64 = raw[1..].iter().map(|r| r[i].1).sum();
+            assert!((sum - total).abs() <= 1e-5 * total.abs().max(1.0), "{table}: step {step}: terms add to {sum}, loss {total}");
+        }
     }
     Ok(())
 }

@@ -40,7 +40,7 @@ use tch::{nn, Kind, Tensor};
 use facerec_model::Plug;
 
 use crate::error::{LossError, Result};
-use crate::loss::{Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, SolverStep};
+use crate::loss::{Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, SolverStep, Term};
 use crate::margin::unit_rows;
 use crate::sharded::{ClassShard, Sampling, ShardCenters, ShardedLoss};
 use crate::softmax::{check_labels, SoftmaxConfig};
@@ -268,10 +268,10 @@ impl Loss for JointCenterLoss {
         self.head.logits(features)
     }
 
-    fn term_names(&self) -> Vec<&'static str> {
-        let mut names = self.head.term_names();
-        names.push("center_loss");
-        names
+    fn terms(&self) -> Vec<Term> {
+        let mut terms = self.head.terms();
+        terms.push(Term::weighted("center_loss", self.center.as_ref().map_or(0.0, CenterLoss::lambda)));
+        terms
     }
 
     /// The head's own update, then the center update on the global batch: under data

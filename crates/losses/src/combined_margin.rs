@@ -12,7 +12,7 @@ use tch::{nn, Tensor};
 use facerec_model::Plug;
 
 use crate::error::Result;
-use crate::loss::{Loss, LossOutput, LossSpec};
+use crate::loss::{Loss, LossOutput, LossSpec, Term};
 use crate::margin::{check_scale, open_interval, CosineClassifier};
 use crate::sharded::{ClassShard, CosineShard, Margin, ShardHead};
 use std::sync::Arc;
@@ -119,7 +119,7 @@ impl Loss for CombinedMargin {
         self.head.scaled_logits(features, self.config.scale)
     }
 
-    fn term_names(&self) -> Vec<&'static str> {
-        vec!["combined_margin_loss"]
+    fn terms(&self) -> Vec<Term> {
+        vec![Term::unit("combined_margin_loss")]
     }
 }

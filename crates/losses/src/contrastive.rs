@@ -22,7 +22,7 @@ use tch::{nn, Kind, Tensor};
 use facerec_model::Plug;
 
 use crate::error::Result;
-use crate::loss::{Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, SolverStep};
+use crate::loss::{Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, SolverStep, Term};
 use crate::softmax::SoftmaxConfig;
 
 /// `[loss] name = "contrastive"`.
@@ -134,10 +134,10 @@ impl Loss for Contrastive {
         self.head.logits(features)
     }
 
-    fn term_names(&self) -> Vec<&'static str> {
-        let mut names = self.head.term_names();
-        names.push("contrastive_loss");
-        names
+    fn terms(&self) -> Vec<Term> {
+        let mut terms = self.head.terms();
+        terms.push(Term::weighted("contrastive_loss", self.weight));
+        terms
     }
 
     fn after_step(&self, features: &Tensor, labels: &Tensor, solver: SolverStep, ranks: &dyn Ranks) -> Result<()> {

@@ -13,7 +13,7 @@ use tch::{nn, Tensor};
 use facerec_model::Plug;
 
 use crate::error::Result;
-use crate::loss::{Loss, LossOutput, LossSpec};
+use crate::loss::{Loss, LossOutput, LossSpec, Term};
 use crate::margin::{check_scale, CosineClassifier};
 use crate::sharded::{ClassShard, CosineShard, Margin, ShardHead};
 use std::sync::Arc;
@@ -81,7 +81,7 @@ impl Loss for CosFace {
         self.head.scaled_logits(features, self.config.scale)
     }
 
-    fn term_names(&self) -> Vec<&'static str> {
-        vec!["cosface_loss"]
+    fn terms(&self) -> Vec<Term> {
+        vec![Term::unit("cosface_loss")]
     }
 }

@@ -28,7 +28,7 @@ use crate::sphereface::SphereFaceConfig;
 /// under, so they are saved in checkpoints with the model.
 pub trait Loss: std::fmt::Debug + Send {
     /// The objective to differentiate, the logits (for the training accuracy), and the value of
-    /// each term of [`Loss::term_names`], detached.
+    /// each term of [`Loss::terms`], detached.
     fn forward(&self, features: &Tensor, labels: &Tensor) -> Result<LossOutput>;
     /// [`Loss::forward`] as one rank of a data-parallel run. A loss whose value couples the
     /// samples of a batch (contrastive pairs) gathers the global batch through `ranks`, so
@@ -38,9 +38,11 @@ pub trait Loss: std::fmt::Debug + Send {
     }
     /// `[batch, classes]` logits of features, for classification accuracy.
     fn logits(&self, features: &Tensor) -> Result<Tensor>;
-    /// The names the terms are logged under (`steps.jsonl`, TensorBoard): e.g.
-    /// `["softmax_loss", "center_loss"]`.
-    fn term_names(&self) -> Vec<&'static str>;
+    /// The objective's terms, in the order of [`LossOutput::terms`]: the names they are logged
+    /// under (`steps.jsonl`, TensorBoard, the log line, the curves of `training.png`) and their
+    /// weights, so that the objective is `sum weight * term` (center loss: `softmax_loss` 1,
+    /// `center_loss` lambda).
+    fn terms(&self) -> Vec<Term>;
     /// After the backward pass, before the optimiser's step, with the step's detached
     /// features: updates that are not gradient steps of the model's optimiser (center loss's
     /// Eq. 4); `solver` is that optimiser at this step. Under data parallelism every rank calls
@@ -66,6 +68,27 @@ pub trait Loss: std::fmt::Debug + Send {
     }
 }
 
+/// One named term of a loss's objective and its weight in it: see [`Loss::terms`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Term {
+    /// What it is logged as: a `steps.jsonl` column, e.g. `"center_loss"`.
+    pub name: &'static str,
+    /// Its factor in the objective (the value logged is the term before it).
+    pub weight: f64,
+}
+
+impl Term {
+    /// A term of weight 1 (a classification loss alone).
+    pub fn unit(name: &'static str) -> Self {
+        Term { name, weight: 1.0 }
+    }
+
+    /// A term of weight `weight` (center loss's lambda).
+    pub fn weighted(name: &'static str, weight: f64) -> Self {
+        Term { name, weight }
+    }
+}
+
 /// One forward pass of a [`Loss`].
 #[derive(Debug)]
 pub struct LossOutput {
@@ -73,7 +96,7 @@ pub struct LossOutput {
     pub objective: Tensor,
     /// `[batch]` int64: the class each sample is predicted to be (for the training accuracy).
     pub predictions: Tensor,
-    /// Scalars in the order of [`Loss::term_names`], detached.
+    /// Scalars in the order of [`Loss::terms`], detached, each before its weight.
     pub terms: Vec<Tensor>,
 }
 

@@ -41,7 +41,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::center::CenterLoss;
 use crate::error::{LossError, Result};
-use crate::loss::{Loss, LossOutput, OneProcess, Ranks, Reduce, SolverStep};
+use crate::loss::{Loss, LossOutput, OneProcess, Ranks, Reduce, SolverStep, Term};
 use crate::margin::unit_rows;
 use crate::softmax::check_labels;
 
@@ -494,12 +494,12 @@ impl Loss for ShardedLoss {
         self.head.plain_logits(features)
     }
 
-    fn term_names(&self) -> Vec<&'static str> {
-        let mut names = vec![self.head.term_name()];
-        if self.center.is_some() {
-            names.push("center_loss");
+    fn terms(&self) -> Vec<Term> {
+        let mut terms = vec![Term::unit(self.head.term_name())];
+        if let Some(center) = &self.center {
+            terms.push(Term::weighted("center_loss", center.as_ref().map_or(0.0, |c| c.table.lambda())));
         }
-        names
+        terms
     }
 
     /// Eq. 4 (or the table's rule) on the centers of this rank's classes, from the samples of

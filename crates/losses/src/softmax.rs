@@ -11,7 +11,7 @@ use facerec_model::layers::Linear;
 use facerec_model::Plug;
 
 use crate::error::{LossError, Result};
-use crate::loss::{Loss, LossOutput, LossSpec};
+use crate::loss::{Loss, LossOutput, LossSpec, Term};
 use crate::sharded::{ClassShard, LinearShard, ShardHead};
 
 /// `[loss] name = "softmax"`: the softmax loss alone (no settings).
@@ -86,8 +86,8 @@ impl Loss for SoftmaxLoss {
         SoftmaxLoss::logits(self, features)
     }
 
-    fn term_names(&self) -> Vec<&'static str> {
-        vec!["softmax_loss"]
+    fn terms(&self) -> Vec<Term> {
+        vec![Term::unit("softmax_loss")]
     }
 }
 

@@ -25,7 +25,7 @@ use facerec_model::layers::Linear;
 use facerec_model::Plug;
 
 use crate::error::Result;
-use crate::loss::{Loss, LossOutput, LossSpec, Ranks, SolverStep};
+use crate::loss::{Loss, LossOutput, LossSpec, Ranks, SolverStep, Term};
 use crate::margin::{open_interval, unit_rows};
 use crate::softmax::check_labels;
 
@@ -165,8 +165,8 @@ impl Loss for SphereFace {
         Ok(cos.f_mul(&norms)?)
     }
 
-    fn term_names(&self) -> Vec<&'static str> {
-        vec!["sphereface_loss"]
+    fn terms(&self) -> Vec<Term> {
+        vec![Term::unit("sphereface_loss")]
     }
 
     /// One more iteration of the annealing (every rank counts the same steps).

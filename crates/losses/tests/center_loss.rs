@@ -176,7 +176,7 @@ fn center_loss_beside_a_margin_loss_on_normalised_features() {
         toml::from_str("lambda = 0.2\nalpha = 0.5\nnormalized = true\n[head]\nname = \"arcface\"\nscale = 8.0").unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     let loss = config.build(&vs.root(), 2, 3).unwrap();
-    assert_eq!(loss.term_names(), ["arcface_loss", "center_loss"]);
+    assert_eq!(loss.terms().iter().map(|t| (t.name, t.weight)).collect::<Vec<_>>(), [("arcface_loss", 1.0), ("center_loss", 0.2)]);
     let mut names: Vec<String> = vs.variables().into_keys().collect();
     names.sort();
     assert_eq!(names, ["center.centers", "head.fc.weight"], "the head's classifier and the center table");

@@ -62,7 +62,7 @@ fn value_and_gradient_match_pytorch() -> Result {
     let (_vs, loss) = build(0.3, margin);
     let xg = x.copy().set_requires_grad(true);
     let out = loss.forward(&xg, &y)?;
-    assert_eq!(loss.term_names(), ["softmax_loss", "contrastive_loss"]);
+    assert_eq!(loss.terms().iter().map(|t| (t.name, t.weight)).collect::<Vec<_>>(), [("softmax_loss", 1.0), ("contrastive_loss", 0.3)]);
     let value = f64::try_from(&out.terms[1])?;
     let want = reference["loss"].as_f64().ok_or("loss")?;
     assert!((value - want).abs() < 1e-9, "facerec {value}, PyTorch {want}");
@@ -185,5 +185,5 @@ fn settings_are_checked_with_their_key() {
         toml::from_str("lambda = 0.1\nalpha = 0.5\nhead = { name = \"contrastive\", weight = 0.2, margin = 1.0 }").unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     let loss = config.build(&vs.root(), 3, 4).unwrap();
-    assert_eq!(loss.term_names(), ["softmax_loss", "contrastive_loss", "center_loss"]);
+    assert_eq!(loss.terms().iter().map(|t| t.name).collect::<Vec<_>>(), ["softmax_loss", "contrastive_loss", "center_loss"]);
 }

@@ -198,3 +198,17 @@ fn settings_are_checked_with_their_key() {
     assert_eq!(ok.setting("margin").and_then(toml::Value::as_float), Some(0.5));
     assert_eq!(ok.setting("easy_margin").and_then(toml::Value::as_bool), Some(false));
 }
+
+/// docs/adding-a-loss.md shows CosFace's file whole and its registry line: both as the code is.
+#[test]
+fn docs_show_the_code_as_it_is() -> Result {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/adding-a-loss.md"))?;
+    let file = std::fs::read_to_string(root.join("crates/losses/src/cosface.rs"))?;
+    let blocks: Vec<&str> = doc.split("```rust\n").skip(1).filter_map(|b| b.split("```").next()).collect();
+    assert!(blocks.contains(&file.as_str()), "docs/adding-a-loss.md's copy of crates/losses/src/cosface.rs differs from the file");
+    let registry = std::fs::read_to_string(root.join("crates/losses/src/loss.rs"))?;
+    let line = "    registry.add(CosFaceConfig::NAME, parse_loss::<CosFaceConfig>);\n";
+    assert!(registry.contains(line) && blocks.contains(&line), "the registry line of the docs is not the code's");
+    Ok(())
+}

@@ -100,3 +100,17 @@ fn libtorch_cuda_is_linked_into_test_binaries() {
     // GPU machine really uses CUDA. This holds on CPU-only machines too.
     assert!(facerec_model::device::cuda_linked(), "libtorch_cuda.so is not loaded: check facerec-build");
 }
+
+/// docs/adding-a-backbone.md's copy of the registry is the code's, plus the one line it adds.
+#[test]
+fn the_docs_registry_is_the_codes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let (doc, code) = (read("docs/adding-a-backbone.md"), read("crates/model/src/backbone.rs"));
+    let lines = |text: &str| -> Vec<String> {
+        let start = text.find("static BACKBONES").expect("the registry");
+        text[start..].lines().take_while(|l| !l.starts_with("});")).filter(|l| !l.contains("MyNet")).map(str::to_owned).collect()
+    };
+    assert_eq!(lines(&doc), lines(&code), "docs/adding-a-backbone.md's registry differs from crates/model/src/backbone.rs's");
+    assert!(doc.contains("registry.add(MyNetConfig::NAME, parse_backbone::<MyNetConfig>);"));
+}

@@ -23,7 +23,7 @@ use crate::checkpoint::{self, Checkpoint, TrainState};
 use crate::config::{ClipScope, Every, OptimName, Precision, TrainConfig};
 use crate::distributed::{per_rank_batch, Distributed, Replicas, BUCKET_BYTES, FIRST_BUCKET_BYTES};
 use crate::error::{Result, TrainError};
-use facerec_core::metrics::{record, JsonLines};
+use facerec_core::metrics::{record, JsonLines, LossTerms};
 use crate::schedule::Schedule;
 use crate::optim::{self, Optimizer};
 use crate::tensorboard::EventWriter;
@@ -633,7 +633,11 @@ impl Trainer {
             let config = self.run_dir.join(run_files::CONFIG);
             std::fs::write(&config, &self.config.resolved).map_err(|e| TrainError::io(config, e))?;
             self.steps_log = Some(JsonLines::open(&self.run_dir.join(run_files::STEPS))?);
-            self.metrics_log = Some(JsonLines::open(&self.run_dir.join(run_files::METRICS))?);
+            let mut metrics = JsonLines::open(&self.run_dir.join(run_files::METRICS))?;
+            // The loss's terms and weights from this step on, for training.png.
+            let terms = self.loss.terms().into_iter().map(|t| (t.name.to_owned(), t.weight));
+            metrics.write(&LossTerms::new(self.state.step, terms).to_record())?;
+            self.metrics_log = Some(metrics);
             self.events = Some(EventWriter::create(&self.run_dir)?);
         }
         tracing::info!(
@@ -837,7 +841,7 @@ impl Trainer {
         let world = self.replicas.world() as f64;
         let (terms, last) = numbers[1..].split_at(numbers.len() - 3);
         self.stop_agreed = last[1] > 0.0;
-        let terms: Vec<(&'static str, f64)> = self.loss.term_names().into_iter().zip(terms).map(|(k, v)| (k, v / world)).collect();
+        let terms: Vec<(&'static str, f64)> = self.loss.terms().into_iter().map(|t| t.name).zip(terms).map(|(k, v)| (k, v / world)).collect();
         let (loss, correct) = (numbers[0] / world, last[0]);
         if !loss.is_finite() {
             let parts: Vec<String> = terms.iter().map(|(k, v)| format!("{} {v}", k.trim_end_matches("_loss"))).collect();

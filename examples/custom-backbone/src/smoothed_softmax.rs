@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use facerec_losses::{check_labels, Loss, LossOutput, LossSpec};
+use facerec_losses::{check_labels, Loss, LossOutput, LossSpec, Term};
 use facerec_model::layers::Linear;
 use facerec_model::Plug;
 
@@ -53,7 +53,7 @@ impl Loss for SmoothedSoftmax {
         Ok(self.fc.forward(features)?)
     }
 
-    fn term_names(&self) -> Vec<&'static str> {
-        vec!["smoothed_loss"]
+    fn terms(&self) -> Vec<Term> {
+        vec![Term::unit("smoothed_loss")]
     }
 }
