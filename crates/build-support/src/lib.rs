@@ -16,7 +16,9 @@
 
 use std::path::{Path, PathBuf};
 
-/// Emits the cargo directives described in the crate docs.
+/// Emits the cargo directives described in the crate docs (on standard output: cargo's
+/// protocol for build scripts).
+#[allow(clippy::print_stdout)]
 pub fn link_libtorch() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=LIBTORCH");

@@ -712,8 +712,9 @@ fn a_killed_rank_makes_the_other_fail_clearly_not_hang() -> Result {
         }
         return Err(e);
     }
-    rank1.kill()?; // SIGKILL
-    rank1.wait()?;
+    // SIGKILL (an error only if it had exited already: rank 0's outcome below tells).
+    let _ = rank1.kill();
+    let _ = rank1.wait();
     let t0 = Instant::now();
     let status = wait_at_most(&mut rank0, Duration::from_secs(30))?;
     let waited = t0.elapsed();

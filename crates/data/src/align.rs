@@ -204,12 +204,12 @@ pub fn warp(img: &RgbImage, sim: &Similarity, height: u32, width: u32) -> Vec<u8
                         u32::from(src[(y * w + x) as usize * 3 + c])
                     }
                 };
-                for c in 0..3 {
+                for (c, out) in px.iter_mut().enumerate() {
                     let s = at(x0, y0, c) * weights[0]
                         + at(x0 + 1, y0, c) * weights[1]
                         + at(x0, y0 + 1, c) * weights[2]
                         + at(x0 + 1, y0 + 1, c) * weights[3];
-                    px[c] = ((s + 512) >> 10) as u8;
+                    *out = ((s + 512) >> 10) as u8;
                 }
             }
         }
@@ -281,9 +281,9 @@ mod tests {
             src.iter().map(|[x, y]| [2.0 * (c * x - s * y) + 5.0, 2.0 * (s * x + c * y) - 3.0]).collect();
         let sim = Similarity::estimate(&src, &dst).unwrap();
         let expect = [[2.0 * c, -2.0 * s, 5.0], [2.0 * s, 2.0 * c, -3.0]];
-        for r in 0..2 {
-            for k in 0..3 {
-                assert!((sim.m[r][k] - expect[r][k]).abs() < 1e-9, "{:?}", sim.m);
+        for (row, want) in sim.m.iter().zip(&expect) {
+            for (v, w) in row.iter().zip(want) {
+                assert!((v - w).abs() < 1e-9, "{:?}", sim.m);
             }
         }
         // inverse composes to identity
@@ -328,7 +328,7 @@ mod tests {
         let shift = Similarity { m: [[1.0, 0.0, -0.5], [0.0, 1.0, 0.0]] };
         let out = warp(&img, &shift, 3, 4);
         // pixel (u=0, v=1): average of src (0,1)=1 and (1,1)=11 -> 6
-        assert_eq!(out[(4 + 0) * 3], 6);
+        assert_eq!(out[4 * 3], 6);
         // right edge: (3.5, 1) blends src(3,1)=31 with the black border -> 15.5 -> 16
         assert_eq!(out[(4 + 3) * 3], 16);
     }

@@ -254,6 +254,9 @@ pub enum Encoding {
     Png,
 }
 
+/// One face as a `.rec` record holds it: the encoded image and its label.
+pub type EncodedFace = (Vec<u8>, i64);
+
 /// Aligns every image of `dataset` (in parallel) and encodes the crops (`encoding`), in dataset
 /// order, as insightface stores them. Bad images fail or are skipped per `on_bad`.
 pub fn aligned_encoded(
@@ -263,7 +266,7 @@ pub fn aligned_encoded(
     encoding: Encoding,
     on_bad: crate::landmarks::OnBad,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(Vec<(Vec<u8>, i64)>, Vec<DataError>)> {
+) -> Result<(Vec<EncodedFace>, Vec<DataError>)> {
     let (h, w) = template.size();
     let encoded: Vec<Result<(Vec<u8>, i64)>> = dataset
         .samples

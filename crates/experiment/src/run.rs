@@ -89,7 +89,7 @@ pub fn train(request: &TrainRequest, hooks: &dyn RunHooks, observer: &mut dyn Ob
     let (config, dist, device) = load_config(request)?;
     let main = dist.as_ref().is_none_or(|d| d.rank == 0);
     let run = run_dir(request, main)?;
-    if !(request.resume && !facerec_train::checkpoint::list(run.path()).is_empty()) {
+    if !request.resume || facerec_train::checkpoint::list(run.path()).is_empty() {
         config.check_init().map_err(|msg| ExperimentError::Config { path: request.config.clone(), msg })?;
     }
     let (mut trainer, train, mut evaluators) = build(&config, dist.as_ref(), device, request, &run, hooks)?;

@@ -14,6 +14,11 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{ModelError, Result};
 
+/// Tensors by name, in a file's order.
+pub type Named = Vec<(String, Tensor)>;
+/// A safetensors file's `__metadata__` (string to string).
+pub type Metadata = BTreeMap<String, String>;
+
 /// The metadata key of the checksum.
 pub const CRC_KEY: &str = "crc32";
 
@@ -68,7 +73,7 @@ fn pytorch_format(bytes: &[u8]) -> Option<&'static str> {
 
 /// Parses safetensors bytes into named CPU tensors (sorted by name) and their metadata.
 /// `path` names the source in errors.
-pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<(String, Tensor)>, BTreeMap<String, String>)> {
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Named, Metadata)> {
     let bad = |msg: String| ModelError::Weights { path: path.to_path_buf(), msg };
     let st = SafeTensors::deserialize(bytes).map_err(|e| match pytorch_format(bytes) {
         Some(kind) => bad(format!(
@@ -110,7 +115,7 @@ fn checksum<'a>(items: impl Iterator<Item = (&'a str, &'a [u8])>) -> u32 {
 }
 
 /// Reads a safetensors file.
-pub fn load(path: &Path) -> Result<(Vec<(String, Tensor)>, BTreeMap<String, String>)> {
+pub fn load(path: &Path) -> Result<(Named, Metadata)> {
     let bytes = std::fs::read(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
     from_bytes(&bytes, path)
 }

@@ -60,7 +60,7 @@ impl Every {
 
     /// Whether it runs after training step `step`.
     pub fn after_step(self, step: usize) -> bool {
-        matches!(self, Every::Steps(n) if step % n == 0)
+        matches!(self, Every::Steps(n) if step.is_multiple_of(n))
     }
 }
 

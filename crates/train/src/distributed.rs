@@ -36,7 +36,7 @@ pub const FIRST_BUCKET_BYTES: usize = 1 << 20;
 
 /// The per-rank batch for a global batch, or why the world cannot split it.
 pub fn per_rank_batch(global: usize, world: usize) -> std::result::Result<usize, String> {
-    if world == 0 || global % world != 0 {
+    if world == 0 || !global.is_multiple_of(world) {
         return Err(format!(
             "optim.batch_size {global} (the global batch over all processes) is not divisible by the \
              world size {world}: choose a multiple of {world}"

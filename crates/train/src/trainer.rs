@@ -388,7 +388,7 @@ impl Trainer {
     /// must be a whole number of this run's batches.
     pub fn check_resumable(&self, ck: &Checkpoint) -> Result<()> {
         let global = self.config.optim.batch_size;
-        if ck.state.samples_in_epoch % global != 0 {
+        if !ck.state.samples_in_epoch.is_multiple_of(global) {
             return Err(TrainError::Checkpoint {
                 path: ck.path.clone(),
                 msg: format!(
@@ -669,9 +669,9 @@ impl Trainer {
     /// and a checkpoint before stopping. Returns whether to stop.
     fn after_step(&mut self, stats: &StepStats, run: &mut FitRun, evaluator: Option<&mut (dyn Evaluator + '_)>, observer: &mut dyn Observer) -> Result<bool> {
         let step = self.state.step;
-        if step % run.log_every == 0 || step == run.total {
+        if step.is_multiple_of(run.log_every) || step == run.total {
             // Every line goes to steps.jsonl; the terminal gets about ten of them.
-            let announce = step % (run.log_every * 25) == 0 || step == run.total;
+            let announce = step.is_multiple_of(run.log_every * 25) || step == run.total;
             self.log_step(stats, announce)?;
         }
         if self.config.evaluate.after_step(step) {

@@ -76,7 +76,6 @@ pub fn random_face_model_of(path: &Path, input_shape: [i64; 3]) -> Result {
         blocks: [0, 0, 0, 0],
         feature_dim: 16,
         input_shape,
-        ..Default::default()
     });
     std::fs::create_dir_all(path.parent().ok_or("a file path")?)?;
     tch::manual_seed(5);
