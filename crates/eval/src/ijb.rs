@@ -17,7 +17,8 @@
 //!    `min(zip(abs(fpr - x), range(len(fpr))))` over the flipped curve).
 //!
 //! Numerics follow numpy's: image and media features in `f32` (media means and template sums
-//! added row after row, as numpy reduces along axis 0), template features and scores in `f64`
+//! added row after row, as numpy reduces along axis 0; N0's norms by numpy's pairwise sum
+//! along a row, [`pairwise_sum`]), template features and scores in `f64`
 //! (`template_feats` is `np.zeros`, float64). crates/eval/tests/ijb.rs checks all of it against
 //! eval_ijbc.py's own functions.
 
@@ -108,9 +109,9 @@ pub fn image_feature(row: &[f32], score: f32, modes: Modes, out: &mut [f32]) {
         out.copy_from_slice(&row[..d]);
     }
     if !modes.norm_score {
-        // numpy: x / np.sqrt(np.sum(x ** 2, -1, keepdims=True)), in float32 (the sum here in
-        // float64, rounded once: within an ulp of numpy's pairwise float32 sum)
-        let norm = (out.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() as f32).sqrt();
+        // numpy: x / np.sqrt(np.sum(x ** 2, -1, keepdims=True)), all in float32
+        let squares: Vec<f32> = out.iter().map(|&v| v * v).collect();
+        let norm = pairwise_sum(&squares).sqrt();
         for v in out.iter_mut() {
             *v /= norm;
         }
@@ -119,6 +120,40 @@ pub fn image_feature(row: &[f32], score: f32, modes: Modes, out: &mut [f32]) {
         for v in out.iter_mut() {
             *v *= score;
         }
+    }
+}
+
+/// numpy's float32 sum along a contiguous axis (`pairwise_sum` of its loops): fewer than 8
+/// values one after the other; up to 128 in eight interleaved partial sums added as
+/// `((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))`, then the rest; more split in two halves
+/// (the first a multiple of 8 long).
+pub fn pairwise_sum(a: &[f32]) -> f32 {
+    let n = a.len();
+    if n < 8 {
+        let mut res = -0.0f32;
+        for &v in a {
+            res += v;
+        }
+        res
+    } else if n <= 128 {
+        let mut r = [0f32; 8];
+        r.copy_from_slice(&a[..8]);
+        let mut i = 8;
+        while i < n - n % 8 {
+            for k in 0..8 {
+                r[k] += a[i + k];
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[i..] {
+            res += v;
+        }
+        res
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
     }
 }
 
