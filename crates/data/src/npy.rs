@@ -120,7 +120,7 @@ impl RowReader {
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
         let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
         let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut head = vec![0u8; 12];
+        let mut head = [0u8; 12];
         reader.read_exact(&mut head[..10]).map_err(|_| DataError::format(path, "not a .npy file"))?;
         if &head[..6] != b"\x93NUMPY" {
             return Err(DataError::format(path, "not a .npy file"));
@@ -246,7 +246,7 @@ impl RowWriter {
 
     /// Appends whole rows (`data.len()` a multiple of the columns).
     pub fn write_rows(&mut self, data: &[f32]) -> Result<()> {
-        if self.cols == 0 || data.len() % self.cols != 0 || self.written + data.len() / self.cols > self.rows {
+        if self.cols == 0 || !data.len().is_multiple_of(self.cols) || self.written + data.len() / self.cols > self.rows {
             return Err(DataError::Invalid(format!(
                 "{}: {} values are not whole rows of {} within the {} rows announced",
                 self.path.display(),

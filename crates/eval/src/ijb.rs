@@ -161,7 +161,7 @@ pub fn pairwise_sum(a: &[f32]) -> f32 {
 /// the image features `[N, 2D]` of `meta`'s images (`image2template_feature`).
 pub fn template_features(features: &[f32], meta: &IjbMeta, modes: Modes) -> Result<Vec<f64>> {
     let n = meta.len();
-    if n == 0 || features.len() % n != 0 || (features.len() / n) % 2 != 0 {
+    if n == 0 || !features.len().is_multiple_of(n) || !(features.len() / n).is_multiple_of(2) {
         return Err(EvalError::Invalid(format!(
             "{} feature values are not [{n}, 2D] (each image's features and its mirror's) for the {n} images of {}",
             features.len(),
