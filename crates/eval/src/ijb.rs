@@ -536,3 +536,43 @@ pub fn extract_features(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roc_is_sklearns_documented_example_and_the_nearest_point_prefers_the_larger_tpr() {
+        // sklearn.metrics.roc_curve's docstring: y = [1, 1, 2, 2] (2 positive), scores
+        // [0.1, 0.4, 0.35, 0.8] -> fpr [0, 0, 0.5, 0.5, 1], tpr [0, 0.5, 0.5, 1, 1],
+        // thresholds [inf, 0.8, 0.4, 0.35, 0.1].
+        let roc = Roc::new(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
+        assert_eq!(roc.fpr, [0.0, 0.0, 0.5, 0.5, 1.0]);
+        assert_eq!(roc.tpr, [0.0, 0.5, 0.5, 1.0, 1.0]);
+        assert_eq!(roc.thresholds, [f64::INFINITY, 0.8, 0.4, 0.35, 0.1]);
+        assert_eq!(roc.auc(), 0.75);
+        // FAR 0.4 is nearest 0.5, reached at points 2 and 3: the script takes 3 (TPR 1)
+        assert_eq!(roc.nearest(0.4), 3);
+        assert_eq!(roc.nearest(1e-6), 1, "FPR 0 at points 0 and 1: TPR 0.5");
+        // collinear points are dropped: four impostors then four genuine, all distinct
+        let roc = Roc::new(&[8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], &[true, true, true, true, false, false, false, false]).unwrap();
+        assert_eq!(roc.fpr, [0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(roc.tpr, [0.0, 0.25, 1.0, 1.0]);
+        assert!(Roc::new(&[0.5, f64::NAN], &[true, false]).is_err());
+        assert!(Roc::new(&[0.5, 0.2], &[true, true]).is_err());
+    }
+
+    #[test]
+    fn modes_read_and_print_as_eval_ijbcs_names() {
+        assert_eq!(Modes::parse("f1n0d1"), Ok(Modes { flip: true, norm_score: false, detector_score: true }));
+        assert_eq!(Modes::default().label(), "F1N1D1");
+        assert!(Modes::parse("F1N1").is_err() && Modes::parse("F2N1D1").is_err());
+        assert_eq!(Modes::all().len(), 8);
+        // N0: the image feature L2-normalised, D1: then times the score; F1: halves added
+        let mut out = [0f32; 2];
+        image_feature(&[3.0, 0.0, 0.0, 4.0], 0.5, Modes { flip: true, norm_score: false, detector_score: true }, &mut out);
+        assert_eq!(out, [0.3, 0.4]);
+        image_feature(&[3.0, 0.0, 0.0, 4.0], 0.5, Modes { flip: false, norm_score: true, detector_score: false }, &mut out);
+        assert_eq!(out, [3.0, 0.0]);
+    }
+}
