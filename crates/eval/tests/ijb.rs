@@ -3,7 +3,7 @@
 //! scripts/reference/ijb_verification.py takes out with `ast` and runs on the same image
 //! features: a 216-image IJB-format set built from LFW by scripts/ijb_from_lfw.sh (seed 0, 40
 //! identities, 91 templates, 608 pairs), features of the published MobileFaceNet (imported
-//! from data/pretrained) with its mirror, in all 8 test modes. Also: sklearn's roc_curve and
+//! from data/pretrained) with its mirror, and seeded random features, in all 8 test modes. Also: sklearn's roc_curve and
 //! the script's TAR choice on scores full of ties; meta files that are wrong; and (ignored,
 //! run by hand) the pair stage at IJB-C's scale.
 
@@ -91,9 +91,35 @@ fn pooling_scores_and_tar_are_eval_ijbcs_in_all_eight_modes() -> Result {
     let feats = extract_features(&meta, loaded.backbone.as_ref(), Device::Cpu, template, loaded.config.pixel_norm(), 64, &|_| {})?;
     let width = feats.len() / meta.len();
     assert_eq!(width, 2 * loaded.backbone.feature_dim() as usize);
-    let npy = dir.path().join("feats.npy");
-    facerec_data::npy::write(&npy, &Array2::from_shape_vec((meta.len(), width), feats.clone())?)?;
-    let out = dir.path().join("ref");
+    compare_with_eval_ijbc(dir.path(), &set, &meta, &feats, width)
+}
+
+#[test]
+fn random_features_too() -> Result {
+    // The MobileFaceNet's table is near 100 %; random features (seeded, 2 x 64-d, scale and
+    // offset so that norms vary) give a table far from it, through every FAR's point.
+    let dir = tempfile::tempdir()?;
+    let set = lfw_set(dir.path())?;
+    let meta = IjbMeta::read(&IjbFiles::in_dir(&set, None)?)?;
+    let width = 128;
+    let mut state = 0x853c49e6748fea9bu64;
+    let feats: Vec<f32> = (0..meta.len() * width)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 0.8
+        })
+        .collect();
+    compare_with_eval_ijbc(dir.path(), &set, &meta, &feats, width)
+}
+
+/// eval_ijbc.py's functions run on `feats` `[N, width]` of `meta`'s images, in all 8 modes,
+/// against ours.
+fn compare_with_eval_ijbc(dir: &Path, set: &Path, meta: &IjbMeta, feats: &[f32], width: usize) -> Result {
+    let npy = dir.join("feats.npy");
+    facerec_data::npy::write(&npy, &Array2::from_shape_vec((meta.len(), width), feats.to_vec())?)?;
+    let out = dir.join("ref");
     std::fs::create_dir_all(&out)?;
     let r = reference(&["features", "--dir", &set.to_string_lossy(), "--target", "IJBC", "--features", &npy.to_string_lossy(), "--out", &out.to_string_lossy()])?;
     let (mut worst_template, mut worst_score, mut worst_auc) = (0f64, 0f64, 0f64);
@@ -102,7 +128,7 @@ fn pooling_scores_and_tar_are_eval_ijbcs_in_all_eight_modes() -> Result {
         let unique = facerec_data::npy::read::<i64, Ix1>(&out.join(format!("{label}_unique.npy")))?;
         assert_eq!(unique.to_vec(), meta.template_ids, "np.unique(templates)");
         let theirs = facerec_data::npy::read::<f64, Ix2>(&out.join(format!("{label}_templates.npy")))?;
-        let ours = template_features(&feats, &meta, m)?;
+        let ours = template_features(feats, meta, m)?;
         let d = width / 2;
         let dt = max_diff(&ours, theirs.as_slice().ok_or("layout")?);
         let their_scores = npy1(&out.join(format!("{label}_scores.npy")))?;
