@@ -199,6 +199,64 @@ fn a_sharded_mnist_run_that_could_not_be_evaluated_is_refused_before_the_first_s
 }
 
 #[test]
+fn eval_ijb_on_the_lfw_built_set_prints_the_table_and_writes_report_and_roc() -> Result {
+    // scripts/ijb_from_lfw.sh's set (seed 0): 216 LFW images, 91 templates, 608 pairs.
+    let lfw = facerec_data::paths::require("lfw")?;
+    let dir = tempfile::tempdir()?;
+    let set = dir.path().join("IJBC");
+    let py = std::env::var("FACEREC_PYTHON").unwrap_or_else(|_| ".deps/venv/bin/python".into());
+    let made = std::process::Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ijb_from_lfw.sh"))
+        .arg(&set)
+        .arg("--lfw")
+        .arg(&lfw)
+        .env("FACEREC_PYTHON", py)
+        .output()?;
+    assert!(made.status.success(), "{}", text(&made));
+    random_face_model(&dir.path().join("models/m.safetensors"))?;
+    let s = set.to_str().ok_or("path")?;
+    let modes = ["--ijb-modes", "F1N1D1,F0N0D0"];
+    let mut args = vec!["eval", "--model", "models/m.safetensors", "--ijb", s, "--save-features", "f.npy", "-q"];
+    args.extend(modes);
+    let out = facerec(&args, dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("IJBC: 216 images, 91 templates, 608 template pairs (62 genuine, 546 impostor)"), "{t}");
+    assert!(t.contains("m-IJBC-F1N1D1") && t.contains("m-IJBC-F0N0D0") && t.contains("1e-4"), "{t}");
+    assert!(t.contains("models/m_eval/ijbc_report.json"), "{t}");
+    let reports = dir.path().join("models/m_eval");
+    let png = std::fs::read(reports.join("ijbc_roc.png"))?;
+    assert!(png.starts_with(b"\x89PNG"), "ijbc_roc.png is a PNG");
+    let report = read_json(&reports.join("ijbc_report.json"))?;
+    let results = report["results"].as_array().ok_or("results")?;
+    assert_eq!(results.len(), 2);
+    assert_eq!((report["pairs"].as_u64(), report["impostor_pairs"].as_u64()), (Some(608), Some(546)));
+    let tars = |r: &serde_json::Value| -> Vec<f64> {
+        r["tar_at_far"].as_array().map(|a| a.iter().filter_map(|t| t["tar"].as_f64()).collect()).unwrap_or_default()
+    };
+    assert_eq!(tars(&results[0]).len(), 6);
+    // the table's row is the report's, to the printed digit
+    let row: String = tars(&results[0]).iter().map(|v| format!("{:>8.2}", 100.0 * v)).collect();
+    assert!(t.contains(&row), "{row:?} in {t}");
+    // the saved features, [216, 2 x 16], rescored without the model: the same report
+    let f = facerec_data::npy::read::<f32, ndarray::Ix2>(&dir.path().join("f.npy"))?;
+    assert_eq!(f.dim(), (216, 32));
+    let mut args = vec!["eval", "--ijb", s, "--features", "f.npy", "--out", "again", "-q"];
+    args.extend(modes);
+    let out = facerec(&args, dir.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let again = read_json(&dir.path().join("again/ijbc_report.json"))?;
+    assert_eq!(again["results"], report["results"]);
+    // mistakes are named
+    let out = facerec(&["eval", "--ijb", s, "--features", "f.npy", "--ijb-modes", "F2N1D1", "-q"], dir.path());
+    assert!(!out.status.success() && text(&out).contains("\"F2N1D1\" is not a test mode"), "{}", text(&out));
+    facerec_data::npy::write(&dir.path().join("bad.npy"), &ndarray::Array2::<f32>::zeros((3, 4)))?;
+    let out = facerec(&["eval", "--ijb", s, "--features", "bad.npy", "-q"], dir.path());
+    assert!(!out.status.success() && text(&out).contains("bad.npy: [3, 4] features where [216, 2D] was expected"), "{}", text(&out));
+    Ok(())
+}
+
+#[test]
 fn eval_of_a_model_file_writes_beside_it_and_compare_finds_the_report_there() -> Result {
     let mtcnn = facerec_data::paths::require("mtcnn")?;
     let lfw = facerec_data::paths::require("lfw")?;

@@ -8,6 +8,7 @@ pub mod error;
 pub mod idx;
 pub mod image_io;
 pub mod inputs;
+pub mod ijb;
 pub mod insightface;
 pub mod landmarks;
 pub mod lfw;

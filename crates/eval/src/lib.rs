@@ -5,6 +5,7 @@ pub mod clusters;
 pub mod error;
 pub mod features;
 pub mod identification;
+pub mod ijb;
 pub mod insightface;
 pub mod lfw;
 pub mod mnist;

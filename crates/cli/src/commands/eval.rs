@@ -7,6 +7,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use facerec_data::align::Template;
+use facerec_data::ijb::{IjbFiles, IjbMeta};
+use facerec_data::npy::{RowReader, RowWriter};
+use facerec_eval::ijb::{extract_features, IjbReport, Modes};
 use facerec_eval::lfw::{features_in_words, verify_external, BinProtocol, BinResult, BinSet, LfwEval, LfwEvalConfig, LfwReport};
 use facerec_model::device::DeviceChoice;
 use facerec_model::saved::load_backbone;
@@ -19,7 +22,9 @@ pub const EXAMPLES: &str = "Examples:
   facerec eval runs/lfw_faceresnet_small_center --folds 1,2,3,4,5,6,7,8,9,10 --pca 128
   facerec eval --model other/model.safetensors --identification --out runs/other_eval
   facerec eval --features emb.npy --index emb_paths.txt --folds 1,2,3,4,5
-  facerec eval --model runs/x/model.safetensors --bin lfw.bin";
+  facerec eval --model runs/x/model.safetensors --bin lfw.bin
+  facerec eval --model runs/x/model.safetensors --ijb /data/IJB_release/IJBC   # TAR at FAR 1e-6..1e-1
+  facerec eval --ijb /data/IJB_release/IJBB --ijb-name IJBB --features ijbb_feats.npy --ijb-modes all";
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -28,8 +33,9 @@ pub struct EvalArgs {
     /// A backbone file (model.safetensors) instead of a run.
     #[arg(long, conflicts_with = "features")]
     pub model: Option<PathBuf>,
-    /// Score features computed elsewhere: a .npy of [N, D] float32 ...
-    #[arg(long, requires = "index")]
+    /// Score features computed elsewhere: a .npy of [N, D] float32 ... (with --ijb: [N, 2D],
+    /// each image's features then its mirror's, in the order of the set's image list)
+    #[arg(long)]
     pub features: Option<PathBuf>,
     /// ... with one LFW-relative image path per row (`Name/Name_0001.jpg`).
     #[arg(long)]
@@ -37,6 +43,22 @@ pub struct EvalArgs {
     /// Evaluate on an insightface `.bin` (lfw.bin, cfp_fp.bin, agedb_30.bin) instead of LFW's files.
     #[arg(long, conflicts_with = "features")]
     pub bin: Option<PathBuf>,
+    /// Evaluate on an IJB-B / IJB-C release (the folder holding loose_crop/ and meta/): 1:1
+    /// template verification as insightface's eval_ijbc.py, TAR at FAR 1e-6 ... 1e-1.
+    #[arg(long, conflicts_with_all = ["bin", "index"])]
+    pub ijb: Option<PathBuf>,
+    /// Which set of --ijb: IJBC or IJBB [default: the one whose meta files the folder holds].
+    #[arg(long, requires = "ijb")]
+    pub ijb_name: Option<String>,
+    /// eval_ijbc.py's test modes, comma-separated: F1/F0 (mirror features added or not),
+    /// N1/N0 (image features keep their norm, or are L2-normalised), D1/D0 (times the detector
+    /// score or not), as F1N1D1 (eval_ijbc.py's default, what its published tables use), or
+    /// "all" for the eight.
+    #[arg(long, value_delimiter = ',', default_value = "F1N1D1", requires = "ijb")]
+    pub ijb_modes: Vec<String>,
+    /// With --ijb and a model: also save the image features, [N, 2D] float32, for --features.
+    #[arg(long, requires = "ijb", conflicts_with = "features")]
+    pub save_features: Option<PathBuf>,
     /// How a --bin set is scored: insightface (its eval/verification.py: the numbers
     /// arcface_torch logs and papers quote) or facerec (the LFW protocol on its pairs).
     #[arg(long, value_enum, default_value = "insightface", requires = "bin")]
@@ -102,6 +124,9 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(dir) = &args.ijb {
+        return ijb(&args, dir, quiet);
+    }
     let lfw = settings(&args, run_config.as_ref());
     if let Some(features) = &args.features {
         let index_path = args.index.as_ref().context("--features needs --index")?;
@@ -338,6 +363,85 @@ fn print_report(report: &LfwReport, out: &Path) {
             100.0 * i.rank1, 100.0 * i.cmc[4], 100.0 * i.cmc[9], i.gallery, i.probes);
     }
     println!("report: {}", RunDir::new(out).lfw_report().display());
+}
+
+/// `facerec eval --ijb DIR`: image features from the model (or --features), pooled and scored
+/// as eval_ijbc.py does in each asked mode; the table printed, the report and ROC written.
+fn ijb(args: &EvalArgs, dir: &Path, quiet: bool) -> anyhow::Result<()> {
+    let files = IjbFiles::in_dir(dir, args.ijb_name.as_deref())?;
+    let modes = if args.ijb_modes.iter().any(|m| m.eq_ignore_ascii_case("all")) {
+        Modes::all()
+    } else {
+        args.ijb_modes.iter().map(|m| Modes::parse(m)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?
+    };
+    let meta = IjbMeta::read(&files)?;
+    let t0 = std::time::Instant::now();
+    let (features, source, out, name) = match &args.features {
+        Some(path) => {
+            let features = read_ijb_features(path, meta.len())?;
+            let out = args.out.clone().unwrap_or_else(|| RunDir::model_reports(path));
+            (features, path.display().to_string(), out, run_name(path))
+        }
+        None => {
+            let model_path = match (&args.model, &args.run) {
+                (Some(m), _) => m.clone(),
+                (None, Some(run)) => RunDir::new(run).model(),
+                (None, None) => bail!("--ijb needs a run directory, --model or --features"),
+            };
+            let device = args.device.resolve()?;
+            let loaded = load_backbone(&model_path, device, None).with_context(|| format!("loading {}", model_path.display()))?;
+            let template = Template::for_input(loaded.config.input_shape()).map_err(anyhow::Error::msg)?;
+            let features = {
+                let bar = Bar::new("IJB image features", meta.len() as u64, quiet);
+                extract_features(&meta, loaded.backbone.as_ref(), device, template, loaded.config.pixel_norm(), 128, &|n| bar.inc(n))?
+            };
+            tracing::info!("{} images embedded in {:.1} s", meta.len(), t0.elapsed().as_secs_f64());
+            if let Some(save) = &args.save_features {
+                let width = features.len() / meta.len();
+                let mut w = RowWriter::create(save, meta.len(), width)?;
+                w.write_rows(&features)?;
+                w.finish()?;
+                println!("features: {}", save.display());
+            }
+            let label = files.name.to_ascii_lowercase();
+            let out = match (&args.out, &args.run, RunDir::of_model(&model_path)) {
+                (Some(out), _, _) => out.clone(),
+                (None, Some(run), _) => RunDir::new(run).eval_dir(&label),
+                (None, None, Some(run)) => run.eval_dir(&label),
+                (None, None, None) => RunDir::model_reports(&model_path),
+            };
+            (features, model_path.display().to_string(), out, run_name(&model_path))
+        }
+    };
+    let report = facerec_eval::ijb::evaluate(&features, &meta, &modes, &source)?;
+    report.write(&out, &name)?;
+    println!(
+        "{}: {} images, {} templates, {} template pairs ({} genuine, {} impostor); TAR (%) at FAR, eval_ijbc.py's protocol:",
+        files.name, report.images, report.templates, report.pairs, report.genuine_pairs, report.impostor_pairs
+    );
+    for line in report.table(&name) {
+        println!("{line}");
+    }
+    println!("report: {}", out.join(IjbReport::report_file(&files.name)).display());
+    Ok(())
+}
+
+/// A `[N, 2D]` float .npy of the N images of an IJB set, read a block of rows at a time.
+fn read_ijb_features(path: &Path, images: usize) -> anyhow::Result<Vec<f32>> {
+    let mut r = RowReader::open(path)?;
+    let (rows, cols) = r.shape();
+    if rows != images || cols % 2 != 0 || cols == 0 {
+        bail!(
+            "{}: [{rows}, {cols}] features where [{images}, 2D] was expected (each of the set's {images} images: its features, then its mirror's)",
+            path.display()
+        );
+    }
+    let mut all = Vec::with_capacity(rows * cols);
+    let mut block = Vec::new();
+    while r.read_rows(4096, &mut block)? > 0 {
+        all.extend_from_slice(&block);
+    }
+    Ok(all)
 }
 
 /// `--protocol`.
