@@ -414,6 +414,7 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
     // `facerec eval` on the run reproduces the accuracy with the run's own settings.
     let out = facerec(&["eval", "runs/face", "-q"], dir.path());
     assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("open set, all pairs of") && text(&out).contains("open-set identification"), "{}", text(&out));
     let again: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("lfw_report.json"))?)?;
     assert_eq!(again["verification"]["accuracy_mean"], report["verification"]["accuracy_mean"]);
     // With other settings it writes beside the run's report, which stays as training left it.
@@ -434,9 +435,11 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
     let cell = format!("{:.2} ± {:.2}", 100.0 * acc, 100.0 * std);
     assert!(table.contains("LFW acc %") && table.contains(&cell), "expected {cell}:\n{table}");
     // 600 different-person pairs cannot measure FAR 1e-3, and identification was not asked
-    // for: the table says so, never NaN.
+    // for: the table says so, never NaN. The open-set protocols (on by default) fill theirs.
     let row = table.lines().find(|l| l.starts_with("face")).ok_or("no row of the run")?;
-    assert!(!row.contains("NaN") && row.contains("not resolved") && row.trim_end().ends_with(" -"), "{table}");
+    assert!(!row.contains("NaN") && row.contains("not resolved") && row.contains(" - "), "{table}");
+    let tar4 = report["open_set"]["verification"]["tar_at_far"][1]["rate"].as_f64().ok_or("open-set TAR at FAR 1e-4")?;
+    assert!(table.contains("open-set TAR@FAR=1e-4 %") && row.contains(&format!("{:.2}", 100.0 * tar4)), "{tar4}:\n{table}");
 
     // `facerec embed` + `facerec eval --features` (the path for other models' embeddings) gives
     // the same accuracy as evaluating the model directly.

@@ -28,6 +28,7 @@ use crate::error::{EvalError, Result};
 use crate::features::embed_rows;
 use crate::identification::{identify, IdentificationReport};
 use crate::insightface::InsightfaceVerification;
+use crate::open_set::{open_set, OpenSetReport};
 use crate::verification::{verify, PairRef, Scoring, VerificationReport};
 
 /// `[eval.lfw]`: the LFW verification protocol (Wen et al. Sec. 4.2): features of image and
@@ -56,6 +57,11 @@ pub struct LfwEvalConfig {
     /// Also report identification (rank-1, CMC) on the evaluated folds' identities.
     #[serde(default)]
     pub identification: bool,
+    /// Also report the open-set protocols over every image of the evaluated folds' identities
+    /// (crate::open_set: TAR at FAR 1e-3..1e-5 over all pairs, open-set identification) in the
+    /// final report; periodic evaluation stays on the pairs.
+    #[serde(default = "default_true")]
+    pub open_set: bool,
     /// Where the aligned crops of the evaluation images are cached.
     #[serde(default = "default_cache_dir")]
     pub cache_dir: PathBuf,
@@ -123,6 +129,9 @@ pub struct LfwReport {
     pub flip: Option<bool>,
     pub verification: VerificationReport,
     pub identification: Option<IdentificationReport>,
+    /// The open-set protocols over every image of the test identities (`eval.lfw.open_set`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_set: Option<OpenSetReport>,
     /// A `.bin` set scored by insightface's protocol: its numbers (the headline ones then;
     /// `verification` holds facerec's ROC, AUC and EER of the same features).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,9 +149,10 @@ pub struct LfwEval {
     folds: Vec<usize>,
     /// Cache rows used by the pairs (sorted).
     pair_rows: Vec<usize>,
-    /// The verification of the last periodic evaluation ([`LfwEval::evaluate`]): a training
+    /// The verification (and open-set protocols, when configured) of the last periodic
+    /// evaluation ([`LfwEval::evaluate`]): a training
     /// run ends with one of its final weights, which [`LfwEval::report`] reuses.
-    last: Option<VerificationReport>,
+    last: Option<(VerificationReport, Option<OpenSetReport>)>,
 }
 
 /// The features a protocol scores, in words: `image+mirror concatenated features, PCA to 64
@@ -182,7 +192,7 @@ impl LfwEval {
         let folds = resolve_folds(&config.folds, &pairs)?;
         pairs.check_images(&config.images, &folds)?;
         let mut needed: Vec<PathBuf> = pairs.images(&folds);
-        if config.identification {
+        if config.identification || config.open_set {
             let test_ids: HashSet<String> = pairs.identities_in(&folds);
             for id in &test_ids {
                 let dir = config.images.join(id);
@@ -262,8 +272,8 @@ impl LfwEval {
 
     /// How many images [`LfwEval::report`] computes features of (for a progress bar).
     pub fn images_to_embed(&self) -> usize {
-        match (&self.last, self.config.identification) {
-            (Some(_), false) => 0,
+        match &self.last {
+            Some((_, open)) if !self.config.identification && (open.is_some() || !self.config.open_set) => 0,
             _ => self.paths.len(),
         }
     }
@@ -290,58 +300,87 @@ impl LfwEval {
 
     /// [`LfwEval::run`], with `progress` told the images embedded.
     fn fresh_report(&self, backbone: &dyn Backbone, device: Device, progress: &dyn Fn(u64)) -> Result<LfwReport> {
-        let all: Vec<usize> = (0..self.paths.len()).collect();
-        let feats = self.features_with_progress(backbone, device, &all, progress)?;
+        let feats = self.all_features(backbone, device, progress)?;
         let verification = verify(&feats, &self.pairs, &self.folds, self.config.scoring())?;
-        self.with_identification(verification, Some(&feats), backbone, device, progress)
+        self.complete(verification, None, Some(&feats), backbone, device, progress)
     }
 
     /// The report of the model the last periodic evaluation saw (at the end of training: its
-    /// final weights, which `backbone` must be), reusing that evaluation's verification instead
-    /// of computing it again; without one, as [`LfwEval::run`]. `progress` gets the images
-    /// embedded ([`LfwEval::images_to_embed`] in all).
+    /// final weights, which `backbone` must be), reusing that evaluation's verification and
+    /// open-set protocols instead of computing them again; without one, as [`LfwEval::run`].
+    /// `progress` gets the images embedded ([`LfwEval::images_to_embed`] in all).
     pub fn report(&mut self, backbone: &dyn Backbone, device: Device, progress: &dyn Fn(u64)) -> Result<LfwReport> {
         match self.last.take() {
-            Some(verification) => self.with_identification(verification, None, backbone, device, progress),
+            Some((verification, open)) => self.complete(verification, open, None, backbone, device, progress),
             None => self.fresh_report(backbone, device, progress),
         }
     }
 
-    /// A report from `verification`, adding identification when configured (on `feats` of all
-    /// cache rows, computed here when not given).
-    fn with_identification(
+    /// A report from `verification` (and `open`, the open-set protocols when already scored),
+    /// adding identification and the open-set protocols as configured, on `feats` of all cache
+    /// rows (computed here when needed and not given).
+    fn complete(
         &self,
         verification: VerificationReport,
+        open: Option<OpenSetReport>,
         feats: Option<&Tensor>,
         backbone: &dyn Backbone,
         device: Device,
         progress: &dyn Fn(u64),
     ) -> Result<LfwReport> {
-        let identification = if self.config.identification {
-            let labels: Vec<i64> = self.source.labels().to_vec();
-            let computed;
-            let feats = match feats {
-                Some(f) => f,
-                None => {
-                    let all: Vec<usize> = (0..self.paths.len()).collect();
-                    computed = self.features_with_progress(backbone, device, &all, progress)?;
-                    &computed
-                }
-            };
-            Some(identify(feats, &labels, 10)?)
-        } else {
-            None
+        let mut report =
+            LfwReport { protocol: self.protocol(), flip: Some(self.config.flip), verification, identification: None, open_set: None, insightface: None };
+        let open = open.filter(|_| self.config.open_set);
+        let need_open = self.config.open_set && open.is_none();
+        report.open_set = open;
+        if !self.config.identification && !need_open {
+            return Ok(report);
+        }
+        let computed;
+        let feats = match feats {
+            Some(f) => f,
+            None => {
+                computed = self.all_features(backbone, device, progress)?;
+                &computed
+            }
         };
-        Ok(LfwReport { protocol: self.protocol(), flip: Some(self.config.flip), verification, identification, insightface: None })
+        let labels = self.source.labels();
+        if self.config.identification {
+            report.identification = Some(identify(feats, labels, 10)?);
+        }
+        if need_open {
+            report.open_set = Some(self.open_set(feats)?);
+        }
+        Ok(report)
+    }
+
+    /// Features of every cache row.
+    fn all_features(&self, backbone: &dyn Backbone, device: Device, progress: &dyn Fn(u64)) -> Result<Tensor> {
+        let all: Vec<usize> = (0..self.paths.len()).collect();
+        self.features_with_progress(backbone, device, &all, progress)
+    }
+
+    /// The open-set protocols on `feats` of every cache row.
+    fn open_set(&self, feats: &Tensor) -> Result<OpenSetReport> {
+        let r = open_set(feats, self.source.labels())?;
+        tracing::debug!("open-set protocols scored in {:.2} s", r.seconds);
+        Ok(r)
     }
 }
 
 impl LfwEval {
     /// The periodic evaluation during training: verification's accuracy, AUC and (where
-    /// resolved) TAR at FAR 1e-3 of the model as it is now, named `lfw_*`. Kept for
-    /// [`LfwEval::report`].
+    /// resolved) TAR at FAR 1e-3 of the model as it is now, named `lfw_*`, and with
+    /// `open_set` the open-set protocols' resolved rates (`lfw_open_tar_far1e-4`,
+    /// `lfw_open_rank1`, `lfw_open_dir_far1e-2`, ...; every image of the test identities is
+    /// embedded then, not only the pairs'). Kept for [`LfwEval::report`].
     pub fn evaluate(&mut self, backbone: &dyn Backbone, device: Device) -> Result<Vec<(String, f64)>> {
-        let r = self.verify_model(backbone, device)?;
+        let (r, open) = if self.config.open_set {
+            let feats = self.all_features(backbone, device, &|_| {})?;
+            (verify(&feats, &self.pairs, &self.folds, self.config.scoring())?, Some(self.open_set(&feats)?))
+        } else {
+            (self.verify_model(backbone, device)?, None)
+        };
         let mut metrics = vec![
             ("lfw_accuracy".into(), r.accuracy_mean),
             ("lfw_accuracy_std".into(), r.accuracy_std),
@@ -351,7 +390,10 @@ impl LfwEval {
         if let Some(tar) = r.resolved_tar(1e-3) {
             metrics.push(("lfw_tar_far1e-3".into(), tar));
         }
-        self.last = Some(r);
+        if let Some(o) = &open {
+            metrics.extend(o.metrics().into_iter().map(|(name, v)| (format!("lfw_{name}"), v)));
+        }
+        self.last = Some((r, open));
         Ok(metrics)
     }
 }

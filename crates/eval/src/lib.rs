@@ -9,6 +9,7 @@ pub mod ijb;
 pub mod insightface;
 pub mod lfw;
 pub mod mnist;
+pub mod open_set;
 pub mod plot;
 pub mod verification;
 

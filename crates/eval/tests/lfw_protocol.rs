@@ -35,6 +35,7 @@ fn lfw_config(cache: &Path, folds: Vec<usize>) -> Result<LfwEvalConfig> {
         subtract_mean: false,
         flip: false,
         identification: false,
+        open_set: false,
         cache_dir: cache.to_path_buf(),
         batch_size: 256,
     })
@@ -236,6 +237,90 @@ fn identification_matches_an_independent_numpy_implementation() -> Result {
     Ok(())
 }
 
+/// The open-set protocols (crates/eval/src/open_set.rs) on a trained model's features: the
+/// published MobileFaceNet (imported from data/pretrained) on every image of folds 3 and 8's
+/// identities, with the mirror, against scripts/reference/lfw_open_set.py (float64 numpy,
+/// full sorts instead of selection, the pairs from the upper triangle's indices).
+#[test]
+fn open_set_protocols_match_an_independent_numpy_implementation() -> Result {
+    use facerec_model::import::import_backbone;
+    use facerec_model::mobilefacenet::MobileFaceNetConfig;
+    use facerec_model::saved::load_backbone;
+    let dir = tempfile::tempdir()?;
+    let ckpt = facerec_data::paths::require("pretrained")?.join("mobilefacenet_casia/mobilefacenet_casia_068.ckpt");
+    let model = dir.path().join("mfn.safetensors");
+    import_backbone(&ckpt, &BackboneConfig::new(MobileFaceNetConfig::default()), &model)?;
+    let loaded = load_backbone(&model, Device::Cpu, None)?;
+    let mut cfg = lfw_config(dir.path(), vec![3, 8])?;
+    cfg.flip = true;
+    cfg.open_set = true;
+    let template = Template::for_input(loaded.config.input_shape())?;
+    let eval = LfwEval::new(&cfg, template, loaded.config.pixel_norm(), &|_| {})?;
+    let report = eval.run(loaded.backbone.as_ref(), Device::Cpu)?;
+    assert!(report.identification.is_none(), "only what was asked for");
+    let ours = report.open_set.ok_or("open set was asked for")?;
+
+    let rows: Vec<usize> = (0..eval.paths().len()).collect();
+    let feats = eval.features(loaded.backbone.as_ref(), Device::Cpu, &rows)?;
+    let dim = loaded.backbone.feature_dim();
+    let (f, m) = (save(dir.path(), "image.npy", &feats.narrow(1, 0, dim))?, save(dir.path(), "mirror.npy", &feats.narrow(1, dim, dim))?);
+    let index = save_index(dir.path(), eval.paths())?;
+    let theirs = reference(
+        "lfw_open_set.py",
+        &["--features", &f, "--mirror", &m, "--index", &index, "--pairs", cfg.pairs.to_str().unwrap()]
+            .into_iter()
+            .chain(["--images", cfg.images.to_str().unwrap(), "--folds", "3,8"])
+            .collect::<Vec<_>>(),
+    )?;
+    for line in ours.lines() {
+        eprintln!("{line}");
+    }
+    eprintln!("numpy: {theirs}
+scored in {:.2} s", ours.seconds);
+    let mut json = serde_json::to_value(&ours)?;
+    json.as_object_mut().ok_or("an object")?.remove("seconds");
+    // Counts and rates are equal (the same pairs above the same threshold); thresholds are the
+    // same float64 cosines up to the matrix products' summation order.
+    assert_close(&json, &theirs, "open_set")?;
+    // The set is big enough to resolve what it reports: FAR 1e-4 over millions of pairs,
+    // DIR at FAR 1 % over hundreds of impostor probes; and the model is far from chance.
+    assert!(ours.verification.impostor_pairs > 1_000_000, "{:?}", ours.verification);
+    let tar4 = ours.tar(1e-4).ok_or("TAR at FAR 1e-4 resolved")?;
+    assert!(tar4 > 0.5, "a trained model: {tar4}");
+    assert!(ours.dir(1e-2).ok_or("DIR at FAR 1 % resolved")? > 0.3, "{:?}", ours.identification);
+    assert!(ours.identification.rank1 > 0.9, "{:?}", ours.identification);
+    Ok(())
+}
+
+/// `ours` and `theirs` equal as JSON, numbers within 1e-12 (absolute) and integers exactly.
+fn assert_close(ours: &serde_json::Value, theirs: &serde_json::Value, at: &str) -> Result {
+    use serde_json::Value;
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            let (mut ka, mut kb): (Vec<_>, Vec<_>) = (a.keys().collect(), b.keys().collect());
+            ka.sort();
+            kb.sort();
+            assert_eq!(ka, kb, "{at}: fields");
+            for k in ka {
+                assert_close(&a[k], &b[k], &format!("{at}.{k}"))?;
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{at}: length");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_close(x, y, &format!("{at}[{i}]"))?;
+            }
+        }
+        (Value::Number(a), Value::Number(b)) if a.is_u64() && b.is_u64() => assert_eq!(a, b, "{at}"),
+        (Value::Number(a), Value::Number(b)) => {
+            let (x, y) = (a.as_f64().ok_or(at.to_owned())?, b.as_f64().ok_or(at.to_owned())?);
+            assert!((x - y).abs() < 1e-12, "{at}: {x} vs {y}");
+        }
+        (a, b) => assert_eq!(a, b, "{at}"),
+    }
+    Ok(())
+}
+
 #[test]
 fn pairs_that_name_missing_images_are_listed() -> Result {
     let dir = tempfile::tempdir()?;
@@ -280,6 +365,32 @@ fn the_report_after_training_reuses_the_last_evaluation_instead_of_scoring_again
     // Used once: a second report scores afresh.
     let again = eval.report(net_b.as_ref(), Device::Cpu, &|_| {})?;
     assert_eq!(again.verification.fold_threshold, of_b.verification.fold_threshold);
+    Ok(())
+}
+
+#[test]
+fn periodic_evaluation_scores_the_open_set_once_and_the_report_reuses_it() -> Result {
+    // With open_set the periodic evaluation embeds every image of the test identities and logs
+    // the open-set rates; the report after training reuses them without embedding again.
+    let dir = tempfile::tempdir()?;
+    let cfg = LfwEvalConfig { open_set: true, ..lfw_config(dir.path(), vec![1, 2])? };
+    let mut eval = LfwEval::new(&cfg, Template::CaffeFace, PixelNorm::CAFFE_FACE, &|_| {})?;
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = small_net(&vs)?;
+    assert_eq!(eval.images_to_embed(), eval.paths().len(), "nothing evaluated yet");
+    let metrics = eval.evaluate(net.as_ref(), Device::Cpu)?;
+    let fresh = eval.run(net.as_ref(), Device::Cpu)?;
+    let open = fresh.open_set.as_ref().ok_or("open set")?;
+    let logged: std::collections::HashMap<String, f64> = metrics.into_iter().collect();
+    assert_eq!(logged.get("lfw_open_rank1"), Some(&open.identification.rank1), "{logged:?}");
+    assert_eq!(logged.get("lfw_open_tar_far1e-3").copied(), open.tar(1e-3), "{logged:?}");
+    assert_eq!(logged.get("lfw_accuracy"), Some(&fresh.verification.accuracy_mean), "pairs scored on the same features");
+    assert_eq!(eval.images_to_embed(), 0, "the evaluation scored everything the report needs");
+    let embedded = std::cell::Cell::new(0u64);
+    let report = eval.report(net.as_ref(), Device::Cpu, &|n| embedded.set(embedded.get() + n))?;
+    assert_eq!(embedded.get(), 0);
+    let reused = report.open_set.ok_or("open set in the report")?;
+    assert_eq!((reused.verification, reused.identification), (open.verification.clone(), open.identification.clone()));
     Ok(())
 }
 

@@ -527,6 +527,7 @@ steps = 640
             subtract_mean: false,
             flip: true,
             identification: false,
+            open_set: false,
             cache_dir: PathBuf::from("data/cache"),
             batch_size: 8,
         };

@@ -88,6 +88,10 @@ pub struct EvalArgs {
     /// Also report identification (rank-1, CMC to rank 10).
     #[arg(long)]
     pub identification: bool,
+    /// Leave out the open-set protocols over every image of the test identities (TAR at FAR
+    /// 1e-3..1e-5 over all pairs, open-set identification; on by default).
+    #[arg(long)]
+    pub no_open_set: bool,
     /// Where to write lfw_report.json and the plots [default: the run directory when the
     /// settings are the run's own, RUN/eval_<what differs> (e.g. eval_pca64) when they are not,
     /// so the run's report stays (also for a run's model given as --model); for a model file
@@ -111,6 +115,7 @@ fn default_lfw(args: &EvalArgs) -> LfwEvalConfig {
         subtract_mean: false,
         flip: true,
         identification: args.identification,
+        open_set: true,
         cache_dir: facerec_data::paths::data_dir().join("cache"),
         batch_size: 128,
     }
@@ -189,6 +194,7 @@ fn settings(args: &EvalArgs, run_config: Option<&Config>) -> LfwEvalConfig {
     lfw.subtract_mean |= args.subtract_mean;
     lfw.flip &= !args.no_flip;
     lfw.identification |= args.identification;
+    lfw.open_set &= !args.no_open_set;
     lfw
 }
 
@@ -244,7 +250,7 @@ fn report_bin(bin: &Path, r: BinResult, lfw: &LfwEvalConfig, out: Option<&Path>,
     if let Some(out) = out {
         // insightface's protocol always takes the mirror (summed, which `insightface` says).
         let flip = Some(r.insightface.is_some() || lfw.flip);
-        let report = LfwReport { protocol, flip, verification: v, identification: None, insightface: r.insightface };
+        let report = LfwReport { protocol, flip, verification: v, identification: None, open_set: None, insightface: r.insightface };
         report.write(out, &run_name(model_path))?;
         println!("report: {}", RunDir::new(out).lfw_report().display());
     }
@@ -276,6 +282,9 @@ fn reevaluation_dir(run: &Path, trained_with: Option<&LfwEvalConfig>, now: &LfwE
     }
     if then.identification != now.identification {
         parts.push(if now.identification { "identification" } else { "noidentification" }.to_owned());
+    }
+    if then.open_set != now.open_set {
+        parts.push(if now.open_set { "openset" } else { "noopenset" }.to_owned());
     }
     if (&then.images, &then.landmarks, &then.pairs) != (&now.images, &now.landmarks, &now.pairs) {
         parts.push("otherdata".to_owned());
@@ -341,7 +350,7 @@ fn external(features: &Path, index_path: &Path, lfw: &LfwEvalConfig, out: Option
             features_in_words(false, lfw.scoring()),
             features.display()
         );
-        let report = LfwReport { protocol, flip: None, verification: v, identification: None, insightface: None };
+        let report = LfwReport { protocol, flip: None, verification: v, identification: None, open_set: None, insightface: None };
         let name = features.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         report.write(out, &name)?;
         println!("report: {}", RunDir::new(out).lfw_report().display());
@@ -361,6 +370,11 @@ fn print_report(report: &LfwReport, out: &Path) {
     if let Some(i) = &report.identification {
         println!("identification: rank-1 {:.2}%, rank-5 {:.2}%, rank-10 {:.2}% ({} gallery, {} probes)",
             100.0 * i.rank1, 100.0 * i.cmc[4], 100.0 * i.cmc[9], i.gallery, i.probes);
+    }
+    if let Some(o) = &report.open_set {
+        for line in o.lines() {
+            println!("{line}");
+        }
     }
     println!("report: {}", RunDir::new(out).lfw_report().display());
 }

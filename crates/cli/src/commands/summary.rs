@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use facerec_eval::lfw::LfwReport;
+use facerec_eval::open_set::OpenSetReport;
 use facerec_experiment::report::{self, Diverged, MnistRunReport};
 use facerec_experiment::{Config, RunDir};
 use facerec_train::checkpoint;
@@ -103,8 +104,9 @@ struct FaceRow {
     lambda: f64,
     alpha: f64,
     seed: u64,
-    /// LFW accuracy, AUC, TAR at FAR 1e-3, rank-1.
-    values: [Measure; 4],
+    /// LFW accuracy, AUC, TAR at FAR 1e-3, rank-1, and the open-set protocols' TAR at FAR 1e-4
+    /// over all pairs and DIR at FAR 1 %.
+    values: [Measure; 6],
     accuracy_std: f64,
 }
 
@@ -131,6 +133,8 @@ impl FaceRow {
                 Measure::Percent(100.0 * v.auc),
                 v.resolved_tar(1e-3).map_or(Measure::NotResolved, |t| Measure::Percent(100.0 * t)),
                 report.identification.as_ref().map_or(Measure::NotMeasured, |i| Measure::Percent(100.0 * i.rank1)),
+                open_set_measure(report.open_set.as_ref(), |o| o.tar(1e-4)),
+                open_set_measure(report.open_set.as_ref(), |o| o.dir(1e-2)),
             ],
             accuracy_std: 100.0 * v.accuracy_std,
         })
@@ -150,7 +154,18 @@ impl FaceRow {
             self.values[1].cell(),
             self.values[2].cell(),
             self.values[3].cell(),
+            self.values[4].cell(),
+            self.values[5].cell(),
         ]
+    }
+}
+
+/// A number of the open-set protocols: not measured without them, not resolved where the
+/// impostors cannot resolve its FAR.
+fn open_set_measure(report: Option<&OpenSetReport>, rate: impl Fn(&OpenSetReport) -> Option<f64>) -> Measure {
+    match report {
+        None => Measure::NotMeasured,
+        Some(o) => rate(o).map_or(Measure::NotResolved, |v| Measure::Percent(100.0 * v)),
     }
 }
 
@@ -200,7 +215,18 @@ fn setting_cell(value: f64) -> String {
 }
 
 /// The columns of both face tables.
-const FACE_HEADER: [&str; 8] = ["run", "lambda", "alpha", "seed", "LFW acc %", "AUC %", "TAR@FAR=1e-3 %", "rank-1 %"];
+const FACE_HEADER: [&str; 10] = [
+    "run",
+    "lambda",
+    "alpha",
+    "seed",
+    "LFW acc %",
+    "AUC %",
+    "TAR@FAR=1e-3 %",
+    "rank-1 %",
+    "open-set TAR@FAR=1e-4 %",
+    "DIR@FAR=1% %",
+];
 
 fn face_table(runs: &[&PathBuf]) -> anyhow::Result<()> {
     let rows = runs.iter().map(|dir| FaceRow::read(dir)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -238,7 +264,7 @@ fn seed_cells(group: &[&FaceRow]) -> Vec<String> {
         setting_cell(group[0].alpha),
         format!("{} seeds", group.len()),
     ];
-    for i in 0..4 {
+    for i in 0..6 {
         cells.push(Measure::over_seeds(&group.iter().map(|r| r.values[i]).collect::<Vec<_>>()));
     }
     cells

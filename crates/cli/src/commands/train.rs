@@ -105,7 +105,8 @@ fn print_report(finished: &FinishedRun) -> anyhow::Result<()> {
                 100.0 * v.accuracy_std,
                 v.auc,
                 100.0 * v.eer,
-                report.identification.as_ref().map(|i| format!(", rank-1 {:.2}%", 100.0 * i.rank1)).unwrap_or_default(),
+                report.identification.as_ref().map(|i| format!(", rank-1 {:.2}%", 100.0 * i.rank1)).unwrap_or_default()
+                    + &report.open_set.as_ref().map(|o| format!("; {}", o.lines().join("; "))).unwrap_or_default(),
                 summary.steps,
                 summary.data_wait_s,
                 report.protocol
