@@ -16,6 +16,6 @@ pub mod sphereface;
 
 pub use center::{CenterLoss, CenterLossConfig, CenterLossOutput, CenterRule, CenterUpdate, JointCenterConfig, JointCenterLoss};
 pub use error::{LossError, Result};
-pub use loss::{loss_names, register_loss, Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, Reduce, SolverStep, Term};
+pub use loss::{loss_names, register_loss, shardable_loss_names, Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, Reduce, SolverStep, Term};
 pub use sharded::{ClassShard, Sampling, ShardHead, ShardedLoss};
 pub use softmax::{check_labels, SoftmaxConfig, SoftmaxLoss, SoftmaxOutput};

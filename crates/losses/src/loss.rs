@@ -228,6 +228,32 @@ pub fn loss_names() -> Vec<&'static str> {
     LOSSES.names()
 }
 
+/// The registered losses that can be sharded by class with their default settings (asked of
+/// each: its [`LossSpec::build_sharded`] on a throwaway two-class shard). A loss with required
+/// settings (center's `lambda`) is not among them.
+pub fn shardable_loss_names() -> Vec<&'static str> {
+    thread_local! {
+        // A loss whose head is not shardable builds this list into its error while it is
+        // being probed: that inner call answers with nothing instead of probing again.
+        static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if PROBING.with(|p| p.replace(true)) {
+        return Vec::new();
+    }
+    let _no_grad = tch::no_grad_guard();
+    let names = loss_names()
+        .into_iter()
+        .filter(|name| {
+            let table: toml::Table = [("name".to_owned(), toml::Value::String((*name).to_owned()))].into_iter().collect();
+            let Ok(config) = LossConfig::deserialize(toml::Value::Table(table)) else { return false };
+            let (Ok(shard), vs) = (ClassShard::new(2, 0, 1), nn::VarStore::new(tch::Device::Cpu)) else { return false };
+            matches!(config.0.spec().build_sharded(&vs.root(), 4, &shard, None), Ok(Some(_)))
+        })
+        .collect();
+    PROBING.with(|p| p.set(false));
+    names
+}
+
 impl std::fmt::Display for LossConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
@@ -275,8 +301,10 @@ impl LossConfig {
     fn not_shardable(&self) -> LossError {
         LossError::Config(format!(
             "loss \"{}\" cannot be sharded by class ([parallel] shard_head): only a softmax over class weights can \
-             (softmax, cosface, arcface, combined_margin, and center loss with one of them as its head)",
-            self.name()
+             (of the registered losses, those that shard with their default settings: {}; and a loss with a \
+             head, such as center, when its head is one of them)",
+            self.name(),
+            shardable_loss_names().join(", ")
         ))
     }
 }

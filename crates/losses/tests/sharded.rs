@@ -267,7 +267,12 @@ fn what_cannot_be_sharded_says_so() {
         let config: LossConfig = toml::from_str(table).unwrap();
         let err = config.build_sharded(&vs.root(), DIM, &shard, None).unwrap_err();
         assert!(matches!(err, LossError::Config(_)) && err.to_string().contains("cannot be sharded by class"), "{table}: {err}");
+        // The message lists what can, as the registry answers it.
+        assert!(err.to_string().contains("default settings: arcface, combined_margin, cosface, softmax;"), "{err}");
     }
+    let mut listed = facerec_losses::shardable_loss_names();
+    listed.sort_unstable();
+    assert_eq!(listed, ["arcface", "combined_margin", "cosface", "softmax"]);
     // A shard's loss refuses to run as another rank, and its classifier has no whole logits.
     let config: LossConfig = toml::from_str("name = \"softmax\"").unwrap();
     let loss = config.build_sharded(&vs.root(), DIM, &shard, None).unwrap();

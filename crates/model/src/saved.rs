@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tch::{nn, Device, Tensor};
+use facerec_core::run_files;
 
 use crate::backbone::{Backbone, BackboneConfig};
 use crate::error::{ModelError, Result};
@@ -38,7 +39,7 @@ pub fn save_backbone(path: &Path, config: &BackboneConfig, tensors: &[(String, T
 /// directory.
 pub fn backbone_file(path: &Path) -> PathBuf {
     if path.is_dir() {
-        path.join("model.safetensors")
+        path.join(run_files::MODEL)
     } else {
         path.to_path_buf()
     }
@@ -50,10 +51,14 @@ pub fn backbone_file(path: &Path) -> PathBuf {
 pub fn load_backbone(path: &Path, device: Device, config: Option<&BackboneConfig>) -> Result<LoadedBackbone> {
     let path = &backbone_file(path);
     if !path.exists() {
-        let hint = if path.ends_with("model.safetensors") && path.parent().is_some_and(Path::is_dir) {
-            "; a run directory holds model.safetensors once training has finished (checkpoints/ hold unfinished runs)"
+        let hint = if path.ends_with(run_files::MODEL) && path.parent().is_some_and(Path::is_dir) {
+            format!(
+                "; a run directory holds {} once training has finished ({}/ hold unfinished runs)",
+                run_files::MODEL,
+                run_files::CHECKPOINTS
+            )
         } else {
-            ""
+            String::new()
         };
         return Err(ModelError::Weights { path: path.clone(), msg: format!("no such model file{hint}") });
     }
