@@ -728,6 +728,28 @@ fn a_gpu_that_is_not_there_is_a_clear_error_before_any_work() -> Result {
 }
 
 #[test]
+fn bench_under_launch_times_each_ranks_share_with_the_training_checks() -> Result {
+    // `facerec bench` under `facerec launch` sets up its rank as training does (the same
+    // device choice and checks, crates/experiment/src/run.rs): 2 ranks time their halves of the
+    // global batch, and a batch the world cannot split is refused.
+    let dir = tempfile::tempdir()?;
+    let cfg = mnist_config(dir.path(), 0.01)?;
+    let port = free_port().to_string();
+    let bench = |batch: &str| {
+        let args = ["launch", "--nproc", "2", "--master-port", &port, "--", "bench", cfg.to_str().unwrap(), "--steps", "2", "--batch", batch, "--threads", "1"];
+        facerec(&args, dir.path())
+    };
+    let out = bench("32");
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(msg.contains("batch 32 over 2 ranks on cpu") && msg.contains("images/s"), "{msg}");
+    let out = bench("33");
+    let msg = text(&out);
+    assert!(!out.status.success() && msg.contains("optim.batch_size 33") && msg.contains("world size 2"), "{msg}");
+    Ok(())
+}
+
+#[test]
 fn a_global_batch_the_world_cannot_split_fails_before_any_work() -> Result {
     let dir = tempfile::tempdir()?;
     let cfg = mnist_config(dir.path(), 0.01)?;

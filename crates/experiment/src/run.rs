@@ -3,7 +3,7 @@
 //! (one rank of a data-parallel run when launched as one) and resumed, `fit`, and the run's
 //! plots and report. Rank 0 prepares the data first and writes every file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -134,14 +134,30 @@ fn load_config(request: &TrainRequest) -> Result<(Config, Option<DistConfig>, De
         msg: format!("reading the distributed launch variables: {e}"),
     })?;
     let config = Config::load(&request.config, &request.sets)?;
-    let mut device = config.device;
-    if let Some(d) = &dist {
-        let bad = |msg: String| ExperimentError::Config { path: request.config.clone(), msg };
-        per_rank_batch(config.optim.batch_size, d.world_size).map_err(bad)?;
-        config.check_world(d.world_size).map_err(bad)?;
-        device = rank_device(config.device, d.local_rank).map_err(bad)?;
-    }
+    let device = rank_device_checked(&config, &request.config, dist.as_ref())?;
     Ok((config, dist, device))
+}
+
+/// The device this process trains `config` (read from `path`) on: the config's own, or with
+/// `dist` (a rank of a data-parallel launch) its local rank's GPU or the CPU, once the global
+/// batch is checked to split over the ranks and the run's evaluation to be possible on them.
+/// Shared by training and `facerec bench` under `facerec launch`.
+pub fn rank_device_checked(config: &Config, path: &Path, dist: Option<&DistConfig>) -> Result<DeviceChoice> {
+    let Some(d) = dist else { return Ok(config.device) };
+    let bad = |msg: String| ExperimentError::Config { path: path.to_path_buf(), msg };
+    per_rank_batch(config.optim.batch_size, d.world_size).map_err(bad)?;
+    config.check_world(d.world_size).map_err(bad)?;
+    rank_device(config.device, d.local_rank).map_err(bad)
+}
+
+/// Joins the process group of the launch `d` with the backend of `device` (Gloo on the CPU,
+/// NCCL on a GPU); an error names the config at `path`.
+pub fn join_group(d: &DistConfig, device: DeviceChoice, path: &Path) -> Result<ProcessGroup> {
+    let backend = Backend::for_device(device.resolve()?);
+    ProcessGroup::new(d, backend).map_err(|e| ExperimentError::Config {
+        path: path.to_path_buf(),
+        msg: format!("joining the {} process group: {e}", backend.name()),
+    })
 }
 
 /// The run directory, checked for an earlier run (emptied of it with `overwrite`) by the
@@ -174,13 +190,7 @@ fn build(
 ) -> Result<(Trainer, TrainSet, Evaluators)> {
     // Rank 0 opens the data first (it may build the crop caches); the others join the group,
     // which waits for rank 0, and then find the caches ready.
-    let join = |d: &DistConfig| -> Result<ProcessGroup> {
-        let backend = Backend::for_device(device.resolve()?);
-        ProcessGroup::new(d, backend).map_err(|e| ExperimentError::Config {
-            path: request.config.clone(),
-            msg: format!("joining the {} process group: {e}", backend.name()),
-        })
-    };
+    let join = |d: &DistConfig| join_group(d, device, &request.config);
     let mut group = match dist {
         Some(d) if d.rank != 0 => Some(join(d)?),
         _ => None,

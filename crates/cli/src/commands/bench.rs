@@ -11,11 +11,12 @@ use tch::{Device, Kind, Tensor};
 
 use facerec_data::loader::Batch;
 use facerec_data::normalize::crops_to_tensor;
+use facerec_experiment::run::{join_group, rank_device_checked};
 use facerec_experiment::Config;
 use facerec_model::saved::{backbone_file, load_backbone};
 use facerec_model::Backbone;
 use facerec_train::schedule::Schedule;
-use facerec_train::Trainer;
+use facerec_train::{TrainConfig, Trainer};
 
 pub const EXAMPLES: &str = "Examples:
   facerec bench configs/lfw_faceresnet_small_center.toml --steps 20
@@ -193,14 +194,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let global = args.batch.unwrap_or(config.optim.batch_size);
     config.optim.batch_size = global;
     let dir = tempfile::tempdir()?;
-    // Under `facerec launch` (or torchrun), each rank times its share of the global batch.
+    // Under `facerec launch` (or torchrun), each rank times its share of the global batch on
+    // the device a training rank would use.
     let dist = facerec_dist::DistConfig::from_env()?;
+    let device = rank_device_checked(&config, &args.config, dist.as_ref())?;
+    let train_config = TrainConfig { device, ..config.train_config() };
     let mut trainer = match &dist {
-        Some(d) => {
-            let group = facerec_dist::ProcessGroup::new(d, facerec_dist::Backend::for_device(config.device.resolve()?))?;
-            Trainer::distributed(config.train_config(), dir.path(), args.classes, group)?
-        }
-        None => Trainer::new(config.train_config(), dir.path(), args.classes)?,
+        Some(d) => Trainer::distributed(train_config, dir.path(), args.classes, join_group(d, device, &args.config)?)?,
+        None => Trainer::new(train_config, dir.path(), args.classes)?,
     };
     let (rank, world) = dist.as_ref().map_or((0, 1), |d| (d.rank as i64, d.world_size as i64));
     let batch = global as i64 / world;
