@@ -439,7 +439,7 @@ fn tar_at_far_is_only_reported_where_the_pairs_resolve_it() -> Result {
     // In lfw_report.json: the fields readers use (far, tar, threshold) stay, `resolved` marks
     // each target, and the pair count and resolution are there.
     let dir = tempfile::tempdir()?;
-    let report = LfwReport { protocol: "test".into(), flip: Some(false), verification: report, identification: None, insightface: None };
+    let report = LfwReport { protocol: "test".into(), flip: Some(false), verification: report, identification: None, open_set: None, insightface: None };
     report.write(dir.path(), "m")?;
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("lfw_report.json"))?)?;
     let v = &json["verification"];

@@ -403,32 +403,8 @@ impl ShardedLoss {
             None => None,
         };
 
-        // The exact cross-entropy over every rank's classes: max, then sum of exp and the target.
-        let (gradient, values) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {
-            let z = logits.f_detach()?;
-            let max = z.f_amax([1i64].as_slice(), false)?.f_contiguous()?; //          [M]
-            ranks.all_reduce(&max, Reduce::Max)?;
-            // In place from here on: at a million classes each [M, K] block is hundreds of MB.
-            let mut e = z.f_sub(&max.f_unsqueeze(1)?)?;
-            let _ = e.f_exp_()?;
-            let index = targets.f_clamp_min(0)?.f_unsqueeze(1)?;
-            let is_target = targets.f_ge(0)?;
-            let target = z.f_gather(1, &index, false)?.f_squeeze_dim(1)?.f_where_scalarother(&is_target, 0.0)?;
-            // [sum exp (M), target logit (M), center term (1)], summed over the ranks in one go.
-            let center_sum = match &center {
-                Some((_, _, d)) => d.f_square()?.f_sum(Kind::Float)?.f_reshape([1])?,
-                None => Tensor::f_zeros([1], (Kind::Float, z.device()))?,
-            };
-            let sums = Tensor::f_cat(&[e.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?, target, center_sum], 0)?;
-            ranks.all_reduce(&sums, Reduce::Sum)?;
-            let (sum_exp, target) = (sums.f_narrow(0, 0, global)?, sums.f_narrow(0, global, global)?);
-            let loss = sum_exp.f_log()?.f_add(&max)?.f_sub(&target)?.f_mean(Kind::Float)?;
-            let center = sums.f_narrow(0, 2 * global, 1)?.f_div_scalar(2.0 * global as f64)?.f_squeeze()?;
-            // d(mean cross-entropy)/d logits = (softmax - onehot) / M.
-            let onehot = is_target.f_to_kind(Kind::Float)?.f_unsqueeze(1)?;
-            let _ = e.f_div_(&sum_exp.f_unsqueeze(1)?)?.f_scatter_add_(1, &index, &onehot.f_neg()?)?.f_div_scalar_(global as f64)?;
-            Ok((e, Tensor::f_stack(&[loss, center], 0)?))
-        })?;
+        let offsets = center.as_ref().map(|(_, _, d)| d);
+        let (gradient, values) = tch::no_grad(|| exact_cross_entropy(&logits.f_detach()?, &targets, offsets, ranks))?;
         // sum(logits * gradient), without a product the size of the logits.
         let mut surrogate = logits.f_reshape([-1])?.f_dot(&gradient.f_reshape([-1])?)?;
         if let Some((lambda, xc, d)) = &center {
@@ -546,6 +522,38 @@ impl SplitMix64 {
     fn next_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
+}
+
+/// The exact mean cross-entropy over every rank's classes of the logits `z` `[M, K]` (each
+/// rank its `K` classes; `targets` the column of each sample's class, -1 where another rank
+/// holds it): the max, then the sums of exp and the target logits, all-reduced in one go with
+/// the center term's sum of squared `offsets` (x_i - c_{y_i} of the samples this rank holds).
+/// Returns the gradient of the loss with respect to `z`, `(softmax - onehot) / M`, and the
+/// values `[cross-entropy, L_C]`.
+fn exact_cross_entropy(z: &Tensor, targets: &Tensor, offsets: Option<&Tensor>, ranks: &dyn Ranks) -> Result<(Tensor, Tensor)> {
+    let global = z.size()[0];
+    let max = z.f_amax([1i64].as_slice(), false)?.f_contiguous()?; //          [M]
+    ranks.all_reduce(&max, Reduce::Max)?;
+    // In place from here on: at a million classes each [M, K] block is hundreds of MB.
+    let mut e = z.f_sub(&max.f_unsqueeze(1)?)?;
+    let _ = e.f_exp_()?;
+    let index = targets.f_clamp_min(0)?.f_unsqueeze(1)?;
+    let is_target = targets.f_ge(0)?;
+    let target = z.f_gather(1, &index, false)?.f_squeeze_dim(1)?.f_where_scalarother(&is_target, 0.0)?;
+    // [sum exp (M), target logit (M), center term (1)], summed over the ranks in one go.
+    let center_sum = match offsets {
+        Some(d) => d.f_square()?.f_sum(Kind::Float)?.f_reshape([1])?,
+        None => Tensor::f_zeros([1], (Kind::Float, z.device()))?,
+    };
+    let sums = Tensor::f_cat(&[e.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?, target, center_sum], 0)?;
+    ranks.all_reduce(&sums, Reduce::Sum)?;
+    let (sum_exp, target) = (sums.f_narrow(0, 0, global)?, sums.f_narrow(0, global, global)?);
+    let loss = sum_exp.f_log()?.f_add(&max)?.f_sub(&target)?.f_mean(Kind::Float)?;
+    let center = sums.f_narrow(0, 2 * global, 1)?.f_div_scalar(2.0 * global as f64)?.f_squeeze()?;
+    // d(mean cross-entropy)/d logits = (softmax - onehot) / M.
+    let onehot = is_target.f_to_kind(Kind::Float)?.f_unsqueeze(1)?;
+    let _ = e.f_div_(&sum_exp.f_unsqueeze(1)?)?.f_scatter_add_(1, &index, &onehot.f_neg()?)?.f_div_scalar_(global as f64)?;
+    Ok((e, Tensor::f_stack(&[loss, center], 0)?))
 }
 
 #[cfg(test)]

@@ -189,24 +189,9 @@ impl Trainer {
         let device = config.device.resolve()?;
         let config_err = |msg: String| TrainError::Config { path: run_dir.join(run_files::CONFIG), msg };
         let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.world_size()));
-        let per_rank = per_rank_batch(config.optim.batch_size, world).map_err(config_err)?;
-        let k = config.optim.gradient_accumulation;
-        if per_rank % k != 0 {
-            return Err(config_err(format!(
-                "optim.gradient_accumulation = {k} must divide each rank's batch of {per_rank} (optim.batch_size {} over {world} ranks)",
-                config.optim.batch_size
-            )));
-        }
+        let per_rank = rank_batch(&config, world).map_err(config_err)?;
         if let Some(group) = &group {
-            if group.backend() != Backend::for_device(device) {
-                return Err(config_err(format!(
-                    "the process group uses {} but training runs on {:?} ({} takes {} tensors)",
-                    group.backend().name(),
-                    device,
-                    group.backend().name(),
-                    if group.backend() == Backend::Nccl { "CUDA" } else { "CPU" }
-                )));
-            }
+            check_backend(group, device).map_err(config_err)?;
             tracing::info!(
                 rank,
                 world,
@@ -219,73 +204,14 @@ impl Trainer {
             true => Some(ClassShard::new(num_classes, rank, world).map_err(|e| config_err(e.to_string()))?),
             false => None,
         };
-        tch::manual_seed(config.seed as i64);
-        // The model is built and initialised on the CPU, from the CPU's generator, and then
-        // moved: one seed gives the same initial weights on every device, so that a CUDA run
-        // starts where the CPU run of the same config does. (Moving keeps every handle the
-        // backbone and the loss hold: each variable's data is replaced in place.) A sharded
-        // classifier starts as its rows of the unsharded one.
-        let mut vs = nn::VarStore::new(Device::Cpu);
-        let root = vs.root();
-        let backbone = config.backbone.build(&(&root / "backbone"))?;
-        let loss = match &shard {
-            Some(shard) => {
-                let rate = config.parallel.sample_rate;
-                let sampling = (rate < 1.0).then_some(Sampling { rate, seed: config.seed });
-                config.loss.build_sharded(&root, backbone.feature_dim(), shard, sampling)?
-            }
-            None => config.loss.build(&root, backbone.feature_dim(), num_classes)?,
-        };
+        let (vs, backbone, loss) = build_model(&config, shard.as_ref(), num_classes, device)?;
         if let Some(shard) = &shard {
             tracing::info!(rank, world, "classifier sharded by class: this rank holds classes {}..{} of {num_classes}", shard.start, shard.end);
         }
-        if device != Device::Cpu {
-            vs.set_device(device);
-        }
-        let is_sharded = |t: &Tensor| loss.sharded_variables().iter().any(|v| v.data_ptr() == t.data_ptr());
-        let mut sharded: Vec<String> = vs.variables().into_iter().filter(|(_, t)| is_sharded(t)).map(|(k, _)| k).collect();
-        sharded.sort();
-        let trainable: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
-        let o = &config.optim;
-        let mut optimizer = match o.name {
-            OptimName::Sgd => Optimizer::sgd(trainable, o.momentum, o.weight_decay, o.decay),
-            OptimName::Adamw => {
-                let [b1, b2] = o.betas.unwrap_or([0.9, 0.999]);
-                Optimizer::adamw(trainable, (b1, b2), o.eps.unwrap_or(1e-8), o.weight_decay, o.decay)
-            }
-        };
-        optimizer.set_lr_mult("backbone.", o.backbone_lr_mult);
+        let sharded = sharded_names(&vs, loss.as_ref());
+        let optimizer = build_optimizer(&config, &vs);
         let replicas = match group {
-            Some(group) => {
-                // The replicated parameters' gradients, averaged during the backward pass.
-                // The hooks see each backward pass's own gradients: with micro-batches they would
-                // average the last one's alone, so accumulation averages after the last backward.
-                let reducer = match config.parallel.overlap && config.optim.gradient_accumulation == 1 {
-                    true => {
-                        // In the order the model created them (the VarStore's), which the
-                        // backward pass reverses.
-                        let params: Vec<Tensor> = vs.trainable_variables().into_iter().filter(|t| !is_sharded(t)).collect();
-                        let reducer = GradReducer::new(&group, &params, BUCKET_BYTES, FIRST_BUCKET_BYTES)
-                            .map_err(|e| config_err(format!("hooking the gradients for the overlapped all-reduce: {e}")))?;
-                        tracing::debug!(buckets = reducer.buckets(), "gradients averaged during the backward pass");
-                        Some(reducer)
-                    }
-                    false => None,
-                };
-                // Rank 0 shares the non-trainable variables (batch-norm statistics) after each
-                // step: all but those the loss keeps in step itself and the sharded ones.
-                // By name: every rank must broadcast them in the same order.
-                let synced: Vec<_> = loss.synced_state().iter().map(|t| t.data_ptr()).collect();
-                let mut buffers: Vec<(String, Tensor)> = vs
-                    .variables()
-                    .into_iter()
-                    .filter(|(k, t)| !t.requires_grad() && !synced.contains(&t.data_ptr()) && !sharded.contains(k))
-                    .collect();
-                buffers.sort_by(|a, b| a.0.cmp(&b.0));
-                let buffers = buffers.into_iter().map(|(_, t)| t).collect();
-                Replicas::Many { dist: Distributed::new(group, device), buffers, reducer }
-            }
+            Some(group) => replicas(group, &config, &vs, loss.as_ref(), &sharded, device).map_err(config_err)?,
             None => Replicas::One,
         };
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
@@ -1015,4 +941,131 @@ impl Trainer {
         self.last_metrics = metrics;
         Ok(())
     }
+}
+
+/// Each rank's share of the global batch, which gradient accumulation must divide.
+fn rank_batch(config: &TrainConfig, world: usize) -> std::result::Result<usize, String> {
+    let per_rank = per_rank_batch(config.optim.batch_size, world)?;
+    let k = config.optim.gradient_accumulation;
+    if per_rank % k != 0 {
+        return Err(format!(
+            "optim.gradient_accumulation = {k} must divide each rank's batch of {per_rank} (optim.batch_size {} over {world} ranks)",
+            config.optim.batch_size
+        ));
+    }
+    Ok(per_rank)
+}
+
+/// The group's backend must take tensors of the training device.
+fn check_backend(group: &ProcessGroup, device: Device) -> std::result::Result<(), String> {
+    if group.backend() == Backend::for_device(device) {
+        return Ok(());
+    }
+    Err(format!(
+        "the process group uses {} but training runs on {:?} ({} takes {} tensors)",
+        group.backend().name(),
+        device,
+        group.backend().name(),
+        if group.backend() == Backend::Nccl { "CUDA" } else { "CPU" }
+    ))
+}
+
+/// A model's variables, its backbone and its loss.
+type Model = (nn::VarStore, Box<dyn Backbone>, Box<dyn Loss>);
+
+/// The backbone and the loss (over the classes of `shard` when sharded), their variables in
+/// one store on `device`.
+///
+/// The model is built and initialised on the CPU, from the CPU's generator, and then moved:
+/// one seed gives the same initial weights on every device, so that a CUDA run starts where
+/// the CPU run of the same config does. (Moving keeps every handle the backbone and the loss
+/// hold: each variable's data is replaced in place.) A sharded classifier starts as its rows
+/// of the unsharded one.
+fn build_model(
+    config: &TrainConfig,
+    shard: Option<&ClassShard>,
+    num_classes: i64,
+    device: Device,
+) -> Result<Model> {
+    tch::manual_seed(config.seed as i64);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let root = vs.root();
+    let backbone = config.backbone.build(&(&root / "backbone"))?;
+    let loss = match shard {
+        Some(shard) => {
+            let rate = config.parallel.sample_rate;
+            let sampling = (rate < 1.0).then_some(Sampling { rate, seed: config.seed });
+            config.loss.build_sharded(&root, backbone.feature_dim(), shard, sampling)?
+        }
+        None => config.loss.build(&root, backbone.feature_dim(), num_classes)?,
+    };
+    if device != Device::Cpu {
+        vs.set_device(device);
+    }
+    Ok((vs, backbone, loss))
+}
+
+/// Whether `t` is one of the variables `loss` holds this rank's rows of only.
+fn is_sharded(loss: &dyn Loss, t: &Tensor) -> bool {
+    loss.sharded_variables().iter().any(|v| v.data_ptr() == t.data_ptr())
+}
+
+/// The names of the variables `loss` holds this rank's rows of only, sorted.
+fn sharded_names(vs: &nn::VarStore, loss: &dyn Loss) -> Vec<String> {
+    let mut sharded: Vec<String> = vs.variables().into_iter().filter(|(_, t)| is_sharded(loss, t)).map(|(k, _)| k).collect();
+    sharded.sort();
+    sharded
+}
+
+/// SGD or AdamW over the trainable variables, with the backbone's learning-rate multiplier.
+fn build_optimizer(config: &TrainConfig, vs: &nn::VarStore) -> Optimizer {
+    let trainable: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let o = &config.optim;
+    let mut optimizer = match o.name {
+        OptimName::Sgd => Optimizer::sgd(trainable, o.momentum, o.weight_decay, o.decay),
+        OptimName::Adamw => {
+            let [b1, b2] = o.betas.unwrap_or([0.9, 0.999]);
+            Optimizer::adamw(trainable, (b1, b2), o.eps.unwrap_or(1e-8), o.weight_decay, o.decay)
+        }
+    };
+    optimizer.set_lr_mult("backbone.", o.backbone_lr_mult);
+    optimizer
+}
+
+/// The ranks of a data-parallel run over `group`: the replicated parameters' gradient
+/// reducer (overlapped with the backward pass when configured) and the buffers rank 0 shares.
+fn replicas(
+    group: ProcessGroup,
+    config: &TrainConfig,
+    vs: &nn::VarStore,
+    loss: &dyn Loss,
+    sharded: &[String],
+    device: Device,
+) -> std::result::Result<Replicas, String> {
+    // The hooks see each backward pass's own gradients: with micro-batches they would average
+    // the last one's alone, so accumulation averages after the last backward.
+    let reducer = match config.parallel.overlap && config.optim.gradient_accumulation == 1 {
+        true => {
+            // In the order the model created them (the VarStore's), which the backward pass
+            // reverses.
+            let params: Vec<Tensor> = vs.trainable_variables().into_iter().filter(|t| !is_sharded(loss, t)).collect();
+            let reducer = GradReducer::new(&group, &params, BUCKET_BYTES, FIRST_BUCKET_BYTES)
+                .map_err(|e| format!("hooking the gradients for the overlapped all-reduce: {e}"))?;
+            tracing::debug!(buckets = reducer.buckets(), "gradients averaged during the backward pass");
+            Some(reducer)
+        }
+        false => None,
+    };
+    // Rank 0 shares the non-trainable variables (batch-norm statistics) after each step: all
+    // but those the loss keeps in step itself and the sharded ones. By name: every rank must
+    // broadcast them in the same order.
+    let synced: Vec<_> = loss.synced_state().iter().map(|t| t.data_ptr()).collect();
+    let mut buffers: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(k, t)| !t.requires_grad() && !synced.contains(&t.data_ptr()) && !sharded.contains(k))
+        .collect();
+    buffers.sort_by(|a, b| a.0.cmp(&b.0));
+    let buffers = buffers.into_iter().map(|(_, t)| t).collect();
+    Ok(Replicas::Many { dist: Distributed::new(group, device), buffers, reducer })
 }

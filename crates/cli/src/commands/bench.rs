@@ -238,11 +238,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         config.loss,
         args.classes
     );
+    extras(&args, &config, batch, median, device)
+}
+
+/// The lines `--memory`, `--loader`, `--center-overhead` and `--peak` ask for, after a median
+/// step of `median` seconds on `device` with `batch` images per rank.
+fn extras(args: &BenchArgs, config: &Config, batch: i64, median: f64, device: Device) -> anyhow::Result<()> {
     if args.memory {
         print_memory(device, batch)?;
     }
     if args.loader {
-        let rate = loader_rate(&config, batch as usize)?;
+        let rate = loader_rate(config, batch as usize)?;
         println!(
             "facerec: loader {rate:.1} batches/s of {batch}; the step consumes {:.2} batches/s: {:.1}x headroom",
             1.0 / median,
@@ -251,7 +257,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.center_overhead {
         let dim = config.model.backbone.feature_dim();
-        let c = center_seconds(args.classes, dim, batch, trainer.device())?;
+        let c = center_seconds(args.classes, dim, batch, device)?;
         println!(
             "facerec: center loss on {} classes x {dim}-d, batch {batch}: {:.3} ms = {:.2}% of the step",
             args.classes,
@@ -260,9 +266,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if args.peak {
-        let flops = step_flops(&config, batch, args.classes);
+        let flops = step_flops(config, batch, args.classes);
         let achieved = flops / median / 1e9;
-        let peak = sgemm_peak(trainer.device())?;
+        let peak = sgemm_peak(device)?;
         println!(
             "facerec: {:.2} GFLOP per step, {achieved:.1} GFLOP/s achieved; sgemm peak {peak:.1} GFLOP/s; {:.0}% of peak",
             flops / 1e9,
