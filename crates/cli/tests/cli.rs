@@ -490,6 +490,26 @@ fn face_training_evaluates_on_lfw_and_eval_rescores_the_run() -> Result {
         dir.path(),
     );
     assert!(out.status.success(), "{}", text(&out));
+    // Fewer than 10 folds: the kinds alternate within each fold, so that insightface's split
+    // into 10 consecutive folds sees both (in file order: same x3, different x3, ...).
+    let bin = facerec_data::insightface::EvalBin::read(&dir.path().join("small.bin"))?;
+    assert_eq!(bin.issame, [true, false].repeat(6));
+    // --folds writes those folds only, the pairs of fold 2 being lines 7-12 of the file.
+    let out = facerec(
+        &["convert", "--images", images.to_str().unwrap(), "--landmarks", landmarks.to_str().unwrap(), "--pairs",
+          pairs_small.to_str().unwrap(), "--folds", "2", "--to-bin", "fold2.bin", "--template", "caffe-face", "-q"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let fold2 = facerec_data::insightface::EvalBin::read(&dir.path().join("fold2.bin"))?;
+    assert_eq!(fold2.issame, [true, false].repeat(3));
+    assert_eq!(fold2.images[..2], bin.images[12..14], "fold 2's first pair");
+    let out = facerec(
+        &["convert", "--images", images.to_str().unwrap(), "--landmarks", landmarks.to_str().unwrap(), "--pairs",
+          pairs_small.to_str().unwrap(), "--folds", "3", "--to-bin", "fold3.bin", "-q"],
+        dir.path(),
+    );
+    assert!(!out.status.success() && text(&out).contains("--folds: fold 3 is not in 1..=2"), "{}", text(&out));
     let out = facerec(&["eval", "--model", "runs/face/model.safetensors", "--bin", "small.bin", "--protocol", "facerec", "-q"], dir.path());
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("over 12 pairs"), "{}", text(&out));

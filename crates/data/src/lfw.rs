@@ -111,6 +111,31 @@ impl Pairs {
         self.pairs.iter().filter(|p| folds.contains(&p.fold)).cloned().collect()
     }
 
+    /// The pairs of `folds` in the order an insightface `.bin` should hold them. insightface
+    /// scores a `.bin` in 10 folds of consecutive pairs; each fold of a pairs file is all its
+    /// same-person pairs, then all its different-person ones. With 10 folds the file order is
+    /// kept (each tenth of the `.bin` is one fold, as in insightface's own lfw.bin); with any
+    /// other number, each fold's pairs alternate same, different, same, ... so that every run
+    /// of consecutive pairs holds both kinds equally (within one) and each tenth has a
+    /// threshold to learn and a false-accept rate to measure.
+    pub fn bin_order(&self, folds: &[usize]) -> Vec<Pair> {
+        if folds.len() == 10 {
+            return self.of_folds(folds);
+        }
+        let mut out = Vec::new();
+        for &fold in folds {
+            let of_kind = |same: bool| self.pairs.iter().filter(move |p| p.fold == fold && p.same == same);
+            let (mut same, mut different) = (of_kind(true), of_kind(false));
+            loop {
+                match (same.next(), different.next()) {
+                    (None, None) => break,
+                    (a, b) => out.extend(a.into_iter().chain(b).cloned()),
+                }
+            }
+        }
+        out
+    }
+
     /// Every image the pairs of `folds` refer to, sorted, without repeats.
     pub fn images(&self, folds: &[usize]) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = self.of_folds(folds).into_iter().flat_map(|p| [p.a, p.b]).collect();
@@ -194,5 +219,40 @@ mod tests {
         }
         let extra = format!("{}G\t1\t2\n", tiny());
         assert!(Pairs::parse(&extra, Path::new("p")).unwrap_err().to_string().contains("more lines"));
+    }
+
+    /// A pairs file of `folds` folds of `n` same and `n` different pairs, names unique per pair.
+    fn synthetic(folds: usize, n: usize) -> Pairs {
+        let mut text = format!("{folds}\t{n}\n");
+        for f in 0..folds {
+            (0..n).for_each(|i| text.push_str(&format!("S{f}_{i}\t1\t2\n")));
+            (0..n).for_each(|i| text.push_str(&format!("D{f}_{i}\t1\tE{f}_{i}\t1\n")));
+        }
+        Pairs::parse(&text, Path::new("pairs.txt")).unwrap()
+    }
+
+    #[test]
+    fn bin_order_balances_every_tenth_unless_there_are_ten_folds() {
+        // Five LFW-like folds: written in file order, each tenth would be of one kind.
+        let p = synthetic(5, 30);
+        let folds = [0, 1, 2, 3, 4];
+        let order = p.bin_order(&folds);
+        let sorted = |v: Vec<Pair>| {
+            let mut v: Vec<String> = v.iter().map(|p| format!("{:?}", p)).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(sorted(order.clone()), sorted(p.of_folds(&folds)), "the same pairs");
+        for tenth in order.chunks(order.len() / 10) {
+            assert_eq!(tenth.iter().filter(|p| p.same).count(), tenth.len() / 2);
+        }
+        assert!(p.of_folds(&folds).chunks(30).all(|t| t.iter().all(|q| q.same == t[0].same)), "file order is unbalanced");
+        // Each fold's pairs stay together, folds in the order asked.
+        let p3 = p.bin_order(&[3, 1]);
+        assert!(p3[..60].iter().all(|q| q.fold == 3) && p3[60..].iter().all(|q| q.fold == 1));
+        // Ten folds: the file's order, as insightface's own lfw.bin.
+        let ten = synthetic(10, 3);
+        let all: Vec<usize> = (0..10).collect();
+        assert_eq!(ten.bin_order(&all), ten.of_folds(&all));
     }
 }

@@ -42,12 +42,19 @@ pub struct ConvertArgs {
     /// Write an insightface training set: `<path>.rec` and `<path>.idx`.
     #[arg(long, required_unless_present = "to_bin")]
     pub to_rec: Option<PathBuf>,
-    /// Write an insightface evaluation `.bin` of the pairs in --pairs (in file order).
+    /// Write an insightface evaluation `.bin` of the pairs in --pairs. insightface scores a
+    /// .bin in 10 folds of consecutive pairs: with all 10 folds of LFW the pairs keep their
+    /// file order (each tenth one fold, as insightface's lfw.bin); with other --folds each
+    /// fold's same- and different-person pairs alternate, so that every tenth holds both.
     #[arg(long, requires = "pairs")]
     pub to_bin: Option<PathBuf>,
     /// LFW-style pairs file for --to-bin.
     #[arg(long)]
     pub pairs: Option<PathBuf>,
+    /// Only these folds of --pairs (--to-bin), 1-based, comma-separated (e.g. 1,2,3,4,5: the
+    /// test folds of the identity-disjoint protocol); every fold when not given.
+    #[arg(long, value_delimiter = ',', requires = "to_bin")]
+    pub folds: Vec<usize>,
     /// Crop layout. insightface (112x112) is the layout of insightface's own sets. Its .bin
     /// serves models of both input sizes: `facerec eval --bin` gives a 112x96 model (the
     /// paper's Face-ResNet, caffe-face) columns 8..104 of each crop, its caffe-face crop; a
@@ -122,9 +129,13 @@ pub fn run(args: ConvertArgs, quiet: bool) -> anyhow::Result<()> {
             [root] if root.is_dir() => root,
             _ => bail!("--to-bin needs --images to be one folder, the one the paths of {} are relative to", pairs_path(&args)),
         };
-        let folds: Vec<usize> = (0..pairs.folds).collect();
+        let folds = match &args.folds[..] {
+            [] => (0..pairs.folds).collect(),
+            given => zero_based_folds(given, pairs.folds, "--folds").map_err(anyhow::Error::msg)?,
+        };
         pairs.check_images(root, &folds)?;
-        let samples: Vec<Sample> = pairs.pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).map(|path| Sample { path, label: 0 }).collect();
+        let ordered = pairs.bin_order(&folds);
+        let samples: Vec<Sample> = ordered.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).map(|path| Sample { path, label: 0 }).collect();
         let identities = samples.iter().map(|s| identity_of(&s.path)).collect();
         let ds = FaceDataset { root: root.clone(), samples, identities };
         let bar = Bar::new("convert", ds.len() as u64, quiet);
@@ -133,7 +144,7 @@ pub fn run(args: ConvertArgs, quiet: bool) -> anyhow::Result<()> {
         if !skipped.is_empty() {
             bail!("{} pair images could not be aligned", skipped.len());
         }
-        let out = EvalBin { images: images.into_iter().map(|(b, _)| b).collect(), issame: pairs.pairs.iter().map(|p| p.same).collect() };
+        let out = EvalBin { images: images.into_iter().map(|(b, _)| b).collect(), issame: ordered.iter().map(|p| p.same).collect() };
         out.write(bin)?;
         println!("wrote {}: {} pairs of {h}x{w} crops ({})", bin.display(), out.issame.len(), serves(true));
     }
