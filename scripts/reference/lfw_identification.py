@@ -37,16 +37,21 @@ def expected_images(pairs, images_root):
     return wanted
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def protocol_arguments(description):
+    """The arguments both LFW identification references take (--max-rank is this one's)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--features", required=True)
     ap.add_argument("--mirror", help="features of the mirrored images, same rows")
     ap.add_argument("--index", required=True)
     ap.add_argument("--pairs", required=True)
     ap.add_argument("--images", required=True, help="the LFW images folder")
     ap.add_argument("--folds", required=True, help="1-based, comma-separated")
-    ap.add_argument("--max-rank", type=int, default=10)
-    a = ap.parse_args()
+    return ap
+
+
+def load_protocol_features(a):
+    """The features (float64, image and mirror concatenated when given) and their image paths,
+    checked to be exactly the protocol's images of the chosen folds' identities."""
     feats = np.load(a.features).astype(np.float64)
     if a.mirror:
         feats = np.concatenate([feats, np.load(a.mirror).astype(np.float64)], axis=1)
@@ -59,6 +64,14 @@ def main():
     if set(paths) != want:
         extra, missing = sorted(set(paths) - want), sorted(want - set(paths))
         sys.exit(f"rows differ from the protocol's images: {len(extra)} extra {extra[:5]}, {len(missing)} missing {missing[:5]}")
+    return feats, paths
+
+
+def main():
+    ap = protocol_arguments(__doc__)
+    ap.add_argument("--max-rank", type=int, default=10)
+    a = ap.parse_args()
+    feats, paths = load_protocol_features(a)
 
     identity = [p.split("/")[0] for p in paths]
     by_identity = {}

@@ -20,14 +20,12 @@ Prints JSON with the same field names as facerec's OpenSetReport (no timing).
   lfw_open_set.py --features f.npy [--mirror m.npy] --index paths.txt \
       --pairs data/lfw/pairs.txt --images data/lfw/images --folds 1,2
 """
-import argparse
 import json
 import sys
 
 import numpy as np
 
-from lfw_identification import expected_images
-from lfw_protocol import read_pairs
+from lfw_identification import load_protocol_features, protocol_arguments
 
 VERIFICATION_FARS = [1e-3, 1e-4, 1e-5]
 IDENTIFICATION_FARS = [1e-2, 1e-1]
@@ -47,25 +45,7 @@ def rate_at_far(far, impostors, genuine, counts):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--features", required=True)
-    ap.add_argument("--mirror", help="features of the mirrored images, same rows")
-    ap.add_argument("--index", required=True)
-    ap.add_argument("--pairs", required=True)
-    ap.add_argument("--images", required=True, help="the LFW images folder")
-    ap.add_argument("--folds", required=True, help="1-based, comma-separated")
-    a = ap.parse_args()
-    feats = np.load(a.features).astype(np.float64)
-    if a.mirror:
-        feats = np.concatenate([feats, np.load(a.mirror).astype(np.float64)], axis=1)
-    with open(a.index) as f:
-        paths = [l.strip() for l in f if l.strip()]
-    assert len(paths) == feats.shape[0], (len(paths), feats.shape)
-    folds = {int(x) - 1 for x in a.folds.split(",")}
-    pairs = [p for p in read_pairs(a.pairs) if p[3] in folds]
-    want = expected_images(pairs, a.images)
-    if set(paths) != want:
-        sys.exit(f"rows differ from the protocol's images: {len(set(paths) ^ want)} differ")
+    feats, paths = load_protocol_features(protocol_arguments(__doc__).parse_args())
 
     identity = np.array([p.split("/")[0] for p in paths])
     x = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsutil;
 pub mod metrics;
 pub mod pixels;
+pub mod plugin;
 pub mod run_files;
 
 pub use error::{CoreError, Result};

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use facerec_model::Plug;
+use facerec_core::plugin::Plug;
 
 use crate::error::Result;
 use crate::loss::{Loss, LossOutput, LossSpec, Term};

@@ -37,7 +37,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
-use facerec_model::Plug;
+use facerec_core::plugin::Plug;
 
 use crate::error::{LossError, Result};
 use crate::loss::{Loss, LossConfig, LossOutput, LossSpec, OneProcess, Ranks, SolverStep, Term};

@@ -10,8 +10,8 @@ use std::sync::{Arc, LazyLock};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use facerec_model::plugin::{parse_plug, Choice, Registered, Registry};
-use facerec_model::Plug;
+use facerec_core::plugin::{Choice, Registered, Registry};
+use facerec_core::plugin::Plug;
 
 use crate::arcface::ArcFaceConfig;
 use crate::center::JointCenterConfig;
@@ -193,13 +193,13 @@ pub trait LossSpec: std::fmt::Debug + Send + Sync {
 /// without a name is the paper's (`"center"`).
 static LOSSES: LazyLock<Registry<dyn LossSpec>> = LazyLock::new(|| {
     let registry = Registry::new("loss", Some(JointCenterConfig::NAME));
-    registry.add(SoftmaxConfig::NAME, parse_loss::<SoftmaxConfig>);
-    registry.add(JointCenterConfig::NAME, parse_loss::<JointCenterConfig>);
-    registry.add(CosFaceConfig::NAME, parse_loss::<CosFaceConfig>);
-    registry.add(ArcFaceConfig::NAME, parse_loss::<ArcFaceConfig>);
-    registry.add(CombinedMarginConfig::NAME, parse_loss::<CombinedMarginConfig>);
-    registry.add(ContrastiveConfig::NAME, parse_loss::<ContrastiveConfig>);
-    registry.add(SphereFaceConfig::NAME, parse_loss::<SphereFaceConfig>);
+    registry.add(erase::<SoftmaxConfig>);
+    registry.add(erase::<JointCenterConfig>);
+    registry.add(erase::<CosFaceConfig>);
+    registry.add(erase::<ArcFaceConfig>);
+    registry.add(erase::<CombinedMarginConfig>);
+    registry.add(erase::<ContrastiveConfig>);
+    registry.add(erase::<SphereFaceConfig>);
     registry
 });
 
@@ -213,14 +213,10 @@ fn erase<P: Plug + LossSpec>(plug: P) -> Arc<dyn LossSpec> {
     Arc::new(plug)
 }
 
-fn parse_loss<P: Plug + LossSpec>(table: toml::Table) -> std::result::Result<(Arc<dyn LossSpec>, toml::Table), String> {
-    parse_plug::<P, dyn LossSpec>(table, erase::<P>)
-}
-
 /// Makes the loss `P` available to configs as `[loss] name = P::NAME`, beside the built-in
 /// ones: call it at the start of `main`, before any config is read.
 pub fn register_loss<P: Plug + LossSpec>() {
-    LOSSES.add(P::NAME, parse_loss::<P>);
+    LOSSES.add(erase::<P>);
 }
 
 /// The loss names configs can use.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
 use facerec_model::layers::Linear;
-use facerec_model::Plug;
+use facerec_core::plugin::Plug;
 
 use crate::error::{LossError, Result};
 use crate::loss::{Loss, LossOutput, LossSpec, Term};

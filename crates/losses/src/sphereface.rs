@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use facerec_model::layers::Linear;
-use facerec_model::Plug;
+use facerec_core::plugin::Plug;
 
 use crate::error::Result;
 use crate::loss::{Loss, LossOutput, LossSpec, Ranks, SolverStep, Term};

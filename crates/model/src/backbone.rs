@@ -18,7 +18,7 @@ use crate::iresnet::IresnetConfig;
 use crate::lenet_pp::LenetPpConfig;
 use crate::mbf::MbfConfig;
 use crate::mobilefacenet::MobileFaceNetConfig;
-use crate::plugin::{parse_plug, Choice, Plug, Registered, Registry};
+use crate::plugin::{Choice, Plug, Registered, Registry};
 
 /// A feature extractor: images in, one feature vector per image out.
 pub trait Backbone: std::fmt::Debug + Send {
@@ -65,11 +65,11 @@ pub trait BackboneSpec: std::fmt::Debug + Send + Sync {
 /// The backbones by name. facerec's own are registered here, one line each.
 static BACKBONES: LazyLock<Registry<dyn BackboneSpec>> = LazyLock::new(|| {
     let registry = Registry::new("backbone", None);
-    registry.add(LenetPpConfig::NAME, parse_backbone::<LenetPpConfig>);
-    registry.add(FaceResnetConfig::NAME, parse_backbone::<FaceResnetConfig>);
-    registry.add(IresnetConfig::NAME, parse_backbone::<IresnetConfig>);
-    registry.add(MobileFaceNetConfig::NAME, parse_backbone::<MobileFaceNetConfig>);
-    registry.add(MbfConfig::NAME, parse_backbone::<MbfConfig>);
+    registry.add(erase::<LenetPpConfig>);
+    registry.add(erase::<FaceResnetConfig>);
+    registry.add(erase::<IresnetConfig>);
+    registry.add(erase::<MobileFaceNetConfig>);
+    registry.add(erase::<MbfConfig>);
     registry
 });
 
@@ -83,14 +83,10 @@ fn erase<P: Plug + BackboneSpec>(plug: P) -> Arc<dyn BackboneSpec> {
     Arc::new(plug)
 }
 
-fn parse_backbone<P: Plug + BackboneSpec>(table: toml::Table) -> std::result::Result<(Arc<dyn BackboneSpec>, toml::Table), String> {
-    parse_plug::<P, dyn BackboneSpec>(table, erase::<P>)
-}
-
 /// Makes the backbone `P` available to configs and saved models as `name = P::NAME`, beside
 /// the built-in ones: call it at the start of `main`, before any config is read.
 pub fn register_backbone<P: Plug + BackboneSpec>() {
-    BACKBONES.add(P::NAME, parse_backbone::<P>);
+    BACKBONES.add(erase::<P>);
 }
 
 /// The backbone names configs can use.

@@ -18,7 +18,8 @@ pub mod lenet_pp;
 pub mod mbf;
 pub mod mobilefacenet;
 pub mod saved;
-pub mod plugin;
+/// The registry of plugs, shared with the losses: [`facerec_core::plugin`].
+pub use facerec_core::plugin;
 pub mod weights;
 
 #[cfg(test)]

@@ -112,5 +112,5 @@ fn the_docs_registry_is_the_codes() {
         text[start..].lines().take_while(|l| !l.starts_with("});")).filter(|l| !l.contains("MyNet")).map(str::to_owned).collect()
     };
     assert_eq!(lines(&doc), lines(&code), "docs/adding-a-backbone.md's registry differs from crates/model/src/backbone.rs's");
-    assert!(doc.contains("registry.add(MyNetConfig::NAME, parse_backbone::<MyNetConfig>);"));
+    assert!(doc.contains("registry.add(erase::<MyNetConfig>);"));
 }

@@ -6,11 +6,16 @@ pub mod checkpoint;
 pub mod config;
 pub mod distributed;
 pub mod error;
+pub mod observe;
 pub mod optim;
+mod parallel;
+pub mod run_log;
 pub mod schedule;
 pub mod tensorboard;
 pub mod trainer;
 
 pub use config::{Every, TrainConfig};
 pub use error::{Result, TrainError};
-pub use trainer::{Evaluator, FitSummary, ModelParts, Observer, Outcome, StepStats, Trainer};
+pub use observe::{EpochLine, Evaluation, LogLine, Observer, RunStart, StepStats};
+pub use run_log::RunLog;
+pub use trainer::{Evaluator, FitSummary, ModelParts, Outcome, Trainer};

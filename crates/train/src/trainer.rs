@@ -15,18 +15,19 @@ use std::time::{Duration, Instant};
 use tch::{nn, Device, Kind, Tensor};
 
 use facerec_data::loader::{Batch, Loader, LoaderConfig, Source};
-use facerec_dist::{Backend, GradReducer, ProcessGroup};
+use facerec_dist::{Backend, ProcessGroup};
 use facerec_losses::{ClassShard, Loss, LossOutput, Sampling, SolverStep};
 use facerec_model::{weights, Backbone};
 
 use crate::checkpoint::{self, Checkpoint, TrainState};
 use crate::config::{ClipScope, Every, OptimName, Precision, TrainConfig};
-use crate::distributed::{per_rank_batch, Distributed, Replicas, BUCKET_BYTES, FIRST_BUCKET_BYTES};
+use crate::distributed::{per_rank_batch, Replicas};
 use crate::error::{Result, TrainError};
-use facerec_core::metrics::{record, JsonLines, LossTerms};
+use crate::observe::{Both, EpochLine, Evaluation, LogLine, Observer, RunStart, StepStats};
+use crate::optim::Optimizer;
+use crate::parallel::Parallel;
+use crate::run_log::RunLog;
 use crate::schedule::Schedule;
-use crate::optim::{self, Optimizer};
-use crate::tensorboard::EventWriter;
 
 /// Read-only access to the model for evaluation.
 pub struct ModelParts<'a> {
@@ -40,36 +41,6 @@ pub struct ModelParts<'a> {
 pub trait Evaluator {
     /// Named metrics of the model as it is now.
     fn evaluate(&mut self, model: &ModelParts<'_>) -> Result<Vec<(String, f64)>>;
-}
-
-/// Progress reporting (the CLI draws a progress bar from these).
-pub trait Observer {
-    fn on_start(&mut self, _start_step: usize, _total_steps: usize) {}
-    fn on_step(&mut self, _stats: &StepStats) {}
-    fn on_eval(&mut self, _step: usize, _metrics: &[(String, f64)]) {}
-}
-
-/// An observer that ignores everything.
-impl Observer for () {}
-
-/// What one step did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepStats {
-    /// Steps done after this one.
-    pub step: usize,
-    pub epoch: usize,
-    pub lr: f64,
-    /// The objective (`L_S + lambda * L_C` for center loss).
-    pub loss: f64,
-    /// The loss's terms by name (`softmax_loss`, `center_loss`).
-    pub terms: Vec<(&'static str, f64)>,
-    /// Training accuracy of the batch.
-    pub accuracy: f64,
-    pub batch_size: usize,
-    /// Wall time of the step, data wait excluded.
-    pub step_time: Duration,
-    /// Time the step waited for its batch.
-    pub data_wait: Duration,
 }
 
 /// How `fit` ended.
@@ -148,20 +119,13 @@ pub struct Trainer {
     optimizer: Optimizer,
     state: TrainState,
     stop: Arc<AtomicBool>,
-    steps_log: Option<JsonLines>,
-    metrics_log: Option<JsonLines>,
-    events: Option<EventWriter>,
     last_metrics: Vec<(String, f64)>,
-    /// This process alone, or the ranks of a data-parallel run; and whether any rank asked to
-    /// stop during the last step.
-    replicas: Replicas,
+    /// This process alone or the ranks of a data-parallel run, and the variables each holds
+    /// its own classes' rows of; and whether any rank asked to stop during the last step.
+    parallel: Parallel,
     stop_agreed: bool,
     /// The identities the classifier separates.
     num_classes: i64,
-    /// With `[parallel] shard_head`: this rank's classes, and the names of the variables that
-    /// hold their rows only (classifier, center table), sorted.
-    shard: Option<ClassShard>,
-    sharded: Vec<String>,
 }
 
 impl Trainer {
@@ -208,11 +172,10 @@ impl Trainer {
         if let Some(shard) = &shard {
             tracing::info!(rank, world, "classifier sharded by class: this rank holds classes {}..{} of {num_classes}", shard.start, shard.end);
         }
-        let sharded = sharded_names(&vs, loss.as_ref());
         let optimizer = build_optimizer(&config, &vs);
-        let replicas = match group {
-            Some(group) => replicas(group, &config, &vs, loss.as_ref(), &sharded, device).map_err(config_err)?,
-            None => Replicas::One,
+        let parallel = match group {
+            Some(group) => Parallel::ranks(group, &config, shard, &vs, loss.as_ref(), device).map_err(config_err)?,
+            None => Parallel::alone(shard, &vs, loss.as_ref()),
         };
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
         Ok(Trainer {
@@ -225,21 +188,16 @@ impl Trainer {
             optimizer,
             state: TrainState::default(),
             stop: Arc::new(AtomicBool::new(false)),
-            steps_log: None,
-            metrics_log: None,
-            events: None,
             last_metrics: Vec::new(),
-            replicas,
+            parallel,
             stop_agreed: false,
             num_classes,
-            shard,
-            sharded,
         })
     }
 
     /// Whether this process writes the run's files (rank 0, or the only process).
     pub fn is_main(&self) -> bool {
-        self.replicas.is_main()
+        self.parallel.replicas.is_main()
     }
 
     pub fn device(&self) -> Device {
@@ -293,7 +251,7 @@ impl Trainer {
     /// rows). Every `head.*` variable must be there with its shape, and nothing else.
     pub fn init_head(&mut self, weights: Vec<(String, Tensor)>, source: &Path) -> Result<()> {
         let bad = |msg: String| TrainError::Checkpoint { path: source.to_path_buf(), msg };
-        let weights = self.my_rows(weights).map_err(bad)?;
+        let weights = self.parallel.my_rows(weights).map_err(bad)?;
         let vars: Vec<(String, Tensor)> = self.named_variables().into_iter().filter(|(k, _)| k.starts_with("head.")).collect();
         Ok(facerec_model::weights::copy_into(&vars, &weights, source)?)
     }
@@ -341,17 +299,15 @@ impl Trainer {
                 self.num_classes
             )));
         }
-        let model = self.my_rows(ck.model).map_err(bad)?;
-        let optimizer = self.my_rows(ck.optimizer).map_err(bad)?;
+        let model = self.parallel.my_rows(ck.model).map_err(bad)?;
+        let optimizer = self.parallel.my_rows(ck.optimizer).map_err(bad)?;
         weights::copy_into(&self.named_variables(), &model, &ck.path)?;
         self.optimizer.set_state(optimizer).map_err(bad)?;
         self.state = ck.state;
         // Metrics and TensorBoard events written after the checkpoint belong to the lost part
         // of the run.
         if self.is_main() {
-            JsonLines::truncate_after(&self.run_dir.join(run_files::STEPS), self.state.step)?;
-            JsonLines::truncate_after(&self.run_dir.join(run_files::METRICS), self.state.step)?;
-            crate::tensorboard::truncate_after(&self.run_dir, self.state.step)?;
+            RunLog::truncate_after(&self.run_dir, self.state.step)?;
         }
         tracing::info!(step = self.state.step, epoch = self.state.epoch, "resumed from {}", ck.path.display());
         Ok(())
@@ -371,11 +327,7 @@ impl Trainer {
             }
         }
         // Sharded variables differ between the ranks: they agree on whether to stop.
-        let anywhere = match self.sharded.is_empty() {
-            true => non_finite.is_some(),
-            false => self.replicas.sum(f64::from(u8::from(non_finite.is_some())), self.state.step, "checking the weights are finite")? > 0.0,
-        };
-        if anywhere {
+        if self.parallel.on_any_shard(non_finite.is_some(), self.state.step, "checking the weights are finite")? {
             return Err(TrainError::Diverged {
                 step: self.state.step,
                 what: format!("parameter {}", non_finite.unwrap_or_else(|| "of another rank's classifier shard".into())),
@@ -383,8 +335,8 @@ impl Trainer {
                 kept: self.latest_checkpoint_note(),
             });
         }
-        let vars = self.whole_tables(vars)?;
-        let optimizer = self.whole_tables(self.optimizer.state())?;
+        let vars = self.parallel.whole_tables(vars, self.state.step)?;
+        let optimizer = self.parallel.whole_tables(self.optimizer.state(), self.state.step)?;
         if !self.is_main() {
             return Ok(checkpoint::path(&self.run_dir, self.state.step));
         }
@@ -392,59 +344,11 @@ impl Trainer {
             &self.run_dir,
             &checkpoint::Contents { state: &self.state, model: &vars, optimizer: &optimizer, num_classes: self.num_classes },
             &self.config.resolved,
-            self.replicas.world(),
+            self.parallel.replicas.world(),
             self.config.checkpoint.keep,
         )?;
         tracing::debug!("checkpoint {}", path.display());
         Ok(path)
-    }
-
-    /// Whether the variable `name` (or the optimiser state of such a variable) holds this
-    /// rank's rows of a class-sharded table.
-    fn is_sharded(&self, name: &str) -> bool {
-        let variable = match optim::state_parameter(name) {
-            Some(("step", _)) => return false, // a count, not rows
-            Some((_, param)) => param,
-            None => name,
-        };
-        self.sharded.iter().any(|s| s == variable)
-    }
-
-    /// `named` with each class-sharded table replaced by the whole table on rank 0 (gathered
-    /// from every rank; the other ranks keep their rows).
-    fn whole_tables(&self, named: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
-        let Some(shard) = self.shard.filter(|s| s.world > 1) else { return Ok(named) };
-        let counts: Vec<i64> = (0..shard.world).map(|r| ClassShard::rows(shard.num_classes, r, shard.world)).map(|r| r.end - r.start).collect();
-        let mut out = Vec::with_capacity(named.len());
-        for (name, t) in named {
-            if self.is_sharded(&name) {
-                if let Some(whole) = self.replicas.gather_rows(&t, &counts, self.state.step)? {
-                    out.push((name, whole));
-                    continue;
-                }
-            }
-            out.push((name, t));
-        }
-        Ok(out)
-    }
-
-    /// `named` (a checkpoint's whole tables) with each class-sharded table cut to this rank's
-    /// rows.
-    fn my_rows(&self, named: Vec<(String, Tensor)>) -> std::result::Result<Vec<(String, Tensor)>, String> {
-        let Some(shard) = self.shard else { return Ok(named) };
-        named
-            .into_iter()
-            .map(|(name, t)| {
-                if !self.is_sharded(&name) {
-                    return Ok((name, t));
-                }
-                let rows = t.size().first().copied().unwrap_or(0);
-                if rows != shard.num_classes {
-                    return Err(format!("{name} has {rows} rows, one per class, but the training data has {} classes", shard.num_classes));
-                }
-                Ok((name, t.narrow(0, shard.start, shard.len())))
-            })
-            .collect()
     }
 
     /// Saves the backbone alone, with PyTorch names and its config in the metadata, to `path`.
@@ -482,8 +386,20 @@ impl Trainer {
         Ok((per_epoch, total, schedule))
     }
 
-    /// Trains until the schedule ends (or the stop flag is set).
+    /// Trains until the schedule ends (or the stop flag is set), the run logged and its records
+    /// written by a [`RunLog`] and reported to `observer`.
     pub fn fit(
+        &mut self,
+        source: Arc<dyn Source>,
+        flip: bool,
+        evaluator: Option<&mut dyn Evaluator>,
+        observer: &mut dyn Observer,
+    ) -> Result<FitSummary> {
+        let mut log = RunLog::new(&self.run_dir, self.is_main());
+        self.fit_observed(source, flip, evaluator, &mut Both(&mut log, observer))
+    }
+
+    fn fit_observed(
         &mut self,
         source: Arc<dyn Source>,
         flip: bool,
@@ -491,7 +407,8 @@ impl Trainer {
         observer: &mut dyn Observer,
     ) -> Result<FitSummary> {
         let mut run = self.begin(source.as_ref(), flip)?;
-        observer.on_start(self.state.step, run.total);
+        let terms = self.loss.terms().into_iter().map(|t| (t.name, t.weight)).collect();
+        observer.on_start(&RunStart { start_step: self.state.step, total_steps: run.total, config: &self.config.resolved, terms })?;
         while self.state.step < run.total {
             let start_batch = self.state.samples_in_epoch / self.config.optim.batch_size;
             let mut loader = Loader::new(source.clone(), &run.loader, self.state.epoch, start_batch)?;
@@ -504,7 +421,7 @@ impl Trainer {
                 let step_time = t_step.elapsed();
                 (run.train_time, run.wait_time) = (run.train_time + step_time, run.wait_time + wait);
                 self.state.elapsed_s += (step_time + wait).as_secs_f64();
-                observer.on_step(&StepStats { step_time, ..stats.clone() });
+                observer.on_step(&StepStats { step_time, ..stats.clone() })?;
                 if self.after_step(&stats, &mut run, evaluator.as_deref_mut(), observer)? {
                     return Ok(self.summary(Outcome::Interrupted, run));
                 }
@@ -526,8 +443,7 @@ impl Trainer {
         Ok(self.summary(Outcome::Finished, run))
     }
 
-    /// Checks the data against the model, plans the run, brings the ranks into step and opens
-    /// the run's logs.
+    /// Checks the data against the model, plans the run and brings the ranks into step.
     fn begin(&mut self, source: &dyn Source, flip: bool) -> Result<FitRun> {
         if source.image_shape() != self.backbone.input_shape() {
             return Err(TrainError::Config {
@@ -540,14 +456,14 @@ impl Trainer {
             });
         }
         let (per_epoch, total, schedule) = self.plan(source.len())?;
-        let world = self.replicas.world();
+        let world = self.parallel.replicas.world();
         let rank_batch = self.config.optim.batch_size / world;
         let loader = LoaderConfig {
             rank_batch,
             shuffle: self.config.shuffle,
             flip,
             seed: self.config.seed,
-            rank: self.replicas.rank(),
+            rank: self.parallel.replicas.rank(),
             world,
             prefetch: 4,
             images_per_identity: self.config.optim.images_per_identity,
@@ -555,17 +471,6 @@ impl Trainer {
         // Before any file is written: e.g. optim.images_per_identity not dividing a rank's batch.
         loader.validate().map_err(|e| TrainError::Config { path: self.run_dir.join(run_files::CONFIG), msg: format!("optim: {e}") })?;
         self.sync_start(source.len(), source.num_classes())?;
-        if self.is_main() {
-            let config = self.run_dir.join(run_files::CONFIG);
-            std::fs::write(&config, &self.config.resolved).map_err(|e| TrainError::io(config, e))?;
-            self.steps_log = Some(JsonLines::open(&self.run_dir.join(run_files::STEPS))?);
-            let mut metrics = JsonLines::open(&self.run_dir.join(run_files::METRICS))?;
-            // The loss's terms and weights from this step on, for training.png.
-            let terms = self.loss.terms().into_iter().map(|t| (t.name.to_owned(), t.weight));
-            metrics.write(&LossTerms::new(self.state.step, terms).to_record())?;
-            self.metrics_log = Some(metrics);
-            self.events = Some(EventWriter::create(&self.run_dir)?);
-        }
         tracing::info!(
             device = %facerec_model::device::describe(self.device),
             steps = total,
@@ -598,7 +503,7 @@ impl Trainer {
         if step.is_multiple_of(run.log_every) || step == run.total {
             // Every line goes to steps.jsonl; the terminal gets about ten of them.
             let announce = step.is_multiple_of(run.log_every * 25) || step == run.total;
-            self.log_step(stats, announce)?;
+            self.log_step(stats, announce, observer)?;
         }
         if self.config.evaluate.after_step(step) {
             self.evaluate_or_keep(run, evaluator, observer)?;
@@ -625,7 +530,7 @@ impl Trainer {
         if self.config.evaluate == Every::Epoch && run.evaluated_at != Some(self.state.step) {
             self.evaluate_or_keep(run, evaluator, observer)?;
         }
-        self.log_epoch()?;
+        self.log_epoch(observer)?;
         self.state.epoch += 1;
         self.state.samples_in_epoch = 0;
         self.state.epoch_loss_sum = 0.0;
@@ -641,7 +546,7 @@ impl Trainer {
     /// Whether to stop after this step: this process's flag, or under data parallelism any
     /// rank's flag as summed during the step (so that all ranks stop at the same step).
     fn stop_requested(&self) -> bool {
-        match self.replicas {
+        match self.parallel.replicas {
             Replicas::One => self.stop.load(Ordering::SeqCst),
             Replicas::Many { .. } => self.stop_agreed,
         }
@@ -650,11 +555,8 @@ impl Trainer {
     /// Data parallelism: checks that every rank starts from the same state, then gives every
     /// rank rank 0's model and momentum buffers.
     fn sync_start(&self, len: usize, num_classes: i64) -> Result<()> {
-        let replicated = |named: Vec<(String, Tensor)>| -> Vec<Tensor> {
-            named.into_iter().filter(|(k, _)| !self.is_sharded(k)).map(|(_, t)| t).collect()
-        };
-        let vars = replicated(self.named_variables());
-        let optimizer = replicated(self.optimizer.state());
+        let vars = self.parallel.replicated(self.named_variables());
+        let optimizer = self.parallel.replicated(self.optimizer.state());
         let facts = [
             ("step", self.state.step as i64),
             ("epoch", self.state.epoch as i64),
@@ -665,7 +567,7 @@ impl Trainer {
             ("model variables", vars.len() as i64),
             ("optimiser state tensors", optimizer.len() as i64),
         ];
-        self.replicas.start(&facts, &vars, &optimizer, self.state.step)
+        self.parallel.replicas.start(&facts, &vars, &optimizer, self.state.step)
     }
 
     fn summary(&self, outcome: Outcome, run: FitRun) -> FitSummary {
@@ -690,12 +592,12 @@ impl Trainer {
         let (lr, step) = (schedule.lr_at(self.state.step), self.state.step + 1);
         let k = self.config.optim.gradient_accumulation;
         self.optimizer.zero_grad()?;
-        self.replicas.before_backward(step)?;
+        self.parallel.replicas.before_backward(step)?;
         let micro = (labels.size()[0] / k as i64).max(1);
         let (mut features, mut numbers) = (Vec::with_capacity(k), Vec::with_capacity(k));
         for (images, labels) in images.f_split(micro, 0)?.iter().zip(labels.f_split(micro, 0)?.iter()) {
             let f = self.forward(images)?; // [micro-batch, feature_dim]
-            let out = self.loss.forward_ranks(&f, labels, &self.replicas.for_loss(step))?;
+            let out = self.loss.forward_ranks(&f, labels, &self.parallel.replicas.for_loss(step))?;
             numbers.push(self.step_numbers(&out, labels, step)?);
             match k {
                 1 => out.objective.f_backward()?,
@@ -704,10 +606,7 @@ impl Trainer {
             features.push(f.f_detach()?);
         }
         let (features, numbers) = (Tensor::f_cat(&features, 0)?, StepNumbers::mean(numbers));
-        // A sharded classifier's gradients are its rows' own: only the replicated ones are averaged.
-        let grads: Vec<Tensor> =
-            self.optimizer.params().filter(|(k, _)| !self.is_sharded(k)).map(|(_, p)| p.grad()).filter(Tensor::defined).collect();
-        self.replicas.average_gradients(&grads, step)?;
+        self.parallel.average_gradients(&self.optimizer, step)?;
         let grad_norm = self.clip_gradients(step)?;
         if !grad_norm.is_finite() {
             // A finite loss can still have a non-finite gradient (an overflow in the backward
@@ -717,29 +616,19 @@ impl Trainer {
             return Err(TrainError::Diverged { step, what, value: grad_norm, kept: self.latest_checkpoint_note() });
         }
         let solver = SolverStep { lr, momentum: self.optimizer.momentum(), weight_decay: self.optimizer.weight_decay };
-        self.loss.after_step(&features, &labels, solver, &self.replicas.for_loss(step))?;
+        self.loss.after_step(&features, &labels, solver, &self.parallel.replicas.for_loss(step))?;
         self.optimizer.step(lr)?;
-        self.replicas.share_buffers(step)?;
-        let samples = labels.size()[0] as usize * self.replicas.world();
+        self.parallel.replicas.share_buffers(step)?;
+        let samples = labels.size()[0] as usize * self.parallel.replicas.world();
         Ok(self.account(numbers, samples, lr, grad_norm, data_wait))
     }
 
-    /// The global gradient norm, the gradients clipped to `optim.clip_grad_norm` when it exceeds
-    /// it. With a sharded classifier the squares of its rows' gradients are summed over the
-    /// ranks, so that every rank sees the norm one process would.
+    /// The global gradient norm of the clipped parameters (`optim.clip`), their gradients
+    /// scaled down to `optim.clip_grad_norm` when the norm exceeds it.
     fn clip_gradients(&mut self, step: usize) -> Result<f64> {
-        let max = self.config.optim.clip_grad_norm;
         let scope = self.config.optim.clip;
         let within = move |name: &str| scope == ClipScope::All || name.starts_with("backbone.");
-        if self.sharded.is_empty() {
-            return self.optimizer.clip_grad_norm(max, within);
-        }
-        let (replicated, own) = self.optimizer.grad_square_sums(within, |name| self.is_sharded(name))?;
-        let norm = (replicated + self.replicas.sum(own, step, "summing the sharded gradient norms")?).sqrt();
-        if let Some(max) = max.filter(|&m| norm > m) {
-            self.optimizer.scale_grads(max / (norm + 1e-6), within)?;
-        }
-        Ok(norm)
+        self.parallel.clip_gradients(&mut self.optimizer, self.config.optim.clip_grad_norm, within, step)
     }
 
     /// The backbone's forward pass in training mode: in float32, or under bf16 autocast with the
@@ -755,16 +644,16 @@ impl Trainer {
     /// flags) in one transfer; fails if the loss is not finite.
     fn step_numbers(&mut self, out: &LossOutput, labels: &Tensor, step: usize) -> Result<StepNumbers> {
         let correct = out.predictions.f_eq_tensor(labels)?.f_sum(Kind::Float)?;
-        let many = matches!(self.replicas, Replicas::Many { .. });
+        let many = matches!(self.parallel.replicas, Replicas::Many { .. });
         let stop = f64::from(u8::from(many && self.stop.load(Ordering::SeqCst)));
         let mut parts = vec![out.objective.f_detach()?];
         parts.extend(out.terms.iter().map(Tensor::shallow_clone));
         parts.extend([correct, Tensor::from(stop).f_to_device(self.device)?]);
         let parts = parts.iter().map(|t| t.f_to_kind(Kind::Double)).collect::<std::result::Result<Vec<_>, _>>()?;
         let numbers = Tensor::f_stack(&parts, 0)?;
-        self.replicas.sum_numbers(&numbers, step)?;
+        self.parallel.replicas.sum_numbers(&numbers, step)?;
         let numbers = Vec::<f64>::try_from(&numbers.f_to_device(Device::Cpu)?)?;
-        let world = self.replicas.world() as f64;
+        let world = self.parallel.replicas.world() as f64;
         let (terms, last) = numbers[1..].split_at(numbers.len() - 3);
         self.stop_agreed = last[1] > 0.0;
         let terms: Vec<(&'static str, f64)> = self.loss.terms().into_iter().map(|t| t.name).zip(terms).map(|(k, v)| (k, v / world)).collect();
@@ -808,73 +697,39 @@ impl Trainer {
         }
     }
 
-    /// One line of `steps.jsonl` (and TensorBoard, and the log): the means of the losses and
-    /// the accuracy over the steps since the previous line, and the rate of this step.
-    fn log_step(&mut self, s: &StepStats, announce: bool) -> Result<()> {
+    /// A line of the log (`steps.jsonl`, TensorBoard, the terminal): the means of the losses
+    /// and the accuracy over the steps since the previous line.
+    fn log_step(&mut self, s: &StepStats, announce: bool, observer: &mut dyn Observer) -> Result<()> {
         let w = std::mem::take(&mut self.state.log_window);
         let steps = w.steps.max(1) as f64;
-        let (loss, accuracy, grad_norm) = (w.loss / steps, w.correct / w.seen.max(1.0), w.grad_norm / steps);
         let terms: Vec<(&str, f64)> =
             s.terms.iter().map(|(k, _)| (*k, w.terms.get(*k).copied().unwrap_or_default() / steps)).collect();
-        let shown: Vec<String> = terms.iter().map(|(k, v)| format!("{}={v:.4}", k.trim_end_matches("_loss"))).collect();
-        // tracing's levels are static per call site: one call site each.
-        macro_rules! step_line {
-            ($level:expr) => {
-                tracing::event!(
-                    $level,
-                    step = s.step,
-                    epoch = s.epoch,
-                    lr = s.lr,
-                    loss = format!("{loss:.4}"),
-                    acc = format!("{accuracy:.3}"),
-                    grad_norm = format!("{grad_norm:.3}"),
-                    "step {}",
-                    shown.join(" ")
-                )
-            };
-        }
-        if announce {
-            step_line!(tracing::Level::INFO);
-        } else {
-            step_line!(tracing::Level::DEBUG);
-        }
-        let mut fields = vec![("step", s.step as f64), ("epoch", s.epoch as f64), ("lr", s.lr), ("loss", loss)];
-        fields.extend(terms.iter().copied());
-        fields.extend([("accuracy", accuracy), ("grad_norm", grad_norm), ("steps_averaged", steps), ("elapsed_s", self.state.elapsed_s)]);
-        if let Some(log) = &mut self.steps_log {
-            log.write(&record(&fields))?;
-        }
-        if let Some(ev) = &mut self.events {
-            let scalars = [("loss", loss)].into_iter().chain(terms.iter().copied()).chain([("accuracy", accuracy), ("grad_norm", grad_norm), ("lr", s.lr)]);
-            for (tag, v) in scalars {
-                ev.scalar(&format!("train/{tag}"), s.step, v)?;
-            }
-        }
-        Ok(())
+        observer.on_log(&LogLine {
+            step: s.step,
+            epoch: s.epoch,
+            lr: s.lr,
+            loss: w.loss / steps,
+            terms: &terms,
+            accuracy: w.correct / w.seen.max(1.0),
+            grad_norm: w.grad_norm / steps,
+            steps_averaged: w.steps.max(1),
+            elapsed_s: self.state.elapsed_s,
+            announce,
+        })
     }
 
-    fn log_epoch(&mut self) -> Result<()> {
+    /// The epoch's line of `metrics.jsonl`: its training loss and accuracy, with the last
+    /// evaluation's metrics.
+    fn log_epoch(&mut self, observer: &mut dyn Observer) -> Result<()> {
         let seen = self.state.epoch_seen.max(1.0);
-        let mut fields = vec![
-            ("step", self.state.step as f64),
-            ("epoch", self.state.epoch as f64),
-            ("train_loss", self.state.epoch_loss_sum / seen),
-            ("train_accuracy", self.state.epoch_correct / seen),
-            ("elapsed_s", self.state.elapsed_s),
-        ];
-        let eval: Vec<(String, f64)> = self.last_metrics.clone();
-        fields.extend(eval.iter().map(|(k, v)| (k.as_str(), *v)));
-        tracing::info!(
-            epoch = self.state.epoch,
-            train_loss = format!("{:.4}", self.state.epoch_loss_sum / seen),
-            train_acc = format!("{:.4}", self.state.epoch_correct / seen),
-            "epoch done {}",
-            eval.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(" ")
-        );
-        if let Some(log) = &mut self.metrics_log {
-            log.write(&record(&fields))?;
-        }
-        Ok(())
+        observer.on_epoch(&EpochLine {
+            step: self.state.step,
+            epoch: self.state.epoch,
+            train_loss: self.state.epoch_loss_sum / seen,
+            train_accuracy: self.state.epoch_correct / seen,
+            elapsed_s: self.state.elapsed_s,
+            eval: &self.last_metrics,
+        })
     }
 
     /// The weights of the last step in a checkpoint (unless it is saved already) and, at the
@@ -886,7 +741,7 @@ impl Trainer {
             run.saved_at = Some(step);
         }
         if step >= run.total {
-            self.replicas.barrier(step)?;
+            self.parallel.replicas.barrier(step)?;
             if self.is_main() {
                 self.export_backbone(&self.run_dir.join(run_files::MODEL))?;
             }
@@ -920,24 +775,7 @@ impl Trainer {
             let _guard = tch::no_grad_guard();
             evaluator.evaluate(&self.parts())?
         };
-        observer.on_eval(self.state.step, &metrics);
-        tracing::info!(
-            step = self.state.step,
-            "eval {}",
-            metrics.iter().map(|(k, v)| format!("{k}={v:.4}")).collect::<Vec<_>>().join(" ")
-        );
-        let mut fields = vec![("step", self.state.step as f64), ("epoch", self.state.epoch as f64)];
-        fields.extend(metrics.iter().map(|(k, v)| (k.as_str(), *v)));
-        if let Some(log) = &mut self.metrics_log {
-            let mut rec = record(&fields);
-            rec.insert("kind".into(), "eval".into());
-            log.write(&rec)?;
-        }
-        if let Some(ev) = &mut self.events {
-            for (k, v) in &metrics {
-                ev.scalar(&format!("eval/{k}"), self.state.step, *v)?;
-            }
-        }
+        observer.on_eval(&Evaluation { step: self.state.step, epoch: self.state.epoch, metrics: &metrics })?;
         self.last_metrics = metrics;
         Ok(())
     }
@@ -1005,18 +843,6 @@ fn build_model(
     Ok((vs, backbone, loss))
 }
 
-/// Whether `t` is one of the variables `loss` holds this rank's rows of only.
-fn is_sharded(loss: &dyn Loss, t: &Tensor) -> bool {
-    loss.sharded_variables().iter().any(|v| v.data_ptr() == t.data_ptr())
-}
-
-/// The names of the variables `loss` holds this rank's rows of only, sorted.
-fn sharded_names(vs: &nn::VarStore, loss: &dyn Loss) -> Vec<String> {
-    let mut sharded: Vec<String> = vs.variables().into_iter().filter(|(_, t)| is_sharded(loss, t)).map(|(k, _)| k).collect();
-    sharded.sort();
-    sharded
-}
-
 /// SGD or AdamW over the trainable variables, with the backbone's learning-rate multiplier.
 fn build_optimizer(config: &TrainConfig, vs: &nn::VarStore) -> Optimizer {
     let trainable: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
@@ -1030,42 +856,4 @@ fn build_optimizer(config: &TrainConfig, vs: &nn::VarStore) -> Optimizer {
     };
     optimizer.set_lr_mult("backbone.", o.backbone_lr_mult);
     optimizer
-}
-
-/// The ranks of a data-parallel run over `group`: the replicated parameters' gradient
-/// reducer (overlapped with the backward pass when configured) and the buffers rank 0 shares.
-fn replicas(
-    group: ProcessGroup,
-    config: &TrainConfig,
-    vs: &nn::VarStore,
-    loss: &dyn Loss,
-    sharded: &[String],
-    device: Device,
-) -> std::result::Result<Replicas, String> {
-    // The hooks see each backward pass's own gradients: with micro-batches they would average
-    // the last one's alone, so accumulation averages after the last backward.
-    let reducer = match config.parallel.overlap && config.optim.gradient_accumulation == 1 {
-        true => {
-            // In the order the model created them (the VarStore's), which the backward pass
-            // reverses.
-            let params: Vec<Tensor> = vs.trainable_variables().into_iter().filter(|t| !is_sharded(loss, t)).collect();
-            let reducer = GradReducer::new(&group, &params, BUCKET_BYTES, FIRST_BUCKET_BYTES)
-                .map_err(|e| format!("hooking the gradients for the overlapped all-reduce: {e}"))?;
-            tracing::debug!(buckets = reducer.buckets(), "gradients averaged during the backward pass");
-            Some(reducer)
-        }
-        false => None,
-    };
-    // Rank 0 shares the non-trainable variables (batch-norm statistics) after each step: all
-    // but those the loss keeps in step itself and the sharded ones. By name: every rank must
-    // broadcast them in the same order.
-    let synced: Vec<_> = loss.synced_state().iter().map(|t| t.data_ptr()).collect();
-    let mut buffers: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(k, t)| !t.requires_grad() && !synced.contains(&t.data_ptr()) && !sharded.contains(k))
-        .collect();
-    buffers.sort_by(|a, b| a.0.cmp(&b.0));
-    let buffers = buffers.into_iter().map(|(_, t)| t).collect();
-    Ok(Replicas::Many { dist: Distributed::new(group, device), buffers, reducer })
 }

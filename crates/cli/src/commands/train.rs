@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use facerec_experiment::run::{self, FinishedRun, RunReport, TrainOutcome, TrainRequest};
-use facerec_train::{Observer, StepStats};
+use facerec_train::{Observer, RunStart, StepStats};
 
 use crate::outcome::{Interrupted, EXIT_INTERRUPTED};
 use crate::progress::Bar;
@@ -172,12 +172,13 @@ impl Progress {
 }
 
 impl Observer for Progress {
-    fn on_start(&mut self, start: usize, total: usize) {
-        self.bar = Bar::new("train", total as u64, self.quiet);
-        self.bar.set_position(start as u64);
+    fn on_start(&mut self, start: &RunStart<'_>) -> facerec_train::Result<()> {
+        self.bar = Bar::new("train", start.total_steps as u64, self.quiet);
+        self.bar.set_position(start.start_step as u64);
+        Ok(())
     }
 
-    fn on_step(&mut self, s: &StepStats) {
+    fn on_step(&mut self, s: &StepStats) -> facerec_train::Result<()> {
         let loss = match self.smoothed {
             Some(prev) => 0.95 * prev + 0.05 * s.loss,
             None => s.loss,
@@ -185,5 +186,6 @@ impl Observer for Progress {
         self.smoothed = Some(loss);
         self.bar.inc(1);
         self.bar.set_message(&format!("train: loss {loss:.3} lr {:.0e}", s.lr));
+        Ok(())
     }
 }

@@ -75,10 +75,11 @@ every_steps = 1
 pub fn train(config: &Config, run: &Path, stop_at: Option<usize>, resume: bool) -> Result<Outcome> {
     struct StopAt(Option<usize>, Arc<std::sync::atomic::AtomicBool>);
     impl Observer for StopAt {
-        fn on_step(&mut self, s: &StepStats) {
+        fn on_step(&mut self, s: &StepStats) -> facerec_train::Result<()> {
             if Some(s.step) == self.0 {
                 self.1.store(true, std::sync::atomic::Ordering::SeqCst);
             }
+            Ok(())
         }
     }
     let data = config.open_train()?;

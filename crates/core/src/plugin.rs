@@ -3,7 +3,7 @@
 //!
 //! A [`Registry`] maps each name to the settings type it parses; the built-in backbones and
 //! losses are registered in it the same way a user's crate adds its own
-//! ([`crate::register_backbone`], `facerec_losses::register_loss`), so a plug from another
+//! (`facerec_model::register_backbone`, `facerec_losses::register_loss`), so a plug from another
 //! crate trains, saves and loads like a built-in one. A [`Choice`] is the parsed table: the
 //! name, the settings as written (with every default filled in) and the settings object behind
 //! a trait (`dyn BackboneSpec`, `dyn LossSpec`).
@@ -27,7 +27,7 @@ pub trait Plug: Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync 
 }
 
 /// Parses a table (without its `name`) into the settings object and its canonical table.
-type Parse<S> = fn(toml::Table) -> Result<(Arc<S>, toml::Table), String>;
+type Parse<S> = Arc<dyn Fn(toml::Table) -> Result<(Arc<S>, toml::Table), String> + Send + Sync>;
 
 /// The plugs of one kind (backbones, losses) by name.
 pub struct Registry<S: ?Sized + 'static> {
@@ -43,9 +43,11 @@ impl<S: ?Sized + 'static> Registry<S> {
         Registry { what, default, parsers: RwLock::new(BTreeMap::new()) }
     }
 
-    /// Adds (or replaces) the plug named `name`, parsed by `parse`.
-    pub fn add(&self, name: &'static str, parse: Parse<S>) {
-        self.parsers.write().unwrap_or_else(|e| e.into_inner()).insert(name, parse);
+    /// Adds (or replaces) the plug `P`, named `P::NAME`, given how to put a `P` behind the
+    /// registry's trait (`|p| Arc::new(p) as Arc<dyn BackboneSpec>`).
+    pub fn add<P: Plug>(&self, erase: fn(P) -> Arc<S>) {
+        let parse: Parse<S> = Arc::new(move |table| parse_plug(table, erase));
+        self.parsers.write().unwrap_or_else(|e| e.into_inner()).insert(P::NAME, parse);
     }
 
     /// The registered names, sorted.
@@ -63,7 +65,7 @@ impl<S: ?Sized + 'static> Registry<S> {
                 None => return Err(format!("missing field `name` (the {}: one of {})", self.what, self.listed())),
             },
         };
-        let parse = self.parsers.read().unwrap_or_else(|e| e.into_inner()).get(name.as_str()).copied();
+        let parse = self.parsers.read().unwrap_or_else(|e| e.into_inner()).get(name.as_str()).cloned();
         let parse = parse.ok_or_else(|| format!("unknown {} `{name}`, expected one of {}", self.what, self.listed()))?;
         let (spec, settings) = parse(table)?;
         Ok(Choice { name, settings, spec })
@@ -75,8 +77,8 @@ impl<S: ?Sized + 'static> Registry<S> {
 }
 
 /// Parses a table into `P` and checks it: the [`Parse`] of a plug, given how to put a `P`
-/// behind the registry's trait (`|p| Arc::new(p) as Arc<dyn BackboneSpec>`).
-pub fn parse_plug<P: Plug, S: ?Sized>(table: toml::Table, erase: fn(P) -> Arc<S>) -> Result<(Arc<S>, toml::Table), String> {
+/// behind the registry's trait.
+fn parse_plug<P: Plug, S: ?Sized>(table: toml::Table, erase: fn(P) -> Arc<S>) -> Result<(Arc<S>, toml::Table), String> {
     let plug: P = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
         // toml puts the key after the message ("...\nin `lambda`"): put it first.
         let (text, message) = (e.to_string(), e.message().to_owned());
