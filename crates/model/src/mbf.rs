@@ -34,7 +34,7 @@ use crate::backbone::{check_input, conv_flops, Backbone, BackboneSpec};
 use crate::error::{ModelError, Result};
 use crate::graph::{GraphBuilder, Value};
 use crate::layers::{BatchNorm, Linear};
-use crate::mobilefacenet::{ConvBnAct, ConvShape, Names};
+use crate::mobilefacenet::{Bottleneck, ConvBnAct, ConvShape, Names};
 use crate::plugin::Plug;
 
 const BN_EPS: f64 = 1e-5;
@@ -127,41 +127,15 @@ fn block(p: &nn::Path, channels: [i64; 2], k: i64, stride: i64, groups: i64, lin
 }
 
 /// arcface_torch's `DepthWise`: 1x1 to the expansion `e`, k x k in `e` groups with the
-/// stride, 1x1 linear out; plus the input when `residual`.
-#[derive(Debug)]
-struct DepthWise {
-    expand: ConvBnAct,
-    depthwise: ConvBnAct,
-    project: ConvBnAct,
-    residual: bool,
-}
-
-impl DepthWise {
-    fn new(p: nn::Path, [cin, cout]: [i64; 2], e: i64, stride: i64, residual: bool) -> Self {
-        let layers = &p / "layers";
-        DepthWise {
-            expand: block(&(&layers / 0), [cin, e], 1, 1, 1, false),
-            depthwise: block(&(&layers / 1), [e, e], 3, stride, e, false),
-            project: block(&(&layers / 2), [e, cout], 1, 1, 1, true),
-            residual,
-        }
-    }
-
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.expand.forward(x, train)?;
-        let y = self.project.forward(&self.depthwise.forward(&y, train)?, train)?;
-        Ok(if self.residual { y.f_add(x)? } else { y })
-    }
-
-    fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
-        let y = self.expand.describe(g, x)?;
-        let y = self.depthwise.describe(g, y)?;
-        let y = self.project.describe(g, y)?;
-        if self.residual {
-            g.add(y, x)
-        } else {
-            Ok(y)
-        }
+/// stride, 1x1 linear out; plus the input when `residual`. MobileFaceNet's inverted residual
+/// computes it; only the names and the residual rule are arcface_torch's.
+fn depth_wise(p: nn::Path, [cin, cout]: [i64; 2], e: i64, stride: i64, residual: bool) -> Bottleneck {
+    let layers = &p / "layers";
+    Bottleneck {
+        expand: block(&(&layers / 0), [cin, e], 1, 1, 1, false),
+        depthwise: block(&(&layers / 1), [e, e], 3, stride, e, false),
+        project: block(&(&layers / 2), [e, cout], 1, 1, 1, true),
+        residual,
     }
 }
 
@@ -169,14 +143,14 @@ impl DepthWise {
 #[derive(Debug)]
 enum Stage {
     Conv(ConvBnAct),
-    Blocks(Vec<DepthWise>),
+    Blocks(Vec<Bottleneck>),
 }
 
 impl Stage {
     /// arcface_torch's `Residual`: `n` residual depthwise blocks under `p.layers.<i>`.
     fn residual(p: nn::Path, c: i64, n: usize, e: i64) -> Self {
         let layers = &p / "layers";
-        Stage::Blocks((0..n).map(|i| DepthWise::new(&layers / i, [c, c], e, 1, true)).collect())
+        Stage::Blocks((0..n).map(|i| depth_wise(&layers / i, [c, c], e, 1, true)).collect())
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -217,7 +191,7 @@ impl Mbf {
         });
         for (i, (cin, cout, e, stage)) in stages(config.scale).into_iter().enumerate() {
             let at = layers.len();
-            layers.push(Stage::Blocks(vec![DepthWise::new(&layers_p / at, [cin, cout], e, 2, false)]));
+            layers.push(Stage::Blocks(vec![depth_wise(&layers_p / at, [cin, cout], e, 2, false)]));
             layers.push(Stage::residual(&layers_p / (at + 1), cout, config.blocks[stage], RESIDUAL_GROUPS[i + 1]));
         }
         let features = p / "features" / "layers";

@@ -181,12 +181,13 @@ fn conv(channels: [i64; 2], k: i64, stride: i64, depthwise: bool) -> ConvShape {
 }
 
 /// Inverted residual: expand, depthwise, project (linear), and the shortcut when shapes allow.
+/// arcface_torch's `DepthWise` block of `mbf` is the same computation under other names.
 #[derive(Debug)]
-struct Bottleneck {
-    expand: ConvBnAct,
-    depthwise: ConvBnAct,
-    project: ConvBnAct,
-    residual: bool,
+pub(crate) struct Bottleneck {
+    pub(crate) expand: ConvBnAct,
+    pub(crate) depthwise: ConvBnAct,
+    pub(crate) project: ConvBnAct,
+    pub(crate) residual: bool,
 }
 
 impl Bottleneck {
@@ -201,13 +202,13 @@ impl Bottleneck {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.expand.forward(x, train)?;
         let y = self.project.forward(&self.depthwise.forward(&y, train)?, train)?;
         Ok(if self.residual { y.f_add(x)? } else { y })
     }
 
-    fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
+    pub(crate) fn describe(&self, g: &mut GraphBuilder, x: Value) -> Result<Value> {
         let y = self.expand.describe(g, x)?;
         let y = self.depthwise.describe(g, y)?;
         let y = self.project.describe(g, y)?;
