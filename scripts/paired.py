@@ -3,12 +3,14 @@
 
   scripts/paired.py --a runs/x/softmax_seed{1,2,3} --b runs/x/center_seed{1,2,3} [--base DIR]
 
-Reads each run's lfw_report.json (written by `facerec train` or `facerec eval --out`) and
-prints, for LFW accuracy, AUC, TAR at FAR 1e-3 and rank-1: the mean and (sample) std of each
-set over its runs, the per-seed differences B - A in the given order, and a paired t-test
-(two-sided, n - 1 degrees of freedom; the p-value from the t distribution's CDF by numerical
-integration, no SciPy needed). With --base, the single run DIR (e.g. the model before
-fine-tuning) is printed as a row of its own.
+Reads each run's lfw_report.json (written by `facerec train` or `facerec eval --out`; a run is
+its directory or the report file itself, e.g. a copy kept under docs/runs/) and prints, for LFW
+accuracy, AUC, TAR at FAR 1e-3 and rank-1, and where every report has the open-set protocol its
+TAR at FAR 1e-3, 1e-4 and 1e-5, DIR at FAR 1 % and rank-1: the mean and (sample) std of each set
+over its runs, the per-seed differences B - A in the given order, and a paired t-test (two-sided,
+n - 1 degrees of freedom; the p-value from the t distribution's CDF by numerical integration, no
+SciPy needed). With --base, the single run DIR (e.g. the model before fine-tuning) is printed as
+a row of its own.
 """
 import argparse
 import json
@@ -16,19 +18,29 @@ import math
 import os
 
 
+def at(points, far, key):
+    return next((100 * t[key] for t in points if abs(t["far"] - far) < 1e-12 * far), float("nan"))
+
+
 def metrics(run):
-    with open(os.path.join(run, "lfw_report.json")) as f:
+    with open(run if os.path.isfile(run) else os.path.join(run, "lfw_report.json")) as f:
         r = json.load(f)
     v = r["verification"]
-    tar = next((t["tar"] for t in v["tar_at_far"] if abs(t["far"] - 1e-3) < 1e-12), float("nan"))
     ident = r.get("identification") or {}
-    return {
+    m = {
         "acc": 100 * v["accuracy_mean"],
         "fold_std": 100 * v["accuracy_std"],
         "auc": 100 * v["auc"],
-        "tar1e-3": 100 * tar,
+        "tar1e-3": at(v["tar_at_far"], 1e-3, "tar"),
         "rank1": 100 * ident.get("rank1", float("nan")),
     }
+    if r.get("open_set"):
+        ov, oi = r["open_set"]["verification"], r["open_set"]["identification"]
+        for far in (1e-3, 1e-4, 1e-5):
+            m[f"open_tar{far:.0e}"] = at(ov["tar_at_far"], far, "rate")
+        m["open_dir1%"] = at(oi["dir_at_far"], 0.01, "rate")
+        m["open_rank1"] = 100 * oi["rank1"]
+    return m
 
 
 def t_pvalue(t, df):
@@ -59,7 +71,7 @@ def main():
     if len(a.a) != len(a.b):
         raise SystemExit(f"--a has {len(a.a)} runs and --b {len(a.b)}: a paired test needs the same seeds in both")
     ma, mb = [metrics(r) for r in a.a], [metrics(r) for r in a.b]
-    keys = ["acc", "auc", "tar1e-3", "rank1"]
+    keys = [k for k in ma[0] if k != "fold_std" and all(k in m for m in ma + mb)]
     print("| run | " + " | ".join(keys) + " |")
     print("| --- | " + " | ".join("---" for _ in keys) + " |")
     if a.base:

@@ -35,7 +35,8 @@ lr = 0.1
 batch_size = 2
 backbone_lr_mult = 0.1
 [schedule]
-epochs = 1
+epochs = 2
+freeze_backbone = 1
 [eval.lfw]
 images = "i"
 landmarks = "m"

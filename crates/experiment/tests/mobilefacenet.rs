@@ -1,6 +1,7 @@
 //! MobileFaceNet trained on real LFW faces (48 images of 8 people): its BatchNorm statistics
 //! survive a stop and resume exactly, and `[model] init` starts it from the published
-//! checkpoint (imported), with `optim.backbone_lr_mult = 0` keeping those weights.
+//! checkpoint (imported), with `optim.backbone_lr_mult = 0` keeping those weights; a
+//! `schedule.freeze_backbone` phase trains the head alone, then everything.
 
 use std::path::{Path, PathBuf};
 
@@ -41,9 +42,6 @@ fn batchnorm_statistics_resume_exactly() -> Result {
     assert_eq!(train(&cfg, &full, None, false)?, Outcome::Finished);
     assert_eq!(train(&cfg, &part, Some(5), false)?, Outcome::Interrupted);
     assert_eq!(train(&cfg, &part, None, true)?, Outcome::Finished);
-    let losses = |run: &Path| -> Result<Vec<f64>> {
-        Ok(read_records(&run.join("steps.jsonl"))?.iter().map(|r| r["loss"].as_f64().unwrap_or(f64::NAN)).collect())
-    };
     assert_eq!(losses(&full)?.len(), 8);
     assert_eq!(losses(&full)?, losses(&part)?, "resumed losses differ");
     let (a, b) = (model(&full)?, model(&part)?);
@@ -112,3 +110,59 @@ fn init_from_another_architecture_lists_what_does_not_fit() -> Result {
     Ok(())
 }
 
+
+fn checkpoint(run: &Path, step: usize) -> Result<Vec<(String, Tensor)>> {
+    Ok(facerec_model::weights::load(&facerec_train::checkpoint::path(run, step))?.0)
+}
+
+fn losses(run: &Path) -> Result<Vec<f64>> {
+    Ok(read_records(&run.join("steps.jsonl"))?.iter().map(|r| r["loss"].as_f64().unwrap_or(f64::NAN)).collect())
+}
+
+#[test]
+fn a_frozen_backbone_phase_trains_the_head_alone_then_everything_and_resumes_across_its_end() -> Result {
+    let _turn = turn();
+    let dir = tempfile::tempdir()?;
+    let with = |freeze: usize, mult: f64| -> Result<Config> {
+        let mut cfg = config(dir.path(), "")?;
+        (cfg.schedule.freeze_backbone, cfg.optim.backbone_lr_mult) = (freeze, mult);
+        Ok(cfg)
+    };
+    // Its 4 frozen steps are 4 steps at a zero backbone rate, bit for bit (the head's gradient
+    // does not depend on whether the backbone's is computed), but build no backbone momentum.
+    let (frozen, zero, whole) = (dir.path().join("frozen"), dir.path().join("zero"), dir.path().join("whole"));
+    assert_eq!(train(&with(4, 1.0)?, &frozen, Some(4), false)?, Outcome::Interrupted);
+    assert_eq!(train(&with(0, 0.0)?, &zero, Some(4), false)?, Outcome::Interrupted);
+    assert_eq!(losses(&frozen)?, losses(&zero)?);
+    let (f4, z4) = (checkpoint(&frozen, 4)?, checkpoint(&zero, 4)?);
+    let weights_only = |t: &[(String, Tensor)]| -> Vec<(String, Tensor)> {
+        t.iter().filter(|(n, _)| !n.starts_with("momentum.")).map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+    };
+    let (fm, zm) = (weights_only(&f4), weights_only(&z4));
+    assert_eq!(fm.len(), zm.len());
+    for ((nf, tf), (nz, tz)) in fm.iter().zip(&zm) {
+        assert_eq!(nf, nz);
+        assert!(tf.equal(tz), "{nf}: the frozen phase differs from a zero backbone rate");
+    }
+    assert!(f4.iter().any(|(n, _)| n.starts_with("momentum.head.")), "the head has no momentum");
+    assert!(!f4.iter().any(|(n, _)| n.starts_with("momentum.backbone.")), "a frozen backbone built momentum");
+    assert!(z4.iter().any(|(n, _)| n.starts_with("momentum.backbone.")));
+    // Unmoved from step 2 to 4, its BatchNorm statistics following the data; moving after.
+    let f2 = checkpoint(&frozen, 2)?;
+    let (w, bn) = ("backbone.blocks.0.conv.0.weight", "backbone.blocks.3.conv.4.running_mean");
+    assert!(get(&f2, w)?.equal(get(&f4, w)?), "{w} moved while frozen");
+    assert!(!get(&f2, bn)?.equal(get(&f4, bn)?), "{bn} stood still while frozen");
+    assert!(get(&f2, "head.fc.weight")?.ne_tensor(get(&f4, "head.fc.weight")?).any().int64_value(&[]) == 1, "the head did not train");
+    // Resumed at the phase's end, it finishes as a run never stopped does.
+    assert_eq!(train(&with(4, 1.0)?, &frozen, None, true)?, Outcome::Finished);
+    assert_eq!(train(&with(4, 1.0)?, &whole, None, false)?, Outcome::Finished);
+    assert_eq!(losses(&frozen)?.len(), 8);
+    assert_eq!(losses(&frozen)?, losses(&whole)?, "resumed losses differ");
+    let (a, b) = (model(&frozen)?, model(&whole)?);
+    for ((na, ta), (_, tb)) in a.iter().zip(&b) {
+        assert!(ta.equal(tb), "{na} differs after resume");
+    }
+    let f8 = checkpoint(&frozen, 8)?;
+    assert!(!get(&f4, w)?.equal(get(&f8, w)?), "{w} never thawed");
+    Ok(())
+}

@@ -254,6 +254,7 @@ fn config_errors_name_the_file_and_key() -> Result {
         (text.replace("name = \"lenet_pp\"", "name = \"lenet\""), "lenet"),
         (text.replace("milestones = [1]", "milestones = [1, 1]"), "milestones must increase"),
         (text.replace("epochs = 2", "epochs = 2\nsteps = 3"), "not both"),
+        (text.replace("epochs = 2", "epochs = 2\nfreeze_backbone = 2"), "schedule.freeze_backbone (2) must be shorter than the run (2)"),
     ];
     for (bad, expected) in cases {
         let err = Config::parse(&bad, Path::new("configs/x.toml"), &[]).unwrap_err().to_string();

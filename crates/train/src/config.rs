@@ -179,6 +179,16 @@ pub struct ScheduleConfig {
     /// The polynomial's power (arcface_torch: 1, a straight line to zero); unset: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power: Option<f64>,
+    /// The first `freeze_backbone` epochs (steps, with `steps`) train all but the backbone:
+    /// its forward pass runs without gradients and its weights, momentum and weight decay stay
+    /// as they are (its BatchNorm statistics still follow the data); then everything trains,
+    /// the backbone at `optim.backbone_lr_mult`. 0: no such phase.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub freeze_backbone: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// `[schedule] kind`.
@@ -351,6 +361,12 @@ impl ScheduleConfig {
             (None, None) => return Err("schedule needs epochs or steps".into()),
             _ => {}
         }
+        if let Some(length) = self.epochs.or(self.steps).filter(|n| self.freeze_backbone >= *n) {
+            return Err(format!(
+                "schedule.freeze_backbone ({}) must be shorter than the run ({length}): a backbone frozen throughout is optim.backbone_lr_mult = 0",
+                self.freeze_backbone
+            ));
+        }
         if self.milestones.windows(2).any(|w| w[0] >= w[1]) {
             return Err(format!("schedule.milestones must increase, got {:?}", self.milestones));
         }
@@ -368,6 +384,11 @@ impl ScheduleConfig {
             (ScheduleKind::Polynomial, _) | (_, None) => Ok(()),
             (kind, Some(_)) => Err(format!("schedule.power is the polynomial schedule's, not {}'s", kind.name())),
         }
+    }
+
+    /// The steps of the frozen-backbone phase in a run whose epochs have `per_epoch` steps.
+    pub fn frozen_steps(&self, per_epoch: usize) -> usize {
+        self.freeze_backbone * if self.epochs.is_some() { per_epoch } else { 1 }
     }
 
     /// The schedule of a run of `total` steps whose epochs have `per_epoch` steps, from `base`.

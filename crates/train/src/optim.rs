@@ -54,6 +54,8 @@ struct Param {
     decay: bool,
     /// The learning rate of this parameter over the base rate.
     lr_mult: f64,
+    /// Skipped by the step altogether: no move, no decay, no momentum (a frozen phase).
+    frozen: bool,
 }
 
 /// The parameters an optimiser moves, sorted by name, and what every optimiser does with their
@@ -67,7 +69,7 @@ impl Params {
         Params(
             named
                 .into_iter()
-                .map(|(name, tensor)| Param { decay: decay == Decay::All || tensor.dim() >= 2, lr_mult: 1.0, name, tensor })
+                .map(|(name, tensor)| Param { decay: decay == Decay::All || tensor.dim() >= 2, lr_mult: 1.0, frozen: false, name, tensor })
                 .collect(),
         )
     }
@@ -141,6 +143,18 @@ impl Optimizer {
         let mut n = 0;
         for p in self.params.0.iter_mut().filter(|p| p.name.starts_with(prefix)) {
             p.lr_mult = mult;
+            n += 1;
+        }
+        n
+    }
+
+    /// Freezes (or thaws) the parameters whose names start with `prefix`: a frozen parameter is
+    /// skipped by the step as if it had no gradient (unlike a zero `lr_mult`, under which its
+    /// momentum and moments still build). Returns how many parameters it names.
+    pub fn freeze(&mut self, prefix: &str, frozen: bool) -> usize {
+        let mut n = 0;
+        for p in self.params.0.iter_mut().filter(|p| p.name.starts_with(prefix)) {
+            p.frozen = frozen;
             n += 1;
         }
         n
@@ -277,7 +291,7 @@ fn sgd_step(params: &mut Params, state: &mut SgdState, momentum: f64, weight_dec
     let (wd, neg_lr) = (Tensor::f_scalar_tensor(weight_decay, opts)?, Tensor::f_scalar_tensor(-lr, opts)?);
     for (p, buf) in params.0.iter_mut().zip(&mut state.momentum) {
         let mut g = p.tensor.grad();
-        if !g.defined() {
+        if p.frozen || !g.defined() {
             continue;
         }
         if p.decay && weight_decay != 0.0 {
@@ -308,7 +322,7 @@ fn sgd_step(params: &mut Params, state: &mut SgdState, momentum: f64, weight_dec
 fn adamw_step(params: &mut Params, state: &mut AdamState, (b1, b2): (f64, f64), eps: f64, weight_decay: f64, lr: f64) -> Result<()> {
     for (i, p) in params.0.iter_mut().enumerate() {
         let g = p.tensor.grad();
-        if !g.defined() {
+        if p.frozen || !g.defined() {
             continue;
         }
         let lr = lr * p.lr_mult;
@@ -418,5 +432,37 @@ mod tests {
         assert!((f64::try_from(&head).unwrap() + 0.5).abs() < 1e-12);
         assert!((f64::try_from(&back).unwrap() - 0.85).abs() < 1e-12);
         assert_eq!(f64::try_from(&frozen).unwrap(), 1.0);
+    }
+
+    #[test]
+    fn a_frozen_parameter_keeps_its_weight_and_builds_no_state_then_thaws_as_new() {
+        // grad 2, momentum 0.9, decay 0.1, lr 0.5, for SGD and AdamW alike: while frozen, the
+        // backbone bias neither moves nor gets a momentum buffer (a zero lr_mult would build
+        // one); thawed, its first step is a first step.
+        for adam in [false, true] {
+            let head = Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
+            let back = Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
+            let named = vec![("head.w".into(), head.shallow_clone()), ("backbone.w".into(), back.shallow_clone())];
+            let mut opt = match adam {
+                false => Optimizer::sgd(named, 0.9, 0.1, Decay::All),
+                true => Optimizer::adamw(named, (0.9, 0.999), 1e-8, 0.1, Decay::All),
+            };
+            assert_eq!(opt.freeze("backbone.", true), 1);
+            for _ in 0..3 {
+                opt.zero_grad().unwrap();
+                ((&head + &back) * 2.0).sum(Kind::Double).backward();
+                opt.step(0.5).unwrap();
+            }
+            assert_eq!(f64::try_from(&back).unwrap(), 1.0, "adam {adam}: a frozen weight moved");
+            assert_ne!(f64::try_from(&head).unwrap(), 1.0, "adam {adam}: the head did not move");
+            assert!(opt.state().iter().all(|(k, _)| !k.contains("backbone")), "adam {adam}: state for a frozen parameter");
+            opt.freeze("backbone.", false);
+            opt.zero_grad().unwrap();
+            ((&head + &back) * 2.0).sum(Kind::Double).backward();
+            opt.step(0.5).unwrap();
+            // A first step: SGD p - lr * (g + wd p) = 1 - 0.5 * 2.1; AdamW (1 - lr wd) p - lr * sign(g).
+            let want = if adam { 1.0 - 0.05 - 0.5 } else { 1.0 - 0.5 * 2.1 };
+            assert!((f64::try_from(&back).unwrap() - want).abs() < 1e-6, "adam {adam}: {}", f64::try_from(&back).unwrap());
+        }
     }
 }

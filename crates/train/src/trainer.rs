@@ -126,6 +126,8 @@ pub struct Trainer {
     stop_agreed: bool,
     /// The identities the classifier separates.
     num_classes: i64,
+    /// The steps before this one train all but the backbone (`schedule.freeze_backbone`).
+    frozen_steps: usize,
 }
 
 impl Trainer {
@@ -173,6 +175,13 @@ impl Trainer {
             tracing::info!(rank, world, "classifier sharded by class: this rank holds classes {}..{} of {num_classes}", shard.start, shard.end);
         }
         let optimizer = build_optimizer(&config, &vs);
+        // Every built-in loss has a classifier; a plugged-in one may have nothing of its own.
+        if config.schedule.freeze_backbone > 0 && optimizer.params().all(|(name, _)| name.starts_with("backbone.")) {
+            return Err(config_err(format!(
+                "schedule.freeze_backbone: the loss {} has no parameters of its own, so nothing would train while the backbone is frozen",
+                config.loss.name()
+            )));
+        }
         let parallel = match group {
             Some(group) => Parallel::ranks(group, &config, shard, &vs, loss.as_ref(), device).map_err(config_err)?,
             None => Parallel::alone(shard, &vs, loss.as_ref()),
@@ -192,6 +201,7 @@ impl Trainer {
             parallel,
             stop_agreed: false,
             num_classes,
+            frozen_steps: 0,
         })
     }
 
@@ -456,6 +466,7 @@ impl Trainer {
             });
         }
         let (per_epoch, total, schedule) = self.plan(source.len())?;
+        self.frozen_steps = self.config.schedule.frozen_steps(per_epoch);
         let world = self.parallel.replicas.world();
         let rank_batch = self.config.optim.batch_size / world;
         let loader = LoaderConfig {
@@ -591,12 +602,14 @@ impl Trainer {
         let labels = batch.labels.f_to_device(self.device)?;
         let (lr, step) = (schedule.lr_at(self.state.step), self.state.step + 1);
         let k = self.config.optim.gradient_accumulation;
+        let frozen = self.state.step < self.frozen_steps;
+        self.optimizer.freeze("backbone.", frozen);
         self.optimizer.zero_grad()?;
         self.parallel.replicas.before_backward(step)?;
         let micro = (labels.size()[0] / k as i64).max(1);
         let (mut features, mut numbers) = (Vec::with_capacity(k), Vec::with_capacity(k));
         for (images, labels) in images.f_split(micro, 0)?.iter().zip(labels.f_split(micro, 0)?.iter()) {
-            let f = self.forward(images)?; // [micro-batch, feature_dim]
+            let f = self.forward(images, frozen)?; // [micro-batch, feature_dim]
             let out = self.loss.forward_ranks(&f, labels, &self.parallel.replicas.for_loss(step))?;
             numbers.push(self.step_numbers(&out, labels, step)?);
             match k {
@@ -632,8 +645,10 @@ impl Trainer {
     }
 
     /// The backbone's forward pass in training mode: in float32, or under bf16 autocast with the
-    /// features cast back to float32 for the loss.
-    fn forward(&self, images: &Tensor) -> Result<Tensor> {
+    /// features cast back to float32 for the loss; without gradients while `frozen` (its
+    /// BatchNorm statistics still follow the data).
+    fn forward(&self, images: &Tensor, frozen: bool) -> Result<Tensor> {
+        let _frozen = frozen.then(tch::no_grad_guard);
         Ok(match self.config.precision {
             Precision::Fp32 => self.backbone.forward_t(images, true)?,
             Precision::Bf16 => facerec_ops::autocast::bf16(self.device, || self.backbone.forward_t(images, true))??.f_to_kind(Kind::Float)?,
