@@ -86,9 +86,14 @@ def main():
         d = [y[k] - x[k] for x, y in zip(ma, mb)]
         m, s = mean_std(d)
         n = len(d)
-        t = m / (s / math.sqrt(n)) if n > 1 and s > 0 else (0.0 if m == 0 else math.copysign(math.inf, m))
+        per_seed = f"{k}: B - A per seed {', '.join(f'{x:+.2f}' for x in d)}; mean {m:+.2f}"
+        if n > 1 and s <= 1e-9 * max(1.0, abs(m)):
+            # Equal differences (to rounding): t is infinite or undefined, no test to report.
+            print(f"{per_seed}; the differences are equal, no t-test")
+            continue
+        t = m / (s / math.sqrt(n)) if n > 1 else float("nan")
         p = t_pvalue(t, n - 1) if n > 1 else float("nan")
-        print(f"{k}: B - A per seed {', '.join(f'{x:+.2f}' for x in d)}; mean {m:+.2f}, paired t = {t:.2f} ({n - 1} df), p = {p:.3f}")
+        print(f"{per_seed}, paired t = {t:.2f} ({n - 1} df), p = {p:.3f}")
 
 
 if __name__ == "__main__":

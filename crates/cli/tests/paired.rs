@@ -70,6 +70,8 @@ fn paired_t_tests_are_scipys_on_every_measure_the_reports_share() -> Result {
         let got = text.lines().find(|l| l.starts_with(&format!("{key}:"))).ok_or(format!("no {key} line in {text}"))?;
         assert!(got.contains(&format!("paired t = {t} (2 df), p = {p}")), "{key}: SciPy says t = {t}, p = {p}; paired.py: {got}");
     }
+    // AUC is the template's in every report: equal differences get no t statistic.
+    assert!(text.contains("auc: B - A per seed +0.00, +0.00, +0.00; mean +0.00; the differences are equal, no t-test"), "{text}");
     // Measures every report shares, the open set's included; a missing report is an error.
     assert!(text.contains("| open_tar1e-03 | open_tar1e-04 | open_tar1e-05 | open_dir1% | open_rank1 |"), "{text}");
     let out = Command::new(python()).args([&args[0], "--a", "nowhere", "--b", &args[5]]).output()?;
