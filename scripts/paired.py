@@ -76,7 +76,7 @@ def main():
     print("| --- | " + " | ".join("---" for _ in keys) + " |")
     if a.base:
         mbase = metrics(a.base)
-        print(f"| {a.base} | " + " | ".join(f"{mbase[k]:.2f}" for k in keys) + " |")
+        print(f"| {a.base} | " + " | ".join(f"{mbase.get(k, math.nan):.2f}" for k in keys) + " |")
     for name, ms in (("A", ma), ("B", mb)):
         for run, m in zip(a.a if name == "A" else a.b, ms):
             print(f"| {run} | " + " | ".join(f"{m[k]:.2f}" + (f" ± {m['fold_std']:.2f}" if k == "acc" else "") for k in keys) + " |")

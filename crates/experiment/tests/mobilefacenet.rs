@@ -110,7 +110,6 @@ fn init_from_another_architecture_lists_what_does_not_fit() -> Result {
     Ok(())
 }
 
-
 fn checkpoint(run: &Path, step: usize) -> Result<Vec<(String, Tensor)>> {
     Ok(facerec_model::weights::load(&facerec_train::checkpoint::path(run, step))?.0)
 }

@@ -140,21 +140,21 @@ impl Optimizer {
     /// Moves the parameters whose name starts with `prefix` at `mult` times the base rate;
     /// returns how many there are.
     pub fn set_lr_mult(&mut self, prefix: &str, mult: f64) -> usize {
-        let mut n = 0;
-        for p in self.params.0.iter_mut().filter(|p| p.name.starts_with(prefix)) {
-            p.lr_mult = mult;
-            n += 1;
-        }
-        n
+        self.each_named(prefix, |p| p.lr_mult = mult)
     }
 
     /// Freezes (or thaws) the parameters whose names start with `prefix`: a frozen parameter is
     /// skipped by the step as if it had no gradient (unlike a zero `lr_mult`, under which its
     /// momentum and moments still build). Returns how many parameters it names.
     pub fn freeze(&mut self, prefix: &str, frozen: bool) -> usize {
+        self.each_named(prefix, |p| p.frozen = frozen)
+    }
+
+    /// Applies `set` to the parameters whose names start with `prefix`; returns how many.
+    fn each_named(&mut self, prefix: &str, mut set: impl FnMut(&mut Param)) -> usize {
         let mut n = 0;
         for p in self.params.0.iter_mut().filter(|p| p.name.starts_with(prefix)) {
-            p.frozen = frozen;
+            set(p);
             n += 1;
         }
         n
