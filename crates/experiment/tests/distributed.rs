@@ -558,6 +558,62 @@ fn overlapped_averaging_trains_the_same_model_as_averaging_after_backward() -> R
     Ok(())
 }
 
+/// `schedule.freeze_backbone` on 2 ranks (3 of the 6 steps frozen): while frozen the backbone
+/// has no gradient at all, so the overlapped averaging's hooks never fire for it; the run must
+/// neither hang nor differ from averaging after backward (bit for bit) or from one process
+/// (the tolerances above), keep the backbone at its initial weights without momentum through the
+/// phase, and thaw it after.
+#[test]
+fn a_frozen_backbone_phase_trains_alike_on_two_ranks_with_and_without_overlap() -> Result {
+    const TEST: &str = "a_frozen_backbone_phase_trains_alike_on_two_ranks_with_and_without_overlap";
+    if child_rank(TEST)? {
+        return Ok(());
+    }
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir()?;
+    let one = tmp.path().join("one");
+    let one_state = state(&train_config(config_with(CENTER, &["schedule.freeze_backbone=3"])?, &one, None, false)?);
+    let mut finals = Vec::new();
+    for overlap in [true, false] {
+        let (run, out) = (tmp.path().join(format!("run_{overlap}")), tmp.path().join(format!("out_{overlap}")));
+        std::fs::create_dir_all(&out)?;
+        let sets = format!("schedule.freeze_backbone=3 parallel.overlap={overlap}");
+        ranks(TEST, 2, &[("RUN_DIR", run.as_os_str()), ("OUT", out.as_os_str()), ("SETS", sets.as_ref())])?;
+        let (r0, r1) = (load(&out.join("rank0.safetensors"))?, load(&out.join("rank1.safetensors"))?);
+        assert_ranks_agree(&r0, &r1, &format!("frozen phase, overlap = {overlap}"));
+        // Through the phase the backbone is the initial one (as in the one-process run, seeded
+        // alike) and has no momentum; after it, it trains.
+        let (mid, mid_one) = (checkpoint_state(&checkpoint::path(&run, 3))?, checkpoint_state(&checkpoint::path(&one, 3))?);
+        let backbone = |s: &[(String, Tensor)]| -> Vec<(String, Tensor)> {
+            s.iter().filter(|(n, _)| n.starts_with("backbone.")).map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
+        };
+        let (b_mid, b_one, b_end) = (backbone(&mid), backbone(&mid_one), backbone(&r0));
+        assert!(!b_mid.is_empty() && b_mid.len() == b_one.len());
+        for ((name, a), (_, b)) in b_mid.iter().zip(&b_one) {
+            assert!(a.equal(b), "overlap = {overlap}: {name} moved during the frozen phase");
+        }
+        assert!(!mid.iter().any(|(n, _)| n.starts_with("momentum.backbone.")), "overlap = {overlap}: a frozen backbone built momentum");
+        assert!(b_mid.iter().zip(&b_end).any(|((_, a), (_, b))| !a.equal(b)), "overlap = {overlap}: the backbone never thawed");
+        finals.push((r0, losses(&run)?));
+    }
+    let ((on, on_losses), (off, off_losses)) = (&finals[0], &finals[1]);
+    assert_eq!(on_losses, off_losses, "the logged losses differ between overlap on and off");
+    assert_eq!(on.len(), off.len());
+    for ((name, a), (_, b)) in on.iter().zip(off) {
+        assert!(a.equal(b), "{name} differs between overlap on and off");
+    }
+    let l1 = losses(&one)?;
+    assert_eq!(l1.len(), 6);
+    let worst_loss = l1.iter().zip(on_losses).map(|(a, b)| (a.1 - b.1).abs()).fold(0.0, f64::max);
+    let (worst_weight, which) = max_diff(&one_state, on, false)?;
+    let (worst_momentum, which_m) = max_diff(&one_state, on, true)?;
+    println!("frozen 3 of 6 steps, 1 x 64 vs 2 x 32: losses {worst_loss:.1e}, variables {worst_weight:.1e} ({which}), momentum {worst_momentum:.1e} ({which_m})");
+    assert!(worst_loss < LOSS_TOL, "losses differ by {worst_loss:e}");
+    assert!(worst_weight < WEIGHT_TOL, "{which} differs by {worst_weight:e}");
+    assert!(worst_momentum < MOMENTUM_TOL, "{which_m} differs by {worst_momentum:e}");
+    Ok(())
+}
+
 /// A checkpoint's classifier and center table have one row per class: resuming on data of
 /// another class count is refused, saying so, sharded or not.
 #[test]
