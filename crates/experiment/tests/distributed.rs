@@ -113,14 +113,23 @@ fn losses(run_dir: &Path) -> Result<Vec<(u64, f64)>> {
         .collect())
 }
 
-/// The final states of rank 0 and rank 1 (`what` names the run in messages) hold the same
-/// names and bit-identical tensors.
-fn assert_ranks_agree(r0: &[(String, Tensor)], r1: &[(String, Tensor)], what: &str) {
-    assert_eq!(r0.len(), r1.len(), "{what}: the ranks hold different numbers of tensors");
-    for ((na, ta), (nb, tb)) in r0.iter().zip(r1) {
+/// Two states (`what` names them in messages) hold the same names and bit-identical tensors.
+fn assert_same(a: &[(String, Tensor)], b: &[(String, Tensor)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: different numbers of tensors");
+    for ((na, ta), (nb, tb)) in a.iter().zip(b) {
         assert_eq!(na, nb, "{what}");
-        assert!(ta.equal(tb), "{what}: {na} differs between rank 0 and rank 1");
+        assert!(ta.equal(tb), "{what}: {na} differs");
     }
+}
+
+/// The final states of rank 0 and rank 1 (`what` names the run in messages) agree bit for bit.
+fn assert_ranks_agree(r0: &[(String, Tensor)], r1: &[(String, Tensor)], what: &str) {
+    assert_same(r0, r1, &format!("{what}, rank 0 against rank 1"));
+}
+
+/// The largest difference between two runs' logged losses, step by step.
+fn worst_loss_diff(a: &[(u64, f64)], b: &[(u64, f64)]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x.1 - y.1).abs()).fold(0.0, f64::max)
 }
 
 /// Largest absolute difference between same-named tensors whose name does (`momentum`) or
@@ -261,7 +270,7 @@ fn two_ranks_reproduce_one_rank_and_checkpoints_resume_across_world_sizes() -> R
     let (l1, l2) = (losses(&one)?, losses(&two)?);
     assert_eq!(l1.len(), 6);
     assert_eq!(l1.iter().map(|l| l.0).collect::<Vec<_>>(), l2.iter().map(|l| l.0).collect::<Vec<_>>());
-    let worst_loss = l1.iter().zip(&l2).map(|(a, b)| (a.1 - b.1).abs()).fold(0.0, f64::max);
+    let worst_loss = worst_loss_diff(&l1, &l2);
     let (worst_weight, which) = max_diff(&one_state, &r0, false)?;
     let (worst_momentum, which_m) = max_diff(&one_state, &r0, true)?;
     println!(
@@ -336,7 +345,7 @@ fn every_loss_trains_the_same_on_two_ranks_as_on_one() -> Result {
         assert_ranks_agree(&r0, &r1, loss);
         let (l1, l2) = (losses(&one)?, losses(&two)?);
         assert_eq!(l1.len(), 6, "{loss}");
-        let worst_loss = l1.iter().zip(&l2).map(|(a, b)| (a.1 - b.1).abs()).fold(0.0, f64::max);
+        let worst_loss = worst_loss_diff(&l1, &l2);
         let (worst_weight, which) = max_diff(&one_state, &r0, false)?;
         let loss = loss.replace('\n', "; ");
         println!("{loss}: 1 x 64 vs 2 x 32 after 6 steps: losses within {worst_loss:.1e}, variables {worst_weight:.1e} ({which})");
@@ -375,7 +384,7 @@ fn accumulated_micro_batches_train_as_the_whole_batch_on_one_and_two_ranks() -> 
     for (what, run, st) in [("1 process, 2 x 32", &acc, &accumulated), ("2 ranks, 2 x 16 each", &two, &r0)] {
         let (l1, l2) = (losses(&one)?, losses(run)?);
         assert_eq!(l1.len(), l2.len(), "{what}");
-        let worst_loss = l1.iter().zip(&l2).map(|(a, b)| (a.1 - b.1).abs()).fold(0.0, f64::max);
+        let worst_loss = worst_loss_diff(&l1, &l2);
         let (worst_weight, which) = max_diff(&whole, st, false)?;
         let (worst_momentum, which_m) = max_diff(&whole, st, true)?;
         println!("1 x 64 vs {what} accumulated, 6 steps: losses {worst_loss:.1e}, variables {worst_weight:.1e} ({which}), momentum {worst_momentum:.1e} ({which_m})");
@@ -507,11 +516,7 @@ fn sharded_heads_on_two_and_four_ranks_reproduce_one_process_and_reshard_on_resu
         ranks(TEST, 2, &env)?;
         let uninterrupted = checkpoint_state(&checkpoint::path(&tmp.path().join(format!("{name}_2")), 24))?;
         let resumed = checkpoint_state(&checkpoint::path(&on_two, 24))?;
-        assert_eq!(resumed.len(), uninterrupted.len());
-        for ((k, a), (k2, b)) in resumed.iter().zip(&uninterrupted) {
-            assert_eq!(k, k2);
-            assert!(a.equal(b), "{name}: {k} after resuming on the same 2 ranks differs from the uninterrupted run");
-        }
+        assert_same(&resumed, &uninterrupted, &format!("{name}, resumed on the same 2 ranks against the uninterrupted run"));
         // Resharding: the 2-rank run's checkpoint of step 12 resumed on 4 ranks, and the 4-rank
         // run's on one unsharded process, both end where the one-process run does.
         let (on_four, out) = (dir(format!("{name}_2_to_4"))?, dir(format!("{name}_2_to_4_out"))?);
@@ -548,12 +553,7 @@ fn overlapped_averaging_trains_the_same_model_as_averaging_after_backward() -> R
             finals.push((load(&out.join("rank0.safetensors"))?, losses(&run)?));
         }
         assert_eq!(finals[0].1, finals[1].1, "shard_head = {shard}: the logged losses");
-        let ((on, _), (off, _)) = (&finals[0], &finals[1]);
-        assert_eq!(on.len(), off.len());
-        for ((name, a), (other, b)) in on.iter().zip(off) {
-            assert_eq!(name, other);
-            assert!(a.equal(b), "shard_head = {shard}: {name} differs between overlap on and off");
-        }
+        assert_same(&finals[0].0, &finals[1].0, &format!("shard_head = {shard}, overlap on against off"));
     }
     Ok(())
 }
@@ -588,23 +588,18 @@ fn a_frozen_backbone_phase_trains_alike_on_two_ranks_with_and_without_overlap() 
             s.iter().filter(|(n, _)| n.starts_with("backbone.")).map(|(n, t)| (n.clone(), t.shallow_clone())).collect()
         };
         let (b_mid, b_one, b_end) = (backbone(&mid), backbone(&mid_one), backbone(&r0));
-        assert!(!b_mid.is_empty() && b_mid.len() == b_one.len());
-        for ((name, a), (_, b)) in b_mid.iter().zip(&b_one) {
-            assert!(a.equal(b), "overlap = {overlap}: {name} moved during the frozen phase");
-        }
+        assert!(!b_mid.is_empty());
+        assert_same(&b_mid, &b_one, &format!("overlap = {overlap}, the backbone at the frozen phase's end against its initial weights"));
         assert!(!mid.iter().any(|(n, _)| n.starts_with("momentum.backbone.")), "overlap = {overlap}: a frozen backbone built momentum");
         assert!(b_mid.iter().zip(&b_end).any(|((_, a), (_, b))| !a.equal(b)), "overlap = {overlap}: the backbone never thawed");
         finals.push((r0, losses(&run)?));
     }
     let ((on, on_losses), (off, off_losses)) = (&finals[0], &finals[1]);
     assert_eq!(on_losses, off_losses, "the logged losses differ between overlap on and off");
-    assert_eq!(on.len(), off.len());
-    for ((name, a), (_, b)) in on.iter().zip(off) {
-        assert!(a.equal(b), "{name} differs between overlap on and off");
-    }
+    assert_same(on, off, "frozen phase, overlap on against off");
     let l1 = losses(&one)?;
     assert_eq!(l1.len(), 6);
-    let worst_loss = l1.iter().zip(on_losses).map(|(a, b)| (a.1 - b.1).abs()).fold(0.0, f64::max);
+    let worst_loss = worst_loss_diff(&l1, on_losses);
     let (worst_weight, which) = max_diff(&one_state, on, false)?;
     let (worst_momentum, which_m) = max_diff(&one_state, on, true)?;
     println!("frozen 3 of 6 steps, 1 x 64 vs 2 x 32: losses {worst_loss:.1e}, variables {worst_weight:.1e} ({which}), momentum {worst_momentum:.1e} ({which_m})");
